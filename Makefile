@@ -1,0 +1,33 @@
+# Tollgate: everything runs from a local virtualenv that `make` creates on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall whenever the package metadata changes.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,redis]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/gateway up
+
+lint: $(STAMP)
+	$(BIN)/ruff check gateway admin tests bench
+	$(BIN)/ruff format --check gateway admin tests bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .data build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
