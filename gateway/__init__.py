@@ -1,0 +1,3 @@
+"""Tollgate: an authenticating reverse proxy for API tokens."""
+
+__version__ = "0.1.0"

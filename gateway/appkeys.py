@@ -1,0 +1,19 @@
+"""Every typed application and request key, and nothing else (no import cycles).
+
+Add keys here as features need them.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import ClientSession, web
+
+from .config import Settings
+from .metrics import GatewayMetrics
+from .store import Store
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+STORE = web.AppKey("store", Store)
+METRICS = web.AppKey("metrics", GatewayMetrics)
+CLIENT = web.AppKey("client", ClientSession)

@@ -1,0 +1,1 @@
+"""Tollgate's SQL migrations, applied in file-name order by ``gateway migrate``."""
