@@ -61,9 +61,7 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
             url, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT
         )
     except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as err:
-        raise ConfigError(
-            "DATABASE_URL", f"cannot connect to {mask_url(url)}: {_reason(err)}"
-        ) from None
+        raise _unreachable(url, err) from None
     assert pool is not None
     return pool
 
@@ -73,9 +71,7 @@ async def connect(url: str, **kwargs: Any) -> asyncpg.Connection:
     try:
         return await asyncpg.connect(url, timeout=CONNECT_TIMEOUT, **kwargs)
     except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as err:
-        raise ConfigError(
-            "DATABASE_URL", f"cannot connect to {mask_url(url)}: {_reason(err)}"
-        ) from None
+        raise _unreachable(url, err) from None
 
 
 def _unreachable(url: str, err: BaseException) -> ConfigError:
