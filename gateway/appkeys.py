@@ -5,6 +5,8 @@ Add keys here as features need them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import asyncpg
 from aiohttp import ClientSession, web
 
@@ -12,8 +14,12 @@ from .config import Settings
 from .metrics import GatewayMetrics
 from .store import Store
 
+if TYPE_CHECKING:  # lastused.py reads these keys: importing it here would be a cycle
+    from .lastused import LastUsed
+
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", GatewayMetrics)
 CLIENT = web.AppKey("client", ClientSession)
+LAST_USED: web.AppKey[LastUsed] = web.AppKey("last_used")
