@@ -1,0 +1,89 @@
+// The admin API client. The admin token lives in sessionStorage only: it survives a reload of
+// this tab, and is gone when the tab closes or the user signs out. Never localStorage or a cookie.
+
+const TOKEN_KEY = "tollgate.adminToken";
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export const session = {
+  get() {
+    return sessionStorage.getItem(TOKEN_KEY);
+  },
+  set(token) {
+    sessionStorage.setItem(TOKEN_KEY, token);
+  },
+  clear() {
+    sessionStorage.removeItem(TOKEN_KEY);
+  },
+};
+
+// Called when the API answers 401 to a signed-in request (the token was rotated server side).
+let onUnauthorized = () => {};
+export function setUnauthorizedHandler(handler) {
+  onUnauthorized = handler;
+}
+
+async function errorFrom(response) {
+  let code = "http_" + response.status;
+  let message = `The admin API answered ${response.status} ${response.statusText}.`.trim();
+  try {
+    const body = await response.json();
+    if (body && body.error && typeof body.error.message === "string") {
+      code = body.error.code || code;
+      message = body.error.message;
+    }
+  } catch {
+    // Not JSON (a proxy's error page, say): keep the generic sentence.
+  }
+  return new ApiError(response.status, code, message);
+}
+
+// One request. `token` overrides the session token (sign-in checks a candidate token).
+export async function request(method, path, { body, token } = {}) {
+  const bearer = token ?? session.get();
+  const headers = { Accept: "application/json" };
+  if (bearer) headers.Authorization = `Bearer ${bearer}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+      credentials: "omit",
+    });
+  } catch {
+    throw new ApiError(0, "network_error", "Could not reach the admin API. Check that it is running and try again.");
+  }
+  if (!response.ok) {
+    const error = await errorFrom(response);
+    if (response.status === 401 && token === undefined) onUnauthorized(error);
+    throw error;
+  }
+  return response.status === 204 ? null : response.json();
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  listProjects: (token) => request("GET", "/v1/projects", { token }),
+  createProject: (fields) => request("POST", "/v1/projects", { body: fields }),
+  getProject: (id) => request("GET", `/v1/projects/${enc(id)}`),
+  updateProject: (id, fields) => request("PATCH", `/v1/projects/${enc(id)}`, { body: fields }),
+  listTokens: (id, cursor, limit) => {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (cursor) query.set("cursor", cursor);
+    return request("GET", `/v1/projects/${enc(id)}/tokens?${query}`);
+  },
+  createToken: (id, fields) => request("POST", `/v1/projects/${enc(id)}/tokens`, { body: fields }),
+  revokeToken: (id, tokenId) =>
+    request("DELETE", `/v1/projects/${enc(id)}/tokens/${enc(tokenId)}`),
+};

@@ -1,0 +1,75 @@
+// Small DOM helpers shared by the views: lookups, error messages, busy buttons, dialogs.
+
+export const $ = (id) => document.getElementById(id);
+
+// Show an API error next to the control that caused it (an element with role="alert").
+export function showError(element, error) {
+  element.textContent = typeof error === "string" ? error : error.message;
+  element.hidden = false;
+}
+
+export function clearError(element) {
+  element.textContent = "";
+  element.hidden = true;
+}
+
+// Run `action` with `button` disabled, so a double click cannot send the request twice.
+export async function whileBusy(button, action) {
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+  try {
+    return await action();
+  } finally {
+    button.disabled = false;
+    button.removeAttribute("aria-busy");
+  }
+}
+
+// Open a modal dialog; when it closes (button, Escape or code), run `onClose` and give the
+// focus back to whatever opened it, or to `returnFocus()` when that element is gone.
+export function openDialog(dialog, { onClose, returnFocus } = {}) {
+  const opener = document.activeElement;
+  dialog.addEventListener(
+    "close",
+    () => {
+      if (onClose) onClose();
+      const target =
+        opener && opener.isConnected && opener !== document.body
+          ? opener
+          : returnFocus && returnFocus();
+      if (target && target.isConnected) target.focus();
+    },
+    { once: true },
+  );
+  dialog.showModal();
+}
+
+// Every [data-close] button closes its dialog.
+export function wireCloseButtons() {
+  for (const button of document.querySelectorAll("dialog [data-close]")) {
+    button.addEventListener("click", () => button.closest("dialog").close());
+  }
+}
+
+// The one visible view; the others are hidden. Returns the view's element.
+const VIEWS = ["view-signin", "view-projects", "view-project"];
+export function showView(id) {
+  for (const name of VIEWS) $(name).hidden = name !== id;
+  return $(id);
+}
+
+// Navigations bump this counter so a late answer for a page the user left is dropped.
+let generation = 0;
+export function nextGeneration() {
+  generation += 1;
+  return generation;
+}
+export function isCurrent(value) {
+  return value === generation;
+}
+
+// Move focus to a page's heading after a navigation, so screen readers announce the new page.
+export function focusHeading(heading) {
+  heading.setAttribute("tabindex", "-1");
+  heading.focus({ preventScroll: true });
+}

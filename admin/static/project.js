@@ -1,0 +1,103 @@
+// A project's page: the Settings section (name, rate limit) and the Access Tokens section.
+
+import { api } from "./api.js";
+import { timeElement } from "./format.js";
+import {
+  $,
+  clearError,
+  focusHeading,
+  isCurrent,
+  nextGeneration,
+  showError,
+  showView,
+  whileBusy,
+} from "./dom.js";
+import * as tokens from "./tokens.js";
+
+let current = null; // the project shown, as the API last returned it
+
+function fill(project) {
+  current = project;
+  document.title = `${project.name} · Tollgate admin`;
+  $("project-title").textContent = project.name;
+  $("project-crumb").textContent = project.name;
+  $("project-id").textContent = project.id;
+  $("project-created").replaceChildren(timeElement(project.created_at));
+  $("settings-name").value = project.name;
+  $("settings-rate").value = project.rate_limit ?? "";
+}
+
+export async function show(projectId, { focus = false } = {}) {
+  const generation = nextGeneration();
+  showView("view-project");
+  const error = $("project-error");
+  clearError(error);
+  $("settings-saved").textContent = "";
+  clearError($("settings-error"));
+  if (!current || current.id !== projectId) {
+    // Don't show the previous project's data while this one loads.
+    $("project-body").hidden = true;
+    $("project-title").textContent = "Loading…";
+    $("project-crumb").textContent = "";
+  }
+  let project;
+  try {
+    project = await api.getProject(projectId);
+  } catch (failure) {
+    if (!isCurrent(generation)) return;
+    $("project-body").hidden = true;
+    $("project-title").textContent = "Project";
+    showError(
+      error,
+      failure.status === 404 ? "This project does not exist (it may have been deleted)." : failure,
+    );
+    return;
+  }
+  if (!isCurrent(generation)) return;
+  fill(project);
+  $("project-body").hidden = false;
+  if (focus) focusHeading($("project-title"));
+  await tokens.load(project.id, () => isCurrent(generation));
+}
+
+// PATCH only what changed; an empty rate limit means the server default (null).
+function changes() {
+  const fields = {};
+  const name = $("settings-name").value.trim();
+  const rate = $("settings-rate").value.trim() || null;
+  if (name !== current.name) fields.name = name;
+  if (rate !== current.rate_limit) fields.rate_limit = rate;
+  return fields;
+}
+
+export function init() {
+  tokens.init(() => current);
+  const form = $("settings-form");
+  const error = $("settings-error");
+  const saved = $("settings-saved");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearError(error);
+    saved.textContent = "";
+    if (!current) return;
+    if (!$("settings-name").value.trim()) {
+      showError(error, "The project needs a name.");
+      $("settings-name").focus();
+      return;
+    }
+    const fields = changes();
+    if (Object.keys(fields).length === 0) {
+      saved.textContent = "Nothing to save.";
+      return;
+    }
+    try {
+      const project = await whileBusy(form.querySelector("button[type=submit]"), () =>
+        api.updateProject(current.id, fields),
+      );
+      fill(project);
+      saved.textContent = "Saved.";
+    } catch (failure) {
+      showError(error, failure);
+    }
+  });
+}

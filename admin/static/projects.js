@@ -1,0 +1,95 @@
+// The projects list and the "New project" dialog.
+
+import { api } from "./api.js";
+import { timeElement } from "./format.js";
+import {
+  $,
+  clearError,
+  focusHeading,
+  isCurrent,
+  nextGeneration,
+  openDialog,
+  showError,
+  showView,
+  whileBusy,
+} from "./dom.js";
+
+export function projectHref(id) {
+  return `#/projects/${encodeURIComponent(id)}`;
+}
+
+function projectItem(project) {
+  const item = document.createElement("li");
+  const link = document.createElement("a");
+  link.href = projectHref(project.id);
+  link.textContent = project.name;
+  link.className = "project-link";
+  const meta = document.createElement("p");
+  meta.className = "muted project-meta";
+  meta.append(
+    `Rate limit ${project.rate_limit ?? "default"} · created `,
+    timeElement(project.created_at),
+  );
+  item.append(link, meta);
+  return item;
+}
+
+export async function show({ focus = false } = {}) {
+  const generation = nextGeneration();
+  showView("view-projects");
+  document.title = "Projects · Tollgate admin";
+  if (focus) focusHeading($("projects-title"));
+  const list = $("projects-list");
+  const error = $("projects-error");
+  clearError(error);
+  let answer;
+  try {
+    answer = await api.listProjects();
+  } catch (failure) {
+    if (isCurrent(generation)) showError(error, failure);
+    return;
+  }
+  if (!isCurrent(generation)) return;
+  const projects = [...answer.projects].sort((a, b) =>
+    a.name.localeCompare(b.name, undefined, { sensitivity: "base" }),
+  );
+  list.replaceChildren(...projects.map(projectItem));
+  $("projects-empty").hidden = projects.length > 0;
+}
+
+export function init() {
+  const dialog = $("dialog-project");
+  const form = $("project-form");
+  const error = $("project-form-error");
+
+  $("new-project").addEventListener("click", () => {
+    form.reset();
+    clearError(error);
+    openDialog(dialog);
+  });
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearError(error);
+    const name = $("project-name").value.trim();
+    const rate = $("project-rate").value.trim();
+    if (!name) {
+      showError(error, "Give the project a name.");
+      $("project-name").focus();
+      return;
+    }
+    const fields = { name };
+    if (rate) fields.rate_limit = rate;
+    let project;
+    try {
+      project = await whileBusy(form.querySelector("button[type=submit]"), () =>
+        api.createProject(fields),
+      );
+    } catch (failure) {
+      showError(error, failure);
+      return;
+    }
+    dialog.close();
+    location.hash = projectHref(project.id);
+  });
+}
