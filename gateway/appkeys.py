@@ -16,6 +16,7 @@ from .store import Store
 
 if TYPE_CHECKING:  # lastused.py reads these keys: importing it here would be a cycle
     from .lastused import LastUsed
+    from .ratelimit import RateLimiter
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -23,3 +24,4 @@ STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", GatewayMetrics)
 CLIENT = web.AppKey("client", ClientSession)
 LAST_USED: web.AppKey[LastUsed] = web.AppKey("last_used")
+LIMITER: web.AppKey[RateLimiter] = web.AppKey("limiter")

@@ -1,21 +1,37 @@
 """Per-token rate limits with GCRA (generic cell rate algorithm).
 
-One timestamp per key, the theoretical arrival time (TAT): each request moves it
-one emission interval ``period / limit`` forward, and a request is admitted while
-the TAT stays within ``period`` of now, which allows a burst of ``limit``.
+One timestamp per key, the theoretical arrival time (TAT): each admitted request
+moves it one emission interval ``period / limit`` forward, and a request is admitted
+while the TAT stays within ``period`` of now, which allows a burst of ``limit``.
 
-Backends share one interface (as Kong's policies do): ``hit(key, rate)``.
+Time is counted in whole microseconds, and the TAT carries the fraction of a
+microsecond exactly (``frac / limit``): with floats, ``7/minute`` at an epoch-sized
+clock drifts enough to admit a request too many or too few at the boundary.
+
+Backends share one interface (as Kong's policies do): ``hit(key, rate)``. The
+``local`` one is here; the ``redis`` one lives in ``redislimit.py`` so that the
+optional ``redis`` package is imported only when it is chosen.
 """
 
 from __future__ import annotations
 
-import math
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from aiohttp import web
+
+from . import appkeys
+from .config import ConfigError, Settings
+from .metrics import GatewayMetrics
 from .rates import Rate
+
+log = logging.getLogger(__name__)
+
+US = 1_000_000  # microseconds per second
+DEFAULT_MAX_KEYS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,42 +60,110 @@ class RateLimiter(Protocol):
     async def close(self) -> None: ...
 
 
-def gcra(tat: float, now: float, rate: Rate) -> tuple[Decision, float]:
-    """One GCRA step: the decision and the new TAT (unchanged when refused)."""
-    interval = rate.period / rate.limit
-    start = max(tat, now)
-    new_tat = start + interval
-    if new_tat - now > rate.period + 1e-9:
-        retry = new_tat - now - rate.period
-        decision = Decision(False, rate.limit, 0, math.ceil(start - now), math.ceil(retry))
-        return decision, tat
-    remaining = int((rate.period - (new_tat - now)) / interval + 1e-9)
-    return Decision(True, rate.limit, remaining, math.ceil(new_tat - now), 0), new_tat
+@dataclass(frozen=True, slots=True)
+class Tat:
+    """A theoretical arrival time: ``us + frac / limit`` microseconds (``0 <= frac < limit``)."""
+
+    us: int
+    frac: int = 0
+
+    def after(self, now: int) -> bool:
+        return self.us > now or (self.us == now and self.frac > 0)
+
+
+def gcra(tat: Tat | None, now: int, rate: Rate) -> tuple[Decision, Tat]:
+    """One GCRA step at ``now`` (µs): the decision and the TAT to keep.
+
+    ``redislimit.SCRIPT`` is the same step in Lua; keep the two in step.
+    """
+    period = rate.period * US
+    # A TAT in the past carries no debt. A frac from an earlier, larger limit is clamped
+    # (an error below one microsecond, only when a project's limit changes).
+    start = Tat(tat.us, min(tat.frac, rate.limit - 1)) if tat and tat.after(now) else Tat(now)
+    step, rest = divmod(period, rate.limit)  # interval = step + rest / limit
+    carry, frac = divmod(start.frac + rest, rate.limit)
+    new = Tat(start.us + step + carry, frac)
+    ahead = new.us - now
+    if ahead < period or (ahead == period and new.frac == 0):
+        return decide(True, now, new, rate), new
+    return decide(False, now, start, rate), start
+
+
+def decide(allowed: bool, now: int, tat: Tat, rate: Rate) -> Decision:
+    """The headers' integers for a TAT kept after a decision at ``now`` (exact arithmetic)."""
+    interval = rate.period * US  # all in units of 1/limit µs: interval * limit = period
+    ahead = max(0, (tat.us - now) * rate.limit + tat.frac)
+    window = interval * rate.limit
+    second = US * rate.limit
+    reset = -(-ahead // second)
+    if allowed:
+        return Decision(True, rate.limit, max(0, (window - ahead) // interval), reset, 0)
+    retry_after = max(1, -(-(ahead + interval - window) // second))
+    return Decision(False, rate.limit, 0, reset, retry_after)
 
 
 class LocalLimiter:
-    """In-process GCRA; keys whose quota is full again are dropped (bounded memory)."""
+    """In-process GCRA with bounded memory.
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    Entries are kept in least-recently-hit order. Each hit drops up to two expired
+    entries from the old end, so an idle key is gone soon after every entry hit before
+    it has expired (within the longest period); ``max_keys`` caps memory regardless,
+    forgetting the least recently hit key (it gets a fresh burst).
+    """
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, max_keys: int = DEFAULT_MAX_KEYS
+    ) -> None:
         self._clock = clock
-        self._tats: dict[str, float] = {}
-        self._next_sweep = 0.0
+        self._max_keys = max_keys
+        self._tats: dict[str, Tat] = {}
+
+    def __len__(self) -> int:
+        return len(self._tats)
 
     async def hit(self, key: str, rate: Rate) -> Decision:
         return self.hit_now(key, rate)
 
     def hit_now(self, key: str, rate: Rate) -> Decision:
-        now = self._clock()
-        decision, tat = gcra(self._tats.get(key, now), now, rate)
-        self._tats[key] = tat
-        if now >= self._next_sweep:
-            self._sweep(now)
+        now = round(self._clock() * US)
+        decision, tat = gcra(self._tats.pop(key, None), now, rate)
+        self._tats[key] = tat  # re-inserted: now the most recently hit
+        self._drop_old(now)
         return decision
 
-    def _sweep(self, now: float) -> None:
-        # An entry whose TAT is in the past carries no state: a new key behaves the same.
-        self._tats = {key: tat for key, tat in self._tats.items() if tat > now}
-        self._next_sweep = now + 10.0
+    def _drop_old(self, now: int) -> None:
+        tats = self._tats
+        while len(tats) > self._max_keys:
+            del tats[next(iter(tats))]
+        for _ in range(2):
+            oldest = next(iter(tats))
+            if tats[oldest].after(now):
+                break  # the key just hit is always ahead of now, so tats never empties
+            del tats[oldest]
 
     async def close(self) -> None:
         self._tats.clear()
+
+
+def create_limiter(settings: Settings, metrics: GatewayMetrics | None = None) -> RateLimiter:
+    """The backend chosen by ``RATE_LIMIT_BACKEND``."""
+    if settings.rate_limit_backend == "local":
+        return LocalLimiter()
+    try:
+        from .redislimit import RedisLimiter
+    except ModuleNotFoundError as err:
+        if err.name is None or err.name.partition(".")[0] != "redis":
+            raise
+        raise ConfigError(
+            "RATE_LIMIT_BACKEND",
+            "redis needs the redis package: pip install 'tollgate[redis]'",
+        ) from None
+    return RedisLimiter.from_url(settings.redis_url, metrics=metrics)
+
+
+async def limiter_ctx(app: web.Application) -> AsyncIterator[None]:
+    """``cleanup_ctx``: the app's limiter (``appkeys.LIMITER``), closed at shutdown."""
+    limiter = create_limiter(app[appkeys.SETTINGS], app.get(appkeys.METRICS))
+    app[appkeys.LIMITER] = limiter
+    yield
+    await limiter.close()
