@@ -1,0 +1,212 @@
+"""Processes the benchmark starts: nginx (upstream and proxy), the bare proxy, the
+gateway, wrk. Every process is registered with a ``Processes`` stack and stopped
+when it closes, whatever happened."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+BENCH = Path(__file__).resolve().parent
+UPSTREAM_BODY = '{"ok":true,"from":"upstream"}'
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Processes:
+    """Started processes, stopped in reverse order by ``close()``."""
+
+    def __init__(self) -> None:
+        self._started: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        out: IO[bytes] = open(log, "ab")  # noqa: SIM115 (closed with the process)
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,  # our Ctrl-C reaches them through close(), in order
+        )
+        out.close()
+        self._started.append((name, proc))
+        return proc
+
+    def check(self) -> None:
+        for name, proc in self._started:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with status {proc.returncode}")
+
+    def close(self) -> None:
+        while self._started:
+            _name, proc = self._started.pop()
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL to the process group if it does not exit in time."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def wait_http(
+    url: str,
+    *,
+    deadline: float,
+    headers: Mapping[str, str] | None = None,
+    procs: Processes | None = None,
+    want: int = 200,
+) -> None:
+    """Poll ``url`` until it answers ``want``; RuntimeError past ``deadline`` (monotonic)."""
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if procs is not None:
+            procs.check()
+        try:
+            status = http_status(url, headers)
+        except OSError as err:
+            last = str(err)
+        else:
+            if status == want:
+                return
+            last = f"status {status}"
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready: {last}")
+
+
+def http_status(url: str, headers: Mapping[str, str] | None = None) -> int:
+    request = urllib.request.Request(url, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            response.read()
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as err:
+        err.read()
+        return err.code
+
+
+# ------------------------------------------------------------------ nginx
+
+
+def nginx_conf(prefix: Path, *, port: int, workers: int, upstream_port: int | None) -> str:
+    """A private nginx config: an upstream answering 200, or a keep-alive reverse proxy."""
+    if upstream_port is None:
+        location = f"default_type application/json;\n            return 200 '{UPSTREAM_BODY}';"
+        upstream_block = ""
+    else:
+        location = (
+            "proxy_pass http://backend;\n"
+            "            proxy_http_version 1.1;\n"
+            '            proxy_set_header Connection "";'
+        )
+        upstream_block = (
+            f"upstream backend {{ server 127.0.0.1:{upstream_port}; keepalive 128;"
+            " keepalive_requests 1000000; }"
+        )
+    user = "user root;" if os.geteuid() == 0 else ""
+    temp = "\n    ".join(
+        f"{kind}_temp_path {prefix}/tmp_{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""
+{user}
+worker_processes {workers};
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    {temp}
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    {upstream_block}
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        location / {{
+            {location}
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(
+    procs: Processes,
+    name: str,
+    root: Path,
+    *,
+    nginx: str,
+    port: int,
+    workers: int,
+    upstream_port: int | None = None,
+) -> None:
+    prefix = root / name
+    prefix.mkdir()
+    conf = prefix / "nginx.conf"
+    conf.write_text(nginx_conf(prefix, port=port, workers=workers, upstream_port=upstream_port))
+    argv = [nginx, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
+    procs.start(name, argv, log=prefix / "stdout.log")
+
+
+# ------------------------------------------------------------------ wrk
+
+
+def wrk(
+    wrk_bin: str,
+    url: str,
+    *,
+    connections: int,
+    seconds: float,
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """One wrk run (one thread); its summary with ``rps`` added."""
+    argv = [
+        wrk_bin,
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "2s",
+        "-s",
+        str(BENCH / "report.lua"),
+    ]
+    for key, value in (headers or {}).items():
+        argv += ["-H", f"{key}: {value}"]
+    argv.append(url)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
+    for line in done.stdout.splitlines():
+        if line.startswith("JSON "):
+            result: dict[str, Any] = json.loads(line[5:])
+            result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+            return result
+    raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout}")

@@ -1,0 +1,266 @@
+"""Turns the benchmark's raw rounds into the Markdown report (medians and ratios)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import subprocess
+from collections.abc import Callable
+from statistics import median
+from typing import Any
+
+TARGETS = [
+    ("direct", "direct upstream (no proxy)"),
+    ("nginx", "A nginx reverse proxy"),
+    ("bare", "B bare aiohttp+uvloop proxy"),
+    ("gateway", "C Tollgate gateway"),
+]
+
+
+def pct(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, -(-len(sorted_values) * p // 100))
+    return sorted_values[int(rank) - 1]
+
+
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _version(argv: list[str], pattern: str) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=5, check=False)
+    except OSError:
+        return "?"
+    match = re.search(pattern, done.stdout + done.stderr)
+    return match[1] if match else "?"
+
+
+def machine_info(nginx: str) -> dict[str, Any]:
+    import aiohttp
+
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "aiohttp": aiohttp.__version__,
+        "nginx": _version([nginx, "-v"], r"nginx/(\S+)"),
+        "wrk": _version(["wrk", "--version"], r"wrk (\S+)"),
+        "load_before": loadavg(),
+    }
+
+
+def ms(us: float) -> str:
+    return f"{us / 1000:.2f}"
+
+
+def med(rounds: list[dict[str, Any]], get: Callable[[dict[str, Any]], float]) -> float:
+    return median(get(r) for r in rounds)
+
+
+def per_round(
+    rounds: list[dict[str, Any]], get: Callable[[dict[str, Any]], float], fmt: str
+) -> str:
+    return ", ".join(format(get(r), fmt) for r in rounds)
+
+
+def verdict(value: float, target: float, higher_is_better: bool) -> str:
+    ok = value >= target if higher_is_better else value <= target
+    return "met" if ok else "**missed**"
+
+
+def render(
+    results: dict[str, Any],
+    machine: dict[str, Any],
+    workers: int,
+    connections: int,
+    seconds: float,
+    skipped: str | None,
+) -> str:
+    rounds: list[dict[str, Any]] = results["rounds"]
+    m = machine
+    out = [
+        "# Tollgate benchmark",
+        "",
+        f"{m['date']} · {m['nproc']} cores · {m['cpu']} · Linux {m['kernel']} · "
+        f"Python {m['python']} · aiohttp {m['aiohttp']} · nginx {m['nginx']} · wrk {m['wrk']}",
+        f"Load average before {m['load_before']}, after {m.get('load_after', '?')}; "
+        f"run took {m.get('elapsed_s', '?')} s.",
+        "",
+        f"Each proxy runs {workers} worker processes; the upstream is one nginx worker answering "
+        f"200 with a 29-byte body. wrk uses one thread: -c{connections} for {seconds:g} s after a "
+        f"warm-up, then -c1 for {seconds:g} s. Figures are medians of {len(rounds)} interleaved "
+        "rounds (per-round values in brackets where they matter). Latencies in ms.",
+        "",
+    ]
+    if skipped:
+        out += [f"Gateway not measured: {skipped}.", ""]
+    out += _proxy_table(rounds, connections)
+    out += _ratios(rounds)
+    if "gateway" in rounds[0]:
+        out += _new_tokens(results, rounds)
+        out += _rejections(rounds)
+    return "\n".join(out) + "\n"
+
+
+def _proxy_table(rounds: list[dict[str, Any]], c: int) -> list[str]:
+    out = [
+        "## Proxying a 200",
+        "",
+        f"| target | rps (c{c}) | p50 (c{c}) | p99 (c{c}) | p50 (c1) | p99 (c1) "
+        "| added p50 (c1) | added p99 (c1) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, label in TARGETS:
+        if key not in rounds[0]:
+            continue
+
+        def get(r: dict[str, Any], part: str, field: str, key: str = key) -> float:
+            value: float = r[key][part][field]
+            return value
+
+        if key == "direct":
+            added = "—", "—"
+        else:
+            added = tuple(
+                ms(
+                    med(
+                        rounds,
+                        lambda r, f=f, key=key: r[key]["single"][f] - r["direct"]["single"][f],
+                    )
+                )
+                for f in ("p50_us", "p99_us")
+            )
+        out.append(
+            f"| {label} | {med(rounds, lambda r: get(r, 'load', 'rps')):,.0f} "
+            f"| {ms(med(rounds, lambda r: get(r, 'load', 'p50_us')))} "
+            f"| {ms(med(rounds, lambda r: get(r, 'load', 'p99_us')))} "
+            f"| {ms(med(rounds, lambda r: get(r, 'single', 'p50_us')))} "
+            f"| {ms(med(rounds, lambda r: get(r, 'single', 'p99_us')))} "
+            f"| {added[0]} | {added[1]} |"
+        )
+    errors = [
+        f"{key} round {i + 1}: {r[key]['load']['non2xx']} non-2xx"
+        for i, r in enumerate(rounds)
+        for key, _ in TARGETS
+        if key in r and r[key]["load"]["non2xx"]
+    ]
+    out += ["", *(f"Warning: {e}" for e in errors), ""] if errors else [""]
+    return out
+
+
+def _ratio_row(
+    rounds: list[dict[str, Any]], name: str, num: str, den: str, target: float | None
+) -> str:
+    def get(r: dict[str, Any]) -> float:
+        value: float = r[num]["load"]["rps"] / r[den]["load"]["rps"]
+        return value
+
+    value = med(rounds, get)
+    goal = f"≥ {target:.2f} ({verdict(value, target, True)})" if target else "reference"
+    return f"| {name} | {per_round(rounds, get, '.3f')} | **{value:.3f}** | {goal} |"
+
+
+def _ratios(rounds: list[dict[str, Any]]) -> list[str]:
+    out = [
+        "## Ratios and targets",
+        "",
+        "| measure | per round | median | target |",
+        "|---|---|---:|---|",
+    ]
+    has_gateway = "gateway" in rounds[0]
+    if has_gateway:
+        out.append(_ratio_row(rounds, "gateway / bare rps", "gateway", "bare", 0.95))
+        out.append(_ratio_row(rounds, "gateway / nginx rps", "gateway", "nginx", 0.20))
+    out.append(_ratio_row(rounds, "bare / nginx rps", "bare", "nginx", None))
+    if has_gateway:
+        for field, limit in (("p50_us", 0.35), ("p99_us", 1.0)):
+
+            def added(r: dict[str, Any], f: str = field) -> float:
+                value: float = (r["gateway"]["single"][f] - r["direct"]["single"][f]) / 1000
+                return value
+
+            value = med(rounds, added)
+            out.append(
+                f"| gateway added latency, c1 {field[:3]} (ms) | {per_round(rounds, added, '.3f')} "
+                f"| **{value:.3f}** | ≤ {limit} ({verdict(value, limit, False)}) |"
+            )
+    return [*out, ""]
+
+
+def _new_tokens(results: dict[str, Any], rounds: list[dict[str, Any]]) -> list[str]:
+    first = sorted(results["first_use"]["latencies_ms"])
+    cached = med(rounds, lambda r: r["gateway"]["single"]["p50_us"]) / 1000
+    out = [
+        "## New tokens (the argon2 miss path)",
+        "",
+        f"First use of {len(first)} fresh tokens, one after the other: "
+        f"p50 {pct(first, 50):.1f} ms, p99 {pct(first, 99):.1f} ms, max {first[-1]:.1f} ms "
+        f"(statuses {results['first_use']['statuses']}); a cached token: p50 {cached:.2f} ms.",
+        "",
+        "Cached requests while a separate client sends the first use of a new token 20 times a "
+        "second (open loop):",
+        "",
+        "| cached load | p99 alone | p99 with new tokens | rise per round | median rise "
+        "| target | first uses p50 / p99 | first-use statuses |",
+        "|---|---:|---:|---|---:|---|---|---|",
+    ]
+    for conc in rounds[0]["new_tokens"]:
+
+        def part(r: dict[str, Any], which: str, c: str = conc) -> float:
+            value: float = r["new_tokens"][c][which]["p99_us"] / 1000
+            return value
+
+        def rise(r: dict[str, Any]) -> float:
+            return part(r, "loaded") - part(r, "base")
+
+        value = med(rounds, rise)
+        lat = sorted(x for r in rounds for x in r["new_tokens"][conc]["first_uses"]["latencies_ms"])
+        statuses: dict[str, int] = {}
+        for r in rounds:
+            for k, v in r["new_tokens"][conc]["first_uses"]["statuses"].items():
+                statuses[k] = statuses.get(k, 0) + v
+        out.append(
+            f"| wrk -c{conc} | {med(rounds, lambda r: part(r, 'base')):.2f} "
+            f"| {med(rounds, lambda r: part(r, 'loaded')):.2f} "
+            f"| {per_round(rounds, rise, '+.2f')} | **{value:+.2f}** "
+            f"| ≤ 2 ms ({verdict(value, 2.0, False)}) "
+            f"| {pct(lat, 50):.1f} / {pct(lat, 99):.1f} | {statuses} |"
+        )
+    return [*out, ""]
+
+
+def _rejections(rounds: list[dict[str, Any]]) -> list[str]:
+    out = [
+        "## Rejections",
+        "",
+        "| answer | rps | non-2xx / requests (last round) | vs proxied rps (per round) "
+        "| median | target |",
+        "|---|---:|---|---|---:|---|",
+    ]
+    for key, label in (("401", "401 (real token id, wrong secret)"), ("429", "429 (rate limited)")):
+
+        def ratio(r: dict[str, Any], k: str = key) -> float:
+            value: float = r[k]["rps"] / r["gateway"]["load"]["rps"]
+            return value
+
+        value = med(rounds, ratio)
+        last = rounds[-1][key]
+        out.append(
+            f"| {label} | {med(rounds, lambda r, k=key: r[k]['rps']):,.0f} "
+            f"| {last['non2xx']} / {last['requests']} | {per_round(rounds, ratio, '.2f')} "
+            f"| **{value:.2f}×** | ≥ 2× ({verdict(value, 2.0, True)}) |"
+        )
+    return [*out, ""]

@@ -1,0 +1,404 @@
+"""Tollgate benchmark: the gateway against nginx and a bare aiohttp proxy.
+
+    make bench                         # or: .venv/bin/python bench/run.py [--rounds 3 ...]
+
+Starts one nginx upstream answering 200 with a small JSON body, then, interleaved
+round after round (direct, A, B, C, A, B, C, ...):
+  A  nginx as a reverse proxy (the ceiling for a proxy on this machine),
+  B  bench/bare_proxy.py, the smallest aiohttp + uvloop proxy (the framework's ceiling),
+  C  ``gateway serve`` with auth, rate limit (set high), metrics and the access log on,
+all with the same number of worker processes. Also measures first uses of fresh tokens
+(the argon2 miss path), cached latency while 20 new tokens a second arrive, and the
+throughput of 401 and 429 answers. Writes bench/results/latest.md and prints it.
+Needs wrk and nginx (``apt-get install wrk nginx``); exits 2 without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+
+import procs  # noqa: E402
+import report  # noqa: E402
+from procs import Processes, free_port, wait_http, wrk  # noqa: E402
+
+NEW_TOKENS_PER_SECOND = 20
+FIRST_USE_TOKENS = 50
+NEW_TOKEN_CONCURRENCY = (1, 10)
+
+
+@dataclass
+class Target:
+    key: str
+    label: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Options:
+    rounds: int
+    seconds: float
+    warmup: float
+    connections: int
+    workers: int
+    gateway: bool
+    wrk: str
+    nginx: str
+    time_limit: int
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark Tollgate against nginx and a bare aiohttp proxy."
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each wrk run")
+    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up before each target")
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections (load)")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 2, help="workers per proxy (cores)"
+    )
+    parser.add_argument("--no-gateway", action="store_true", help="only nginx and bare proxy")
+    parser.add_argument("--time-limit", type=int, default=1200, help="abort after this (s)")
+    parser.add_argument("--output", type=Path, default=BENCH / "results" / "latest.md")
+    return parser.parse_args(argv)
+
+
+def find_tools() -> tuple[str, str] | None:
+    wrk_bin = shutil.which("wrk")
+    nginx_bin = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+    if wrk_bin and nginx_bin:
+        return wrk_bin, nginx_bin
+    missing = " and ".join(n for n, b in (("wrk", wrk_bin), ("nginx", nginx_bin)) if not b)
+    print(
+        f"bench: {missing} not found. Install them (Debian/Ubuntu):\n"
+        "    sudo apt-get install wrk nginx\n"
+        "(the system nginx service is not needed: "
+        "`sudo systemctl disable --now nginx`)",
+        file=sys.stderr,
+    )
+    return None
+
+
+def gateway_available() -> str | None:
+    """Why the gateway cannot be benchmarked yet, or None."""
+    try:
+        import gateway.server  # noqa: F401
+    except ImportError as err:
+        return f"gateway serve is not available ({err})"
+    return None
+
+
+class Timeout(Exception):
+    pass
+
+
+@contextmanager
+def time_limit(seconds: int) -> Iterator[None]:
+    """Bound the whole run; SIGTERM also ends it through the normal cleanup."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise Timeout(f"benchmark exceeded its time limit of {seconds} s")
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, expire), signal.signal(signal.SIGTERM, terminate)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+
+
+class Bench:
+    def __init__(self, opts: Options, root: Path, procs_: Processes) -> None:
+        self.opts = opts
+        self.root = root
+        self.procs = procs_
+        self.upstream_port = free_port()
+        self.direct = Target("direct", "direct upstream", f"http://127.0.0.1:{self.upstream_port}/")
+        self.targets: list[Target] = []
+        self.tokens: Any = None
+        self.gateway_url = ""
+        self.gateway_log: Path | None = None
+        self.cleanups: list[Callable[[], None]] = []
+        self.fresh: Iterator[str] = iter(())
+        self.per_run = 0
+
+    # ------------------------------------------------------------ setup
+
+    def start_upstream_and_proxies(self) -> None:
+        o = self.opts
+        deadline = time.monotonic() + 30
+        # One upstream worker: it only answers a constant, and leaves the cores to the proxies.
+        procs.start_nginx(
+            self.procs, "upstream", self.root, nginx=o.nginx, port=self.upstream_port, workers=1
+        )
+        wait_http(self.direct.url, deadline=deadline, procs=self.procs)
+        nginx_port, bare_port = free_port(), free_port()
+        procs.start_nginx(
+            self.procs,
+            "nginx-proxy",
+            self.root,
+            nginx=o.nginx,
+            port=nginx_port,
+            workers=o.workers,
+            upstream_port=self.upstream_port,
+        )
+        bare = [
+            sys.executable,
+            str(BENCH / "bare_proxy.py"),
+            "--port",
+            str(bare_port),
+            "--upstream",
+            f"http://127.0.0.1:{self.upstream_port}",
+            "--workers",
+            str(o.workers),
+        ]
+        self.procs.start("bare proxy", bare, log=self.root / "bare.log")
+        a = Target("nginx", "A nginx proxy", f"http://127.0.0.1:{nginx_port}/")
+        b = Target("bare", "B bare aiohttp proxy", f"http://127.0.0.1:{bare_port}/")
+        for target in (a, b):
+            wait_http(target.url, deadline=deadline, procs=self.procs)
+        self.targets += [a, b]
+
+    def start_gateway(self) -> None:
+        from fixture import create_tokens, open_database
+
+        from gateway.config import Settings
+
+        o = self.opts
+        port, metrics_port = free_port(), free_port()
+        env = dict(os.environ)
+        env.update(
+            UPSTREAM_URL=f"http://127.0.0.1:{self.upstream_port}",
+            GATEWAY_HOST="127.0.0.1",
+            GATEWAY_PORT=str(port),
+            GATEWAY_METRICS_PORT=str(metrics_port),
+            GATEWAY_WORKERS=str(o.workers),
+            GATEWAY_DATA_DIR=str(self.root / "data"),
+            RATE_LIMIT="100000000/second",  # high enough never to trigger on the cached token
+            LOG_FORMAT="json",
+        )
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        database = open_database(env, self.root / "data")
+        self.cleanups.append(database.drop)
+        env["DATABASE_URL"] = database.url
+        settings = Settings.from_env(env)
+        per_run = round(NEW_TOKENS_PER_SECOND * (o.seconds + 1)) + 5
+        fresh = FIRST_USE_TOKENS + o.rounds * len(NEW_TOKEN_CONCURRENCY) * per_run
+        started = time.monotonic()
+        self.tokens = create_tokens(database.url, settings, fresh)
+        print(f"  {fresh + 3} tokens created in {time.monotonic() - started:.1f} s", flush=True)
+        self.fresh = iter(self.tokens.fresh)
+        self.per_run = per_run
+
+        self.gateway_log = self.root / "gateway.log"
+        gateway_bin = Path(sys.executable).with_name("gateway")
+        argv = [str(gateway_bin)] if gateway_bin.exists() else [sys.executable, "-m", "gateway"]
+        self.procs.start("gateway", [*argv, "serve"], log=self.gateway_log, env=env)
+        self.gateway_url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 60
+        try:
+            wait_http(
+                f"http://127.0.0.1:{metrics_port}/healthz", deadline=deadline, procs=self.procs
+            )
+            auth = {"Authorization": f"Bearer {self.tokens.cached}"}
+            wait_http(self.gateway_url, deadline=deadline, headers=auth, procs=self.procs)
+        except RuntimeError:
+            print(tail(self.gateway_log), file=sys.stderr)
+            raise
+        self.targets.append(Target("gateway", "C Tollgate gateway", self.gateway_url, auth))
+
+    # ------------------------------------------------------------ measuring
+
+    def run_wrk(
+        self, target: Target, connections: int, seconds: float | None = None
+    ) -> dict[str, Any]:
+        self.procs.check()
+        return wrk(
+            self.opts.wrk,
+            target.url,
+            connections=connections,
+            seconds=self.opts.seconds if seconds is None else seconds,
+            headers=target.headers,
+        )
+
+    def measure(self, target: Target) -> dict[str, Any]:
+        o = self.opts
+        if o.warmup > 0:
+            self.run_wrk(target, o.connections, o.warmup)
+        load = self.run_wrk(target, o.connections)
+        single = self.run_wrk(target, 1)
+        print(
+            f"  {target.label:<24} {load['rps']:>9.0f} rps  c1 p50 {single['p50_us'] / 1000:.3f} ms"
+            f"  p99 {single['p99_us'] / 1000:.3f} ms"
+            + (f"  non-2xx {load['non2xx']}" if load["non2xx"] else ""),
+            flush=True,
+        )
+        return {"load": load, "single": single}
+
+    def rejection(self, label: str, token: str) -> dict[str, Any]:
+        target = Target(label, label, self.gateway_url, {"Authorization": f"Bearer {token}"})
+        self.run_wrk(target, self.opts.connections, self.opts.warmup or 1)
+        result = self.run_wrk(target, self.opts.connections)
+        print(
+            f"  {label:<24} {result['rps']:>9.0f} rps  (non-2xx {result['non2xx']}"
+            f" of {result['requests']})",
+            flush=True,
+        )
+        return result
+
+    def new_token_load(self, connections: int) -> dict[str, Any]:
+        """Cached requests (wrk -c N) alone, then while fresh tokens arrive at 20/s."""
+        gateway = self.targets[-1]
+        base = self.run_wrk(gateway, connections)
+        batch = [next(self.fresh) for _ in range(self.per_run)]
+        loaded, firsts = self.with_first_uses(
+            batch, lambda: self.run_wrk(gateway, connections), NEW_TOKENS_PER_SECOND
+        )
+        print(
+            f"  cached c{connections:<3} p99 {base['p99_us'] / 1000:.3f} ms alone,"
+            f" {loaded['p99_us'] / 1000:.3f} ms with {NEW_TOKENS_PER_SECOND} new tokens/s"
+            f" (statuses {firsts['statuses']})",
+            flush=True,
+        )
+        return {"base": base, "loaded": loaded, "first_uses": firsts}
+
+    def with_first_uses(
+        self, batch: list[str], during: Callable[[], dict[str, Any]], rate: float
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        path = self.root / "fresh.txt"
+        path.write_text("\n".join(batch) + "\n")
+        argv = [
+            sys.executable,
+            str(BENCH / "firstuse.py"),
+            "--url",
+            self.gateway_url,
+            "--tokens",
+            str(path),
+            "--rate",
+            str(rate),
+            "--seconds",
+            str(self.opts.seconds + 0.5),
+        ]
+        loader = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        try:
+            time.sleep(0.5)  # let the loader reach its steady rate before wrk starts
+            result = during()
+            out, _ = loader.communicate(timeout=self.opts.seconds + 30)
+        finally:
+            if loader.poll() is None:
+                loader.kill()
+                loader.wait()
+        return result, json.loads(out)
+
+    def first_use_serial(self) -> dict[str, Any]:
+        batch = [next(self.fresh) for _ in range(FIRST_USE_TOKENS)]
+        _, firsts = self.with_first_uses(batch, lambda: {}, 0)
+        lat = sorted(firsts["latencies_ms"])
+        print(
+            f"  first use of {len(lat)} fresh tokens: p50 {report.pct(lat, 50):.1f} ms"
+            f"  p99 {report.pct(lat, 99):.1f} ms  statuses {firsts['statuses']}",
+            flush=True,
+        )
+        return firsts
+
+    def run(self) -> dict[str, Any]:
+        rounds: list[dict[str, Any]] = []
+        for number in range(1, self.opts.rounds + 1):
+            print(f"round {number}/{self.opts.rounds}", flush=True)
+            row: dict[str, Any] = {"direct": self.measure(self.direct)}
+            for target in self.targets:
+                row[target.key] = self.measure(target)
+            if self.gateway_url:
+                row["401"] = self.rejection("401 wrong secret", self.tokens.wrong_secret)
+                row["429"] = self.rejection("429 rate limited", self.tokens.limited)
+                row["new_tokens"] = {str(c): self.new_token_load(c) for c in NEW_TOKEN_CONCURRENCY}
+            rounds.append(row)
+        result: dict[str, Any] = {"rounds": rounds}
+        if self.gateway_url:
+            result["first_use"] = self.first_use_serial()
+        return result
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    tools = find_tools()
+    if tools is None:
+        return 2
+    skip = "not requested" if args.no_gateway else gateway_available()
+    opts = Options(
+        rounds=args.rounds,
+        seconds=args.seconds,
+        warmup=args.warmup,
+        connections=args.connections,
+        workers=args.workers,
+        gateway=skip is None,
+        wrk=tools[0],
+        nginx=tools[1],
+        time_limit=args.time_limit,
+    )
+    if skip:
+        print(f"bench: skipping the gateway: {skip}", file=sys.stderr)
+    machine = report.machine_info(opts.nginx)
+    started = time.monotonic()
+    processes = Processes()
+    with tempfile.TemporaryDirectory(prefix="tollgate-bench-") as tmp:
+        bench = Bench(opts, Path(tmp), processes)
+        try:
+            with time_limit(opts.time_limit):
+                bench.start_upstream_and_proxies()
+                if opts.gateway:
+                    bench.start_gateway()
+                results = bench.run()
+        except (RuntimeError, Timeout, KeyboardInterrupt) as err:
+            print(f"bench: aborted: {err or type(err).__name__}", file=sys.stderr)
+            return 1
+        finally:
+            processes.close()
+            for cleanup in reversed(bench.cleanups):
+                cleanup()
+    machine["elapsed_s"] = round(time.monotonic() - started)
+    machine["load_after"] = report.loadavg()
+    text = report.render(results, machine, opts.workers, opts.connections, opts.seconds, skip)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    args.output.with_suffix(".json").write_text(
+        json.dumps({"machine": machine, "results": results}, indent=1)
+    )
+    print()
+    print(text)
+    print(f"(written to {args.output})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
