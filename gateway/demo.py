@@ -74,14 +74,18 @@ def create_app() -> web.Application:
     return app
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m gateway.demo",
         description="Tollgate's demo upstream: answers every request with a JSON echo of it.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=9000, help="listen port (default 9000)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     web.run_app(create_app(), host=args.host, port=args.port, access_log=None, print=None)
     return 0
 
