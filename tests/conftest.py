@@ -8,6 +8,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -96,3 +97,14 @@ async def pg_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 def store(pg_pool: asyncpg.Pool) -> Store:
     return Store(pg_pool)
+
+
+ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture
+async def admin_client(settings: Settings, pg_pool: asyncpg.Pool, aiohttp_client: Any) -> Any:
+    """The admin app on a real HTTP server, sending the admin token by default."""
+    from admin.app import create_app
+
+    return await aiohttp_client(create_app(settings), headers=ADMIN_AUTH)

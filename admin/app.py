@@ -1,0 +1,66 @@
+"""The admin app: ``create_app(settings)`` builds it, with no I/O in the factory.
+
+The database pool opens in ``cleanup_ctx`` (and closes after the last request), so the
+app can run under ``admin serve`` or inside another event loop (``gateway up``) with
+``web.AppRunner``. ``settings.database_url`` must already be resolved
+(``gateway.db.database_url``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from gateway import db
+from gateway.appkeys import POOL, SETTINGS, STORE
+from gateway.config import ConfigError, Settings
+from gateway.errors import error_middleware
+from gateway.store import Store
+
+from . import api, console, openapi
+from .auth import admin_auth
+from .keys import ADMIN_METRICS, HASHER, OPENAPI
+from .metrics import AdminMetrics, metrics_middleware
+from .tokens import hasher_for
+from .validation import MAX_BODY
+
+POOL_SIZE = 5
+
+
+def create_app(settings: Settings) -> web.Application:
+    if settings.database_url is None:
+        raise ConfigError("DATABASE_URL", "must be resolved before the admin app is built")
+    metrics = AdminMetrics(CollectorRegistry())
+    app = web.Application(
+        # Metrics outermost so they count the final status, errors rendered next,
+        # and only then the admin bearer check.
+        middlewares=[
+            metrics_middleware(metrics),
+            error_middleware,
+            admin_auth(settings.require_admin_token()),
+        ],
+        client_max_size=MAX_BODY,
+    )
+    app[SETTINGS] = settings
+    app[ADMIN_METRICS] = metrics
+    app[HASHER] = hasher_for(settings)
+    app[OPENAPI] = openapi.document()
+    app.cleanup_ctx.append(_database)
+    app.on_response_prepare.append(console.security_headers)
+    api.add_routes(app.router)
+    console.add_routes(app)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    url = app[SETTINGS].database_url
+    assert url is not None  # checked by create_app
+    pool = await db.create_pool(url, min_size=1, max_size=POOL_SIZE)
+    app[POOL] = pool
+    app[STORE] = Store(pool)
+    try:
+        yield
+    finally:
+        await pool.close()

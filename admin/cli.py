@@ -1,0 +1,225 @@
+"""The ``admin`` command: ``serve`` the admin API, or manage projects and tokens from a shell.
+
+The project and token commands work straight on the database through the same use
+cases as the HTTP API, so a revoke here reaches every gateway exactly as one made
+over HTTP. Output is a readable table, or the API's JSON with ``--json``. Errors go
+to stderr: exit status 1 when something is not found, 2 for usage and configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from gateway import db
+from gateway.cli import Command, Parser, add_settings_flags, apply_migrations, run, subcommand
+from gateway.config import Settings
+from gateway.errors import BadRequest, TollgateError
+from gateway.store import Project, Store, TokenInfo
+
+from . import projects, tokens
+from .views import project_view, token_view
+
+T = TypeVar("T")
+
+EXIT_NOT_FOUND = 1
+EXIT_USAGE = 2
+
+
+# ---------------------------------------------------------------- running a use case
+
+
+async def _on_database(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
+    url = db.database_url(settings)
+    # Idempotent and cheap when up to date; it lets the CLI bootstrap a fresh database.
+    await apply_migrations(dataclasses.replace(settings, database_url=url))
+    pool = await db.create_pool(url, min_size=1, max_size=2)
+    try:
+        return await work(Store(pool))
+    finally:
+        await pool.close()
+
+
+def _use_case(work: Callable[[Settings, argparse.Namespace, Store], Awaitable[int]]) -> Command:
+    """A command running ``work`` on the database; use-case errors become exit statuses."""
+
+    def command(settings: Settings, args: argparse.Namespace) -> int:
+        try:
+            return asyncio.run(_on_database(settings, lambda store: work(settings, args, store)))
+        except TollgateError as err:
+            print(f"admin: {err.message}", file=sys.stderr)
+            return EXIT_USAGE if isinstance(err, BadRequest) else EXIT_NOT_FOUND
+
+    return command
+
+
+# ---------------------------------------------------------------- output
+
+
+def _clean(value: object) -> str:
+    """A table cell: control characters (a newline in a name) must not break the layout."""
+    text = "" if value is None else str(value)
+    return "".join(c if c.isprintable() else " " for c in text)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [list(headers)] + [[_clean(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _project_rows(found: Sequence[Project]) -> str:
+    rows = [
+        (v["id"], v["name"], v["rate_limit"] or "default", v["created_at"])
+        for v in map(project_view, found)
+    ]
+    return _table(("ID", "NAME", "RATE LIMIT", "CREATED"), rows)
+
+
+def _token_rows(found: Sequence[TokenInfo], prefix: str) -> str:
+    rows = [
+        (
+            v["id"],
+            v["status"],
+            v["description"],
+            v["created_at"],
+            v["expires_at"] or "never",
+            v["last_used_at"] or "never",
+        )
+        for v in (token_view(info, prefix) for info in found)
+    ]
+    return _table(("ID", "STATUS", "DESCRIPTION", "CREATED", "EXPIRES", "LAST USED"), rows)
+
+
+# ---------------------------------------------------------------- commands
+
+
+async def _projects_create(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    project = await projects.create(store, name=args.name, rate_limit=args.project_rate_limit)
+    if args.json:
+        _print_json(project_view(project))
+    else:
+        print(_project_rows([project]))
+    return 0
+
+
+async def _projects_list(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    found = await projects.list_all(store)
+    if args.json:
+        _print_json({"projects": [project_view(p) for p in found]})
+    else:
+        print(_project_rows(found) if found else "no projects yet")
+    return 0
+
+
+async def _tokens_create(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    issued = await tokens.issue(
+        store,
+        tokens.hasher_for(settings),
+        settings.token_prefix,
+        args.project,
+        description=args.description,
+        expires_in=args.expires_in,
+    )
+    if args.json:
+        _print_json({**token_view(issued.info, settings.token_prefix), "token": issued.token})
+    else:
+        print(_token_rows([issued.info], settings.token_prefix))
+        print(f"\ntoken: {issued.token}")
+        print("This is the only time the token is shown: store it now.", file=sys.stderr)
+    return 0
+
+
+async def _tokens_list(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    found = await tokens.list_all(store, args.project)
+    if args.json:
+        _print_json({"tokens": [token_view(t, settings.token_prefix) for t in found]})
+    else:
+        print(_token_rows(found, settings.token_prefix) if found else "no tokens yet")
+    return 0
+
+
+async def _tokens_revoke(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    await tokens.revoke(store, args.project, args.token)
+    if args.json:
+        _print_json({"id": args.token, "project_id": args.project, "revoked": True})
+    else:
+        print(f"revoked token {args.token}; it stops working on every gateway now")
+    return 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from .server import serve
+
+    return serve(settings, migrate=not args.no_migrate)
+
+
+# ---------------------------------------------------------------- the parser
+
+
+def _data_command(
+    subparsers: Any, name: str, work: Callable[..., Awaitable[int]], help: str
+) -> argparse.ArgumentParser:
+    # "resolve": a command's own option (projects create --rate-limit) takes the place of
+    # the setting flag of the same name; that setting has no meaning for the command.
+    sub: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=help, description=help, conflict_handler="resolve"
+    )
+    add_settings_flags(sub)
+    sub.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    sub.set_defaults(command=_use_case(work))
+    return sub
+
+
+def _group(subparsers: Any, name: str, help: str) -> Any:
+    parser = subparsers.add_parser(name, help=help, description=help)
+    parser.set_defaults(command=None)
+    return parser.add_subparsers(title="commands", parser_class=Parser)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="admin", description="Tollgate administration.")
+    commands = parser.add_subparsers(title="commands", parser_class=Parser)
+    subcommand(commands, "serve", _serve, "run the admin API", migrate_flag=True)
+
+    group = _group(commands, "projects", "create and list projects")
+    create = _data_command(group, "create", _projects_create, "create a project")
+    create.add_argument("--name", required=True, help="1-200 characters")
+    create.add_argument(
+        "--rate-limit",
+        dest="project_rate_limit",
+        metavar="N/UNIT",
+        help="the project's limit per token, e.g. 100/second (default: the gateway's RATE_LIMIT)",
+    )
+    _data_command(group, "list", _projects_list, "list projects, newest first")
+
+    group = _group(commands, "tokens", "issue, list and revoke a project's tokens")
+    create = _data_command(group, "create", _tokens_create, "issue a token (shown once)")
+    create.add_argument("--project", required=True, metavar="PROJECT_ID")
+    create.add_argument(
+        "--expires-in",
+        default=tokens.DEFAULT_PRESET,
+        metavar="PRESET",
+        help=f"one of {', '.join(tokens.PRESETS)} (default {tokens.DEFAULT_PRESET})",
+    )
+    create.add_argument("--description", default="", help="up to 200 characters")
+    listing = _data_command(group, "list", _tokens_list, "list a project's tokens, newest first")
+    listing.add_argument("--project", required=True, metavar="PROJECT_ID")
+    revoke = _data_command(group, "revoke", _tokens_revoke, "revoke a token at once")
+    revoke.add_argument("--project", required=True, metavar="PROJECT_ID")
+    revoke.add_argument("--token", required=True, metavar="TOKEN_ID")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run("admin", build_parser(), argv)

@@ -1,0 +1,69 @@
+"""Project use cases, shared by the HTTP API and the command line."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from gateway.errors import NotFound
+from gateway.store import UNSET, Project, Store, _Unset
+from gateway.tokens import is_token_id
+
+from . import validation
+
+NAME_MAX: Final = 200
+
+
+def check_name(name: str) -> str:
+    name = validation.text("name", name, min_len=1, max_len=NAME_MAX)
+    if not name.strip():
+        raise validation.field_error("invalid_value", "name", "must not be blank")
+    return name
+
+
+def not_found() -> NotFound:
+    # The id is not echoed back: it is client input and may be anything.
+    return NotFound("project not found", code="project_not_found")
+
+
+async def create(store: Store, *, name: str, rate_limit: str | None = None) -> Project:
+    return await store.create_project(
+        check_name(name), validation.rate_limit("rate_limit", rate_limit)
+    )
+
+
+async def list_all(store: Store) -> list[Project]:
+    """Every project, newest first (as token listings are)."""
+    return list(reversed(await store.list_projects()))
+
+
+async def get(store: Store, project_id: str) -> Project:
+    project = await store.get_project(project_id) if is_token_id(project_id) else None
+    if project is None:
+        raise not_found()
+    return project
+
+
+async def update(
+    store: Store,
+    project_id: str,
+    *,
+    name: str | _Unset = UNSET,
+    rate_limit: str | _Unset | None = UNSET,
+) -> Project:
+    """Rename or change the rate limit; gateways hear of a new limit at once."""
+    if not isinstance(name, _Unset):
+        name = check_name(name)
+    if not isinstance(rate_limit, _Unset):
+        rate_limit = validation.rate_limit("rate_limit", rate_limit)
+    if not is_token_id(project_id):
+        raise not_found()
+    project = await store.update_project(project_id, name=name, rate_limit=rate_limit)
+    if project is None:
+        raise not_found()
+    return project
+
+
+async def delete(store: Store, project_id: str) -> None:
+    """Delete a project and its tokens; they stop working on every gateway at once."""
+    if not is_token_id(project_id) or not await store.delete_project(project_id):
+        raise not_found()
