@@ -1,0 +1,250 @@
+"""``gateway serve``: check, migrate, then supervise the worker processes.
+
+Everything that can be a configuration mistake happens first, in this process and
+before any worker exists, so it ends with one line and exit status 2: the upstream
+URL, the database (the embedded server starts here and stays owned by this process),
+migrations, and both ports.
+
+Then ``GATEWAY_WORKERS`` processes are *spawned* (fresh interpreters: nothing of this
+process's event loop, database handle or prometheus state is inherited); each runs
+:mod:`gateway.worker`. This process serves ``/metrics``, ``/healthz`` and ``/readyz``
+on ``GATEWAY_METRICS_PORT`` (:mod:`gateway.monitor`).
+
+SIGTERM or SIGINT stops every worker gracefully (each flushes its last-used times)
+and exits 0. A worker that dies unexpectedly is replaced, up to :data:`MAX_RESTARTS`
+times in :data:`RESTART_WINDOW` seconds; beyond that, or if a worker exits with the
+configuration status 2 (nothing a restart can fix), everything stops and the exit
+status is non-zero, so a service manager sees the failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+
+from aiohttp import web
+
+from . import db, worker, workerstatus
+from .cli import EXIT_USAGE
+from .config import ConfigError, Settings
+from .migrate import migrate as apply_migrations
+
+log = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+EXIT_FAILED = 1
+# Workers get SHUTDOWN_TIMEOUT for in-flight requests, then flush; past this, SIGKILL.
+SHUTDOWN_GRACE = worker.SHUTDOWN_TIMEOUT + 20.0
+MAX_RESTARTS = 5
+RESTART_WINDOW = 60.0
+
+
+def serve(settings: Settings, *, migrate: bool) -> int:
+    settings.require_upstream()
+    if settings.metrics_port == settings.gateway_port != 0:
+        raise ConfigError("GATEWAY_METRICS_PORT", "must differ from GATEWAY_PORT")
+    url = db.database_url(settings)
+    asyncio.run(_prepare_database(url, migrate=migrate))
+    port = _check_port(settings.gateway_host, settings.gateway_port)
+    settings = dataclasses.replace(settings, database_url=url, gateway_port=port)
+    with _runtime_dir() as run_dir:
+        return asyncio.run(Supervisor(settings, run_dir).run())
+
+
+async def _prepare_database(url: str, *, migrate: bool) -> None:
+    conn = await db.connect(url)  # ConfigError when unreachable
+    try:
+        if migrate:
+            applied = await apply_migrations(conn)
+            if applied:
+                log.info("applied %d migration(s): %s", len(applied), ", ".join(applied))
+    finally:
+        await conn.close()
+
+
+def _check_port(host: str, port: int) -> int:
+    """Fail now if the proxy port is taken; a port of 0 becomes one free port for all workers."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(address)
+            bound: int = sock.getsockname()[1]
+            return bound
+    except (OSError, socket.gaierror) as err:
+        raise ConfigError(
+            "GATEWAY_PORT", f"cannot listen on {host}:{port}: {err.strerror or err}"
+        ) from None
+
+
+@contextlib.contextmanager
+def _runtime_dir() -> Iterator[Path]:
+    """A fresh directory for this run: worker metrics (multiprocess mode) and statuses.
+
+    The variable is set here, in the parent, so every spawned worker inherits it
+    before prometheus-client is imported there.
+    """
+    root = Path(tempfile.mkdtemp(prefix="tollgate-"))
+    (root / "metrics").mkdir()
+    (root / "workers").mkdir()
+    previous = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = str(root / "metrics")
+    try:
+        yield root
+    finally:
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class Supervisor:
+    """Starts the workers, replaces crashed ones, stops them all on a signal."""
+
+    def __init__(self, settings: Settings, run_dir: Path) -> None:
+        self._settings = settings
+        self._metrics_dir = run_dir / "metrics"
+        self._status_dir = run_dir / "workers"
+        self._spawn_context = multiprocessing.get_context("spawn")
+        self._workers: dict[int, BaseProcess] = {}
+        self._exits: dict[int, asyncio.Future[int | None]] = {}
+        self._restarts: collections.deque[float] = collections.deque()
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self._exit_code = 0
+
+    async def run(self) -> int:
+        from .monitor import DatabaseCheck, Monitor
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        assert self._settings.database_url is not None
+        database = DatabaseCheck(self._settings.database_url)
+        monitor = Monitor(
+            metrics_dir=self._metrics_dir,
+            status_dir=self._status_dir,
+            expected=self._settings.gateway_workers,
+            workers=lambda: list(self._workers),
+            database=database,
+        )
+        runner = web.AppRunner(monitor.app(), access_log=None)
+        await runner.setup()
+        try:
+            await self._listen(runner)
+            for _ in range(self._settings.gateway_workers):
+                self._spawn()
+            await self._stop.wait()
+        finally:
+            code = await self._shutdown()
+            await runner.cleanup()
+            await database.close()
+        return code
+
+    async def _listen(self, runner: web.AppRunner) -> None:
+        host, port = self._settings.gateway_host, self._settings.metrics_port
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as err:
+            raise ConfigError(
+                "GATEWAY_METRICS_PORT", f"cannot listen on {host}:{port}: {err.strerror}"
+            ) from None
+        log.info(
+            "gateway serving on http://%s:%d with %d worker(s); metrics and health on %s",
+            host,
+            self._settings.gateway_port,
+            self._settings.gateway_workers,
+            site.name,
+        )
+
+    def _spawn(self) -> None:
+        process = self._spawn_context.Process(
+            target=worker.main,
+            args=(self._settings, str(self._status_dir)),
+            name="gateway-worker",
+            # Daemonic: if this process ever dies of an exception, multiprocessing's exit
+            # handler still terminates the workers.
+            daemon=True,
+        )
+        process.start()
+        assert process.pid is not None
+        self._workers[process.pid] = process
+        self._exits[process.pid] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().add_reader(process.sentinel, self._exited, process)
+
+    def _exited(self, process: BaseProcess) -> None:
+        asyncio.get_running_loop().remove_reader(process.sentinel)
+        process.join()  # already over: reaps it and sets exitcode
+        pid, code = process.pid, process.exitcode
+        assert pid is not None
+        del self._workers[pid]
+        workerstatus.remove(self._status_dir, pid)
+        _mark_process_dead(pid, self._metrics_dir)
+        self._exits.pop(pid).set_result(code)
+        if self._stopping:
+            return
+        if code == EXIT_USAGE:  # the worker printed the one-line reason; a restart cannot help
+            self._fail(EXIT_USAGE)
+        elif self._restart_allowed():
+            log.error("worker %d exited unexpectedly (status %s); starting another", pid, code)
+            self._spawn()
+        else:
+            log.error(
+                "worker %d exited unexpectedly (status %s), %d restarts in %ds: stopping",
+                pid,
+                code,
+                MAX_RESTARTS,
+                RESTART_WINDOW,
+            )
+            self._fail(EXIT_FAILED)
+
+    def _restart_allowed(self) -> bool:
+        now = time.monotonic()
+        while self._restarts and now - self._restarts[0] > RESTART_WINDOW:
+            self._restarts.popleft()
+        if len(self._restarts) >= MAX_RESTARTS:
+            return False
+        self._restarts.append(now)
+        return True
+
+    def _fail(self, code: int) -> None:
+        self._exit_code = code
+        self._stop.set()
+
+    async def _shutdown(self) -> int:
+        self._stopping = True
+        for process in self._workers.values():
+            process.terminate()
+        exits = list(self._exits.values())
+        if not exits:
+            return self._exit_code
+        _, late = await asyncio.wait(exits, timeout=SHUTDOWN_GRACE)
+        if late:
+            log.error("%d worker(s) did not stop within %ss: killed", len(late), SHUTDOWN_GRACE)
+            for process in self._workers.values():
+                process.kill()
+            await asyncio.wait(exits)
+            return self._exit_code or EXIT_FAILED
+        return self._exit_code
+
+
+def _mark_process_dead(pid: int, metrics_dir: Path) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid, str(metrics_dir))  # type: ignore[no-untyped-call]

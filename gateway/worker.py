@@ -1,0 +1,88 @@
+"""One proxy worker process, started by ``gateway serve`` (see server.py).
+
+Each worker runs the app from :func:`gateway.app.create_app` on uvloop, listening on
+``GATEWAY_PORT`` with ``SO_REUSEPORT`` so the kernel spreads connections over the
+workers. SIGTERM stops it gracefully: the listener closes, in-flight requests get
+:data:`SHUTDOWN_TIMEOUT` seconds, then the app's cleanup contexts run (the last-used
+flush among them). SIGINT is ignored: a terminal's Ctrl-C reaches the whole process
+group, and the parent turns it into SIGTERM for every worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import uvloop
+from aiohttp import web
+
+from . import workerstatus
+from .cli import EXIT_USAGE, setup_logging
+from .config import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT = 10.0
+
+
+def main(settings: Settings, status_dir: str) -> None:
+    """Process entry point (``multiprocessing`` spawn target)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    setup_logging()
+    try:
+        uvloop.run(_serve(settings, Path(status_dir), os.getppid()))
+    except ConfigError as err:
+        print(f"gateway: {err}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+async def _serve(settings: Settings, status_dir: Path, parent: int) -> None:
+    from .app import create_app
+
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    try:
+        await _listen(runner, settings)
+        heartbeat = asyncio.create_task(_heartbeat(app, status_dir, parent, stop))
+        await stop.wait()
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
+        # No longer "serving" for /healthz while requests drain.
+        workerstatus.remove(status_dir)
+    finally:
+        await runner.cleanup()
+
+
+async def _listen(runner: web.AppRunner, settings: Settings) -> None:
+    site = web.TCPSite(
+        runner, settings.gateway_host, settings.gateway_port, reuse_port=True, backlog=1024
+    )
+    try:
+        await site.start()
+    except OSError as err:
+        where = f"{settings.gateway_host}:{settings.gateway_port}"
+        raise ConfigError("GATEWAY_PORT", f"cannot listen on {where}: {err.strerror}") from None
+
+
+async def _heartbeat(
+    app: web.Application, status_dir: Path, parent: int, stop: asyncio.Event
+) -> None:
+    from .app import is_ready
+
+    while True:
+        if os.getppid() != parent:
+            # The parent died without stopping us (SIGKILL): do not hold the port forever.
+            log.error("gateway parent process is gone; worker %d stops", os.getpid())
+            stop.set()
+            return
+        workerstatus.write(status_dir, ready=is_ready(app))
+        await asyncio.sleep(workerstatus.HEARTBEAT)
