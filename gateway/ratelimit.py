@@ -86,7 +86,7 @@ def gcra(tat: Tat | None, now: int, rate: Rate) -> tuple[Decision, Tat]:
     ahead = new.us - now
     if ahead < period or (ahead == period and new.frac == 0):
         return decide(True, now, new, rate), new
-    return decide(False, now, start, rate), start
+    return decide(False, now, start, rate), tat or start  # a refusal changes nothing
 
 
 def decide(allowed: bool, now: int, tat: Tat, rate: Rate) -> Decision:

@@ -18,6 +18,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -111,14 +112,8 @@ class RedisLimiter:
         self._outage: _Outage | None = None
 
     @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        timeout: float = SOCKET_TIMEOUT,
-        metrics: GatewayMetrics | None = None,
-        prefix: str = PREFIX,
-    ) -> RedisLimiter:
+    def from_url(cls, url: str, *, timeout: float = SOCKET_TIMEOUT, **options: Any) -> RedisLimiter:
+        """A limiter on its own client for ``url``; ``options`` as for the constructor."""
         client = Redis.from_url(
             url,
             socket_timeout=timeout,
@@ -127,7 +122,7 @@ class RedisLimiter:
             # retried: the script may have run, and the request would count twice.
             retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
         )
-        return cls(client, name=mask_url(url), metrics=metrics, prefix=prefix)
+        return cls(client, name=mask_url(url), **options)
 
     @property
     def degraded(self) -> bool:
