@@ -71,14 +71,23 @@ class Tat:
         return self.us > now or (self.us == now and self.frac > 0)
 
 
+def bucket(key: str, rate: Rate) -> str:
+    """Where ``key``'s state under ``rate`` is kept.
+
+    The rate is part of it, so a changed project limit starts a new, full quota at
+    once (the old bucket simply expires), rather than carrying a debt counted in the
+    old limit's intervals.
+    """
+    return f"{key}:{rate.limit}/{rate.period}"
+
+
 def gcra(tat: Tat | None, now: int, rate: Rate) -> tuple[Decision, Tat]:
     """One GCRA step at ``now`` (µs): the decision and the TAT to keep.
 
     ``redislimit.SCRIPT`` is the same step in Lua; keep the two in step.
     """
     period = rate.period * US
-    # A TAT in the past carries no debt. A frac from an earlier, larger limit is clamped
-    # (an error below one microsecond, only when a project's limit changes).
+    # A TAT in the past carries no debt. A frac out of range (a damaged value) is clamped.
     start = Tat(tat.us, min(tat.frac, rate.limit - 1)) if tat and tat.after(now) else Tat(now)
     step, rest = divmod(period, rate.limit)  # interval = step + rest / limit
     carry, frac = divmod(start.frac + rest, rate.limit)
@@ -126,6 +135,7 @@ class LocalLimiter:
 
     def hit_now(self, key: str, rate: Rate) -> Decision:
         now = round(self._clock() * US)
+        key = bucket(key, rate)
         decision, tat = gcra(self._tats.pop(key, None), now, rate)
         self._tats[key] = tat  # re-inserted: now the most recently hit
         self._drop_old(now)

@@ -1,4 +1,4 @@
-"""The ``redis`` rate-limit backend: one GCRA bucket per token, shared by every instance.
+"""The ``redis`` rate-limit backend: GCRA buckets shared by every gateway instance.
 
 Each hit is one round trip: ``EVALSHA`` of :data:`SCRIPT` (``EVAL`` once after a
 ``NOSCRIPT``, which also caches it on the server). The script reads the server's
@@ -27,7 +27,7 @@ from redis.exceptions import ConnectionError, NoScriptError, RedisError
 
 from .config import mask_url
 from .metrics import GatewayMetrics
-from .ratelimit import US, Decision, LocalLimiter, Tat, decide
+from .ratelimit import US, Decision, LocalLimiter, Tat, bucket, decide
 from .rates import Rate
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ class RedisLimiter:
         return decision
 
     async def _shared_hit(self, key: str, rate: Rate) -> Decision:
-        args = (self._prefix + key, rate.limit, rate.period * US)
+        args = (self._prefix + bucket(key, rate), rate.limit, rate.period * US)
         try:
             reply = await self._client.evalsha(self._sha, 1, *args)
         except NoScriptError:  # a restarted or flushed Redis: EVAL runs and caches it

@@ -133,15 +133,19 @@ def test_tokens_have_separate_buckets() -> None:
     assert [d.allowed for d in burst(limiter, "b", rate, 3)] == [True, True, False]
 
 
-def test_a_lowered_limit_applies_to_the_debt_already_built() -> None:
+def test_a_changed_limit_starts_a_new_quota_at_once() -> None:
     limiter = LocalLimiter(Clock())
-    burst(limiter, "token", parse_rate("10/minute"), 5)  # 30 s of a 60 s window used
-    assert [d.allowed for d in burst(limiter, "token", parse_rate("3/minute"), 2)] == [
-        True,  # 30 s + 20 s <= 60 s
+    assert [d.allowed for d in burst(limiter, "token", parse_rate("3/minute"), 4)] == [
+        True,
+        True,
+        True,
         False,
     ]
-    # Raised: the 10 s left of the 50 s debt hold 83 intervals of 0.12 s.
-    assert sum(d.allowed for d in burst(limiter, "token", parse_rate("500/minute"), 100)) == 83
+    raised = burst(limiter, "token", parse_rate("10/minute"), 11)
+    assert [d.allowed for d in raised] == [True] * 10 + [False]
+    assert raised[0].headers()["RateLimit-Limit"] == "10"
+    lowered = burst(limiter, "token", parse_rate("2/minute"), 3)
+    assert [d.allowed for d in lowered] == [True, True, False]
 
 
 def test_idle_keys_expire() -> None:
