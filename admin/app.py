@@ -8,15 +8,18 @@ app can run under ``admin serve`` or inside another event loop (``gateway up``) 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 
 from gateway import db
 from gateway.appkeys import POOL, SETTINGS, STORE
 from gateway.config import ConfigError, Settings
-from gateway.errors import error_middleware
+from gateway.errors import ServiceUnavailable, error_middleware
 from gateway.store import Store
 
 from . import api, console, openapi
@@ -26,7 +29,18 @@ from .metrics import AdminMetrics, metrics_middleware
 from .tokens import hasher_for
 from .validation import MAX_BODY
 
+log = logging.getLogger(__name__)
+
 POOL_SIZE = 5
+
+# The database went away (network, restart, overload): a 503 to retry, not a 500.
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -40,6 +54,7 @@ def create_app(settings: Settings) -> web.Application:
             metrics_middleware(metrics),
             error_middleware,
             admin_auth(settings.require_admin_token()),
+            database_unavailable,
         ],
         client_max_size=MAX_BODY,
     )
@@ -52,6 +67,15 @@ def create_app(settings: Settings) -> web.Application:
     api.add_routes(app.router)
     console.add_routes(app)
     return app
+
+
+@web.middleware
+async def database_unavailable(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except _UNAVAILABLE as err:
+        log.warning("database unavailable on %s %s: %r", request.method, request.path, err)
+        raise ServiceUnavailable("the database is not answering; retry later") from None
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
