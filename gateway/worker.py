@@ -51,6 +51,7 @@ async def _serve(settings: Settings, status_dir: Path, parent: int) -> None:
     await runner.setup()
     try:
         await _listen(runner, settings)
+        log.info("worker %d accepting connections", os.getpid())
         heartbeat = asyncio.create_task(_heartbeat(app, status_dir, parent, stop))
         await stop.wait()
         heartbeat.cancel()

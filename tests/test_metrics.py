@@ -1,0 +1,144 @@
+"""``/metrics`` of a real ``gateway serve``: summed over workers, labels as SPEC §6 says."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from prometheus_client.multiprocess import MultiProcessCollector
+from pytest_aiohttp import AiohttpServer
+
+from gateway.store import Store
+from gateway.tokens import Token, generate, parse
+from tests.gatewayproc import (
+    GatewayProcess,
+    echo_app,
+    families_and_labels,
+    issue_token,
+    running_gateway,
+    sample,
+    scrape,
+)
+
+PROXIED = {"outcome": "proxied"}
+
+# SPEC §6, written out here so the test checks the contract, not the code.
+OUTCOMES = {
+    "proxied",
+    "unauthenticated",
+    "invalid_request",
+    "invalid_token",
+    "expired_token",
+    "rate_limited",
+    "upstream_error",
+    "upstream_timeout",
+    "unavailable",
+}
+ALLOWED_LABELS: dict[str, dict[str, set[str]]] = {
+    "gateway_requests": {"outcome": OUTCOMES},
+    "gateway_request_duration_seconds": {"outcome": OUTCOMES},
+    "gateway_token_cache": {"result": {"hit", "miss", "negative"}},
+    "gateway_token_verifications": {"result": {"valid", "invalid"}},
+    "gateway_last_used_flushes": {"result": {"ok", "error"}},
+}
+
+
+@pytest.fixture
+async def serve_env(environ: dict[str, str], aiohttp_server: AiohttpServer) -> dict[str, str]:
+    upstream: TestServer = await aiohttp_server(echo_app())
+    return {**environ, "UPSTREAM_URL": str(upstream.make_url("/")), "GATEWAY_WORKERS": "2"}
+
+
+async def send(gateway: GatewayProcess, count: int, authorization: str | None) -> list[int]:
+    """``count`` requests, each on a new connection so the kernel spreads them over workers."""
+    headers = {} if authorization is None else {"Authorization": authorization}
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(i: int) -> int:
+            async with session.get(f"{gateway.url}/r/{i}", headers=headers) as resp:
+                await resp.read()
+                return resp.status
+
+        return [await one(i) for i in range(count)]
+
+
+def proxied_per_worker(gateway: GatewayProcess) -> list[float]:
+    """Each worker's own count, read from its multiprocess file."""
+    [run_dir] = gateway.runtime_dirs()
+    counts = []
+    for path in sorted((run_dir / "metrics").glob("counter_*.db")):
+        merged = MultiProcessCollector.merge([str(path)])
+        counts.append(
+            sum(
+                s.value
+                for metric in merged
+                for s in metric.samples
+                if s.name == "gateway_requests_total" and s.labels == PROXIED
+            )
+        )
+    return counts
+
+
+async def test_two_workers_sum_to_exactly_the_requests_sent(
+    serve_env: dict[str, str], store: Store, tmp_path: Path
+) -> None:
+    raw, _ = await issue_token(store)
+    async with running_gateway(serve_env, tmp_path) as (gateway, session):
+        before = sample(await scrape(session, gateway), "gateway_requests_total", PROXIED)
+        statuses = await send(gateway, 60, f"Bearer {raw}")
+        assert statuses == [200] * 60
+
+        after = sample(await scrape(session, gateway), "gateway_requests_total", PROXIED)
+        assert after - before == 60
+        per_worker = proxied_per_worker(gateway)
+        assert len(per_worker) == 2 and all(n > 0 for n in per_worker), per_worker
+
+
+async def test_no_label_carries_a_token_token_id_or_project_id(
+    serve_env: dict[str, str], store: Store, tmp_path: Path
+) -> None:
+    raw, token_id = await issue_token(store)
+    valid = parse(raw, "tg")
+    assert valid is not None
+    wrong_secret = str(Token(valid.prefix, valid.id, generate("tg").secret))
+    unknown = str(generate("tg"))
+    project_id = (await store.list_projects())[0].id
+
+    async with running_gateway(serve_env, tmp_path) as (gateway, session):
+        await send(gateway, 3, f"Bearer {raw}")
+        await send(gateway, 2, f"Bearer {wrong_secret}")
+        await send(gateway, 2, f"Bearer {unknown}")
+        await send(gateway, 1, "Bearer")
+        await send(gateway, 1, None)
+        exposition = await until_flushed(session, gateway)
+
+    for secret in (raw, valid.secret, wrong_secret, unknown, token_id, project_id):
+        assert secret not in exposition
+    for family_name, labels in families_and_labels(exposition).items():
+        allowed = ALLOWED_LABELS.get(family_name, {})
+        for name, values in labels.items():
+            assert name in allowed, f"{family_name} has an unexpected label {name}"
+            assert values <= allowed[name], f"{family_name}{{{name}}}: {values - allowed[name]}"
+    # The traffic above really was counted, under the SPEC's outcome names.
+    assert sample(exposition, "gateway_requests_total", PROXIED) == 3
+    assert sample(exposition, "gateway_requests_total", {"outcome": "invalid_token"}) == 4
+    assert sample(exposition, "gateway_requests_total", {"outcome": "invalid_request"}) == 1
+    assert sample(exposition, "gateway_requests_total", {"outcome": "unauthenticated"}) == 1
+
+
+async def until_flushed(session: aiohttp.ClientSession, gateway: GatewayProcess) -> str:
+    """The exposition once last-used times were written (a flush every 0.05 s here)."""
+    deadline = time.monotonic() + 30
+    while True:
+        exposition = await scrape(session, gateway)
+        flushed = sample(exposition, "gateway_last_used_flushes_total", {"result": "ok"})
+        pending = sample(exposition, "gateway_last_used_pending")
+        if flushed >= 1 and pending == 0:
+            return exposition
+        assert time.monotonic() < deadline, "last-used times never flushed"
+        await asyncio.sleep(0.05)
