@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError, NoScriptError, RedisError
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 PREFIX = "tollgate:rl:"
 # Redis answers in well under a millisecond; a stalled one must not stall requests.
 SOCKET_TIMEOUT = 0.5
+MAX_CONNECTIONS = 64  # per process; a hit holds one for a round trip
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 5.0
 
@@ -110,19 +111,24 @@ class RedisLimiter:
         self._backoff_first, self._backoff_max = backoff
         self._sha = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
         self._outage: _Outage | None = None
+        self._generation = 0  # counts outage starts and ends
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = SOCKET_TIMEOUT, **options: Any) -> RedisLimiter:
         """A limiter on its own client for ``url``; ``options`` as for the constructor."""
-        client = Redis.from_url(
+        pool = BlockingConnectionPool.from_url(
             url,
+            # A burst of requests waits for a pooled connection rather than failing
+            # ("Too many connections" would look like an outage).
+            max_connections=MAX_CONNECTIONS,
+            timeout=timeout * 2,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             # A stale pooled connection is retried once on a fresh one. A timeout is not
             # retried: the script may have run, and the request would count twice.
             retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
         )
-        return cls(client, name=mask_url(url), **options)
+        return cls(Redis.from_pool(pool), name=mask_url(url), **options)
 
     @property
     def degraded(self) -> bool:
@@ -130,15 +136,19 @@ class RedisLimiter:
         return self._outage is not None
 
     async def hit(self, key: str, rate: Rate) -> Decision:
-        probe = self._outage is not None
-        if self._outage is not None and not self._outage.may_retry(self._clock()):
+        # The outage state a request saw when it started: answers of requests that
+        # started under an earlier state (in flight when Redis broke or came back)
+        # neither start nor end an outage, so the log says it once.
+        generation, outage = self._generation, self._outage
+        if outage is not None and not outage.may_retry(self._clock()):
             return self._fall_back(key, rate)
         try:
             decision = await self._shared_hit(key, rate)
         except (RedisError, OSError) as err:  # OSError includes the builtin TimeoutError
-            self._failed(err, probe)
+            if generation == self._generation:
+                self._failed(err)
             return self._fall_back(key, rate)
-        if self._outage is not None:
+        if outage is not None and generation == self._generation:
             self._recovered()
         return decision
 
@@ -158,23 +168,25 @@ class RedisLimiter:
             self._outage.fallbacks += 1
         return self._fallback.hit_now(key, rate)
 
-    def _failed(self, err: Exception, probe: bool) -> None:
+    def _failed(self, err: Exception) -> None:
         now = self._clock()
-        if self._outage is None:
-            self._outage = _Outage(now, self._backoff_first)
-            log.warning(
-                "rate limits: %s failed (%s: %s); limiting per process until it answers",
-                self._name,
-                type(err).__name__,
-                err,
-            )
-        elif probe:  # requests already in flight when it broke are the same outage
+        if self._outage is not None:  # a probe failed: wait longer before the next one
             self._outage.backoff = min(self._outage.backoff * 2, self._backoff_max)
             self._outage.retry_at = now + self._outage.backoff
+            return
+        self._outage = _Outage(now, self._backoff_first)
+        self._generation += 1
+        log.warning(
+            "rate limits: %s failed (%s: %s); limiting per process until it answers",
+            self._name,
+            type(err).__name__,
+            err,
+        )
 
     def _recovered(self) -> None:
         assert self._outage is not None
         outage, self._outage = self._outage, None
+        self._generation += 1
         log.info(
             "rate limits: %s answers again after %.1f s; %d requests were limited per process",
             self._name,

@@ -218,7 +218,11 @@ async def test_backoff_grows_while_redis_stays_down(prefix: str, relay: Relay) -
         assert not limiter.degraded
 
 
-async def test_a_stalled_redis_times_out_into_the_local_limiter(prefix: str) -> None:
+async def test_a_stalled_redis_times_out_into_the_local_limiter(
+    prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.redislimit")
+
     async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             while await reader.read(65536):
@@ -234,12 +238,15 @@ async def test_a_stalled_redis_times_out_into_the_local_limiter(prefix: str) -> 
         ) as limiter:
             started = time.monotonic()
             decisions = await asyncio.gather(
-                *(limiter.hit("token", parse_rate("2/minute")) for _ in range(3))
+                *(limiter.hit("token", parse_rate("2/minute")) for _ in range(10))
             )
             elapsed = time.monotonic() - started
+            assert limiter.degraded
     finally:
         server.close()
         await server.wait_closed()
-    assert [d.allowed for d in decisions] == [True, True, False]
-    assert fallbacks(metrics) == 3
+    assert [d.allowed for d in decisions] == [True, True] + [False] * 8
+    assert fallbacks(metrics) == 10
     assert elapsed < 1.5  # bounded by the socket timeout, not by the hung server
+    # Ten requests timed out together: one outage, one line.
+    assert [r.levelname for r in caplog.records] == ["WARNING"], caplog.text
