@@ -157,11 +157,16 @@ class Console:
         ARTIFACTS.mkdir(exist_ok=True)
         await self.page.screenshot(path=str(ARTIFACTS / name), full_page=full_page)
 
-    async def no_horizontal_scroll(self) -> None:
-        widths = await self.page.evaluate(
-            "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    async def fits(self) -> None:
+        """Nothing scrolls sideways: not the page, not a card or the table inside it."""
+        overflowing = await self.page.evaluate(
+            """[document.documentElement, ...document.querySelectorAll(
+                   '.card, .table-wrap, dialog[open]')]
+               .filter((e) => e.scrollWidth > e.clientWidth)
+               .map((e) => `${e.id || e.className}: ${e.scrollWidth} > ${e.clientWidth}`)
+            """
         )
-        assert widths[0] <= widths[1], f"page scrolls sideways: {widths}"
+        assert overflowing == [], f"at {self.page.viewport_size}"
 
 
 @pytest.fixture
@@ -292,6 +297,7 @@ async def test_sign_in_create_reveal_call_and_revoke(console: Console, gateway_u
     await console.fill_token_form("Screenshot of the create dialog", "90 days")
     await console.screenshot("create-dialog.png")
     await console.button("Cancel").click()
+    await console.fits()
     await console.screenshot("token-list.png", full_page=True)
 
     for number, (description, raw) in enumerate(issued.items()):
@@ -488,24 +494,29 @@ async def test_copy_puts_the_token_on_the_clipboard(console: Console) -> None:
 # ---------------------------------------------------------------- small screens
 
 
-async def test_phone_width_has_no_horizontal_scroll(console: Console) -> None:
+async def test_layout_fits_from_phone_to_desktop(console: Console) -> None:
     page = console.page
     await page.set_viewport_size({"width": 360, "height": 780})
     await console.open()
-    await console.no_horizontal_scroll()
+    await console.fits()
     project_id = await open_project(console, "A project name long enough to need wrapping")
     path = f"/v1/projects/{project_id}/tokens"
     await admin_api(console.base, "POST", path, {"description": "x" * 200, "expires_in": "never"})
     await admin_api(console.base, "POST", path, {"description": "phone"})
     await page.reload()
     await expect(console.row("phone")).to_be_visible()
-    await console.no_horizontal_scroll()
+    await console.fits()
     await console.screenshot("token-list-360.png", full_page=True)
 
     await console.create_token("small", "1 year")
-    await console.no_horizontal_scroll()
+    await console.fits()
     await console.screenshot("reveal-dialog-360.png")
     await console.button("Done").click()
     await console.fill_token_form("small", "30 days")
-    await console.no_horizontal_scroll()
+    await console.fits()
     await console.screenshot("create-dialog-360.png")
+    await console.button("Cancel").click()
+
+    for width in (414, 768, 1024, 1100, 1280, 1920):
+        await page.set_viewport_size({"width": width, "height": 900})
+        await console.fits()
