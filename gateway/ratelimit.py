@@ -18,8 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from aiohttp import web
 
@@ -34,8 +33,7 @@ US = 1_000_000  # microseconds per second
 DEFAULT_MAX_KEYS = 100_000
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     allowed: bool
     limit: int
     remaining: int
@@ -60,8 +58,7 @@ class RateLimiter(Protocol):
     async def close(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Tat:
+class Tat(NamedTuple):
     """A theoretical arrival time: ``us + frac / limit`` microseconds (``0 <= frac < limit``)."""
 
     us: int
