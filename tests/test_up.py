@@ -184,6 +184,14 @@ def test_up_serves_a_token_through_the_gateway_and_stops_cleanly(up: Up, data_di
     status, _ = call("GET", f"{gateway_url}/some/path", "tg_not_a_token")
     assert status == 401
 
+    metrics_url = re.search(r"metrics +(http://\S+)/metrics", up.printed())
+    assert metrics_url, up.diagnostics()
+    assert call("GET", f"{metrics_url[1]}/readyz", "")[0] == 200
+    with urllib.request.urlopen(f"{metrics_url[1]}/metrics", timeout=10) as answer:  # noqa: S310
+        exposition = answer.read().decode()
+    assert 'gateway_requests_total{outcome="proxied"} 1.0' in exposition
+    assert 'gateway_requests_total{outcome="invalid_token"} 1.0' in exposition
+
     up.process.send_signal(signal.SIGTERM)
     try:
         code = up.process.wait(timeout=STOP_DEADLINE)
