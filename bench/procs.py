@@ -20,6 +20,32 @@ BENCH = Path(__file__).resolve().parent
 UPSTREAM_BODY = '{"ok":true,"from":"upstream"}'
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU time of ``root`` and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        pid = int(entry)
+        children.setdefault(int(fields[1]), []).append(pid)
+        times[pid] = (int(fields[11]) + int(fields[12])) / _TICK
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0.0)
+        todo += children.get(pid, [])
+    return total
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -32,6 +58,7 @@ class Processes:
 
     def __init__(self) -> None:
         self._started: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.pids: dict[str, int] = {}
 
     def start(
         self,
@@ -41,6 +68,7 @@ class Processes:
         log: Path,
         env: Mapping[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
+        """Start ``argv`` in its own session, output to ``log``."""
         out: IO[bytes] = open(log, "ab")  # noqa: SIM115 (closed with the process)
         proc = subprocess.Popen(
             list(argv),
@@ -52,6 +80,7 @@ class Processes:
         )
         out.close()
         self._started.append((name, proc))
+        self.pids[name] = proc.pid
         return proc
 
     def check(self) -> None:
@@ -188,8 +217,11 @@ def wrk(
     connections: int,
     seconds: float,
     headers: Mapping[str, str] | None = None,
+    cpu_of: int | None = None,
 ) -> dict[str, Any]:
-    """One wrk run (one thread); its summary with ``rps`` added."""
+    """One wrk run (one thread); its summary with ``rps`` added, and with ``cpu_us`` (CPU
+    time per request of the process tree ``cpu_of``: unlike rps, barely moved by other
+    load on the machine)."""
     argv = [
         wrk_bin,
         "-t1",
@@ -203,10 +235,14 @@ def wrk(
     for key, value in (headers or {}).items():
         argv += ["-H", f"{key}: {value}"]
     argv.append(url)
+    cpu_before = tree_cpu_seconds(cpu_of) if cpu_of else 0.0
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
+    cpu = tree_cpu_seconds(cpu_of) - cpu_before if cpu_of else 0.0
     for line in done.stdout.splitlines():
         if line.startswith("JSON "):
             result: dict[str, Any] = json.loads(line[5:])
             result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+            if cpu_of:
+                result["cpu_us"] = cpu * 1e6 / max(1, result["requests"])
             return result
     raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout}")

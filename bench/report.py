@@ -102,7 +102,9 @@ def render(
         f"Each proxy runs {workers} worker processes; the upstream is one nginx worker answering "
         f"200 with a 29-byte body. wrk uses one thread: -c{connections} for {seconds:g} s after a "
         f"warm-up, then -c1 for {seconds:g} s. Figures are medians of {len(rounds)} interleaved "
-        "rounds (per-round values in brackets where they matter). Latencies in ms.",
+        "rounds. Latencies in ms. CPU µs/req is the CPU time of all the target's processes "
+        "divided by the requests served: unlike rps it hardly moves when other work shares "
+        "the cores, so its ratios are given as a cross-check.",
         "",
     ]
     if skipped:
@@ -119,9 +121,9 @@ def _proxy_table(rounds: list[dict[str, Any]], c: int) -> list[str]:
     out = [
         "## Proxying a 200",
         "",
-        f"| target | rps (c{c}) | p50 (c{c}) | p99 (c{c}) | p50 (c1) | p99 (c1) "
-        "| added p50 (c1) | added p99 (c1) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| target | rps (c{c}) | CPU µs/req (c{c}) | p50 (c{c}) | p99 (c{c}) | p50 (c1) "
+        "| p99 (c1) | added p50 (c1) | added p99 (c1) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for key, label in TARGETS:
         if key not in rounds[0]:
@@ -145,6 +147,7 @@ def _proxy_table(rounds: list[dict[str, Any]], c: int) -> list[str]:
             )
         out.append(
             f"| {label} | {med(rounds, lambda r: get(r, 'load', 'rps')):,.0f} "
+            f"| {med(rounds, lambda r: get(r, 'load', 'cpu_us')):.0f} "
             f"| {ms(med(rounds, lambda r: get(r, 'load', 'p50_us')))} "
             f"| {ms(med(rounds, lambda r: get(r, 'load', 'p99_us')))} "
             f"| {ms(med(rounds, lambda r: get(r, 'single', 'p50_us')))} "
@@ -173,6 +176,16 @@ def _ratio_row(
     return f"| {name} | {per_round(rounds, get, '.3f')} | **{value:.3f}** | {goal} |"
 
 
+def _cpu_row(rounds: list[dict[str, Any]], name: str, num: str, den: str) -> str:
+    """Throughput ratio implied by CPU per request (less sensitive to other load)."""
+
+    def get(r: dict[str, Any]) -> float:
+        value: float = r[den]["load"]["cpu_us"] / r[num]["load"]["cpu_us"]
+        return value
+
+    return f"| {name} | {per_round(rounds, get, '.3f')} | {med(rounds, get):.3f} | reference |"
+
+
 def _ratios(rounds: list[dict[str, Any]]) -> list[str]:
     out = [
         "## Ratios and targets",
@@ -185,6 +198,10 @@ def _ratios(rounds: list[dict[str, Any]]) -> list[str]:
         out.append(_ratio_row(rounds, "gateway / bare rps", "gateway", "bare", 0.95))
         out.append(_ratio_row(rounds, "gateway / nginx rps", "gateway", "nginx", 0.20))
     out.append(_ratio_row(rounds, "bare / nginx rps", "bare", "nginx", None))
+    if has_gateway:
+        out.append(_cpu_row(rounds, "gateway / bare, by CPU per request", "gateway", "bare"))
+        out.append(_cpu_row(rounds, "gateway / nginx, by CPU per request", "gateway", "nginx"))
+    out.append(_cpu_row(rounds, "bare / nginx, by CPU per request", "bare", "nginx"))
     if has_gateway:
         for field, limit in (("p50_us", 0.35), ("p99_us", 1.0)):
 

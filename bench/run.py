@@ -49,6 +49,7 @@ class Target:
     label: str
     url: str
     headers: dict[str, str] = field(default_factory=dict)
+    process: str = ""  # name in Processes whose CPU time is measured
 
 
 @dataclass
@@ -136,7 +137,12 @@ class Bench:
         self.root = root
         self.procs = procs_
         self.upstream_port = free_port()
-        self.direct = Target("direct", "direct upstream", f"http://127.0.0.1:{self.upstream_port}/")
+        self.direct = Target(
+            "direct",
+            "direct upstream",
+            f"http://127.0.0.1:{self.upstream_port}/",
+            process="upstream",
+        )
         self.targets: list[Target] = []
         self.tokens: Any = None
         self.gateway_url = ""
@@ -176,8 +182,12 @@ class Bench:
             str(o.workers),
         ]
         self.procs.start("bare proxy", bare, log=self.root / "bare.log")
-        a = Target("nginx", "A nginx proxy", f"http://127.0.0.1:{nginx_port}/")
-        b = Target("bare", "B bare aiohttp proxy", f"http://127.0.0.1:{bare_port}/")
+        a = Target(
+            "nginx", "A nginx proxy", f"http://127.0.0.1:{nginx_port}/", process="nginx-proxy"
+        )
+        b = Target(
+            "bare", "B bare aiohttp proxy", f"http://127.0.0.1:{bare_port}/", process="bare proxy"
+        )
         for target in (a, b):
             wait_http(target.url, deadline=deadline, procs=self.procs)
         self.targets += [a, b]
@@ -228,7 +238,9 @@ class Bench:
         except RuntimeError:
             print(tail(self.gateway_log), file=sys.stderr)
             raise
-        self.targets.append(Target("gateway", "C Tollgate gateway", self.gateway_url, auth))
+        self.targets.append(
+            Target("gateway", "C Tollgate gateway", self.gateway_url, auth, process="gateway")
+        )
 
     # ------------------------------------------------------------ measuring
 
@@ -242,6 +254,7 @@ class Bench:
             connections=connections,
             seconds=self.opts.seconds if seconds is None else seconds,
             headers=target.headers,
+            cpu_of=self.procs.pids.get(target.process),
         )
 
     def measure(self, target: Target) -> dict[str, Any]:
@@ -251,7 +264,8 @@ class Bench:
         load = self.run_wrk(target, o.connections)
         single = self.run_wrk(target, 1)
         print(
-            f"  {target.label:<24} {load['rps']:>9.0f} rps  c1 p50 {single['p50_us'] / 1000:.3f} ms"
+            f"  {target.label:<24} {load['rps']:>9.0f} rps {load.get('cpu_us', 0):>6.1f} µs CPU/req"
+            f"  c1 p50 {single['p50_us'] / 1000:.3f} ms"
             f"  p99 {single['p99_us'] / 1000:.3f} ms"
             + (f"  non-2xx {load['non2xx']}" if load["non2xx"] else ""),
             flush=True,
@@ -259,11 +273,13 @@ class Bench:
         return {"load": load, "single": single}
 
     def rejection(self, label: str, token: str) -> dict[str, Any]:
-        target = Target(label, label, self.gateway_url, {"Authorization": f"Bearer {token}"})
+        auth = {"Authorization": f"Bearer {token}"}
+        target = Target(label, label, self.gateway_url, auth, process="gateway")
         self.run_wrk(target, self.opts.connections, self.opts.warmup or 1)
         result = self.run_wrk(target, self.opts.connections)
         print(
-            f"  {label:<24} {result['rps']:>9.0f} rps  (non-2xx {result['non2xx']}"
+            f"  {label:<24} {result['rps']:>9.0f} rps {result.get('cpu_us', 0):>6.1f} µs CPU/req"
+            f"  (non-2xx {result['non2xx']}"
             f" of {result['requests']})",
             flush=True,
         )
