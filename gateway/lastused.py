@@ -34,9 +34,10 @@ Clock = Callable[[], float]
 # A write that hangs (Postgres unreachable without a reset) must not stall the loop
 # forever: give up, keep the entries, try again at the next interval.
 FLUSH_TIMEOUT = 10.0
-# At shutdown, a few quick retries before giving up on the last entries.
-SHUTDOWN_ATTEMPTS = 3
-SHUTDOWN_RETRY_DELAY = 0.5
+# At shutdown, quick retries for a few seconds, then give up on the last entries (the
+# process is going away; a supervisor waits only so long).
+SHUTDOWN_DEADLINE = 5.0
+SHUTDOWN_RETRY_DELAY = 0.2
 
 _FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
@@ -112,14 +113,16 @@ class LastUsed:
             await asyncio.sleep(interval)
             await self.flush()
 
-    async def close(self) -> None:
-        """Final flush at shutdown, with a few retries if Postgres hiccups."""
-        for attempt in range(SHUTDOWN_ATTEMPTS):
-            if attempt:
-                await asyncio.sleep(SHUTDOWN_RETRY_DELAY)
-            if await self.flush():
-                return
-        log.error("%d last-used time(s) could not be written at shutdown", self.pending)
+    async def close(self, *, within: float = SHUTDOWN_DEADLINE) -> None:
+        """Final flush at shutdown, retried while Postgres hiccups, for at most ``within`` s."""
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    if await self.flush():
+                        return
+                    await asyncio.sleep(SHUTDOWN_RETRY_DELAY)
+        except TimeoutError:
+            log.error("%d last-used time(s) could not be written at shutdown", self.pending)
 
 
 async def last_used_ctx(app: web.Application) -> AsyncIterator[None]:

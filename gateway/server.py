@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 EXIT_FAILED = 1
-# Workers get SHUTDOWN_TIMEOUT for in-flight requests, then flush; past this, SIGKILL.
+# Workers get SHUTDOWN_TIMEOUT for in-flight requests, then flush (at most
+# lastused.SHUTDOWN_DEADLINE); past this, SIGKILL.
 SHUTDOWN_GRACE = worker.SHUTDOWN_TIMEOUT + 20.0
 MAX_RESTARTS = 5
 RESTART_WINDOW = 60.0
@@ -166,10 +167,10 @@ class Supervisor:
                 "GATEWAY_METRICS_PORT", f"cannot listen on {host}:{port}: {err.strerror}"
             ) from None
         log.info(
-            "gateway serving on http://%s:%d with %d worker(s); metrics and health on %s",
-            host,
-            self._settings.gateway_port,
+            "starting %d worker(s) on http://%s:%d; metrics and health on %s",
             self._settings.gateway_workers,
+            self._settings.gateway_host,
+            self._settings.gateway_port,
             site.name,
         )
 

@@ -9,9 +9,12 @@ from datetime import datetime
 
 import asyncpg
 import pytest
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from gateway.lastused import LastUsed
+from gateway import appkeys
+from gateway.config import Settings
+from gateway.lastused import LastUsed, last_used_ctx
 from gateway.metrics import GatewayMetrics
 from gateway.store import Store
 from gateway.tokens import generate
@@ -222,3 +225,51 @@ async def waiting_update(pool: asyncpg.Pool) -> int:
             return pid
         await asyncio.sleep(0.01)
     raise AssertionError("the last-used UPDATE never waited on the lock")
+
+
+async def test_the_app_context_flushes_on_its_interval_and_at_cleanup(
+    settings: Settings, store: Store, pg_pool: asyncpg.Pool, metrics: GatewayMetrics
+) -> None:
+    periodic, at_exit = await make_tokens(store, 2)
+    app = web.Application()
+    app[appkeys.SETTINGS] = settings  # LAST_USED_FLUSH_INTERVAL=0.05 in tests
+    app[appkeys.STORE] = store
+    app[appkeys.METRICS] = metrics
+    app.cleanup_ctx.append(last_used_ctx)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        app[appkeys.LAST_USED].record(periodic)
+        deadline = time.monotonic() + 10
+        while await last_used_at(pg_pool, periodic) is None:
+            assert time.monotonic() < deadline, "the background flush never wrote"
+            await asyncio.sleep(0.01)
+        # A use just before shutdown is written by the cleanup, not lost.
+        app[appkeys.LAST_USED].record(at_exit)
+    finally:
+        await runner.cleanup()
+    assert await last_used_at(pg_pool, at_exit) is not None
+
+
+async def test_shutdown_flush_gives_up_after_its_deadline(
+    database_url: str,
+    pg_pool: asyncpg.Pool,
+    metrics: GatewayMetrics,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    [token_id] = await make_tokens(Store(pg_pool), 1)
+    relay = Relay(database_url)
+    await relay.start()
+    relayed = await asyncpg.create_pool(relay.url, min_size=1, max_size=2)
+    try:
+        last_used = LastUsed(Store(relayed), metrics, clock=Clock())
+        last_used.record(token_id)
+        await relay.cut()
+        started = time.monotonic()
+        await last_used.close(within=0.5)
+        assert time.monotonic() - started < 3  # a stopping process is not held hostage
+        assert last_used.pending == 1
+        assert "1 last-used time(s) could not be written at shutdown" in caplog.text
+    finally:
+        await relayed.close()
+        await relay.close()
