@@ -170,7 +170,13 @@ def create_limiter(settings: Settings, metrics: GatewayMetrics | None = None) ->
 
 async def limiter_ctx(app: web.Application) -> AsyncIterator[None]:
     """``cleanup_ctx``: the app's limiter (``appkeys.LIMITER``), closed at shutdown."""
-    limiter = create_limiter(app[appkeys.SETTINGS], app.get(appkeys.METRICS))
+    settings = app[appkeys.SETTINGS]
+    limiter = create_limiter(settings, app.get(appkeys.METRICS))
+    if settings.rate_limit_backend == "redis":
+        from .redislimit import RedisLimiter  # imported by create_limiter already
+
+        assert isinstance(limiter, RedisLimiter)
+        await limiter.start()
     app[appkeys.LIMITER] = limiter
     yield
     await limiter.close()

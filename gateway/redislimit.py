@@ -6,10 +6,12 @@ clock (``TIME``), so instances with skewed clocks agree, and the step is atomic,
 instances share each token's limit exactly. A key lives until its TAT (``PX``): an
 idle token costs nothing.
 
-When Redis fails (unreachable, timeout, any error), requests are limited by a local
-limiter instead, counted in ``gateway_rate_limit_fallbacks_total``; an outage is
-logged once when it starts and once when Redis answers again, and Redis is tried
-again only after a growing backoff, not on every request.
+Needs Redis 5 or later (scripts replicate their effects, so ``TIME`` may precede
+a write). When Redis fails (unreachable, timeout, any error), requests are limited
+by a local limiter instead, counted in ``gateway_rate_limit_fallbacks_total``; an
+outage is logged once when it starts and once when Redis answers again, and Redis
+is tried again only after a growing backoff, not on every request. Meanwhile each
+instance admits up to the full limit on its own.
 """
 
 from __future__ import annotations
@@ -129,6 +131,18 @@ class RedisLimiter:
             retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
         )
         return cls(Redis.from_pool(pool), name=mask_url(url), **options)
+
+    async def start(self) -> None:
+        """Ask Redis once at startup, so a wrong ``REDIS_URL`` shows in the log at once.
+
+        A failure only starts an outage: requests are served with the local limiter.
+        """
+        try:
+            await self._client.ping()
+        except (RedisError, OSError) as err:
+            self._failed(err)
+        else:
+            log.info("rate limits: shared through %s", self._name)
 
     @property
     def degraded(self) -> bool:

@@ -5,6 +5,7 @@ Clocks are injected: nothing here sleeps.
 
 from __future__ import annotations
 
+import importlib
 import math
 import sys
 
@@ -196,6 +197,9 @@ def test_redis_backend_without_the_redis_package_is_a_config_error(
     monkeypatch.delitem(sys.modules, "gateway.redislimit", raising=False)
     for name in [name for name in sys.modules if name.partition(".")[0] == "redis"]:
         monkeypatch.setitem(sys.modules, name, None)  # as if the extra was not installed
+    for name in ("gateway.ratelimit", "gateway.app"):  # both import without it
+        monkeypatch.delitem(sys.modules, name, raising=False)
+        importlib.import_module(name)
     assert isinstance(create_limiter(Settings.from_env({})), LocalLimiter)
     with pytest.raises(ConfigError) as err:
         create_limiter(Settings.from_env({"RATE_LIMIT_BACKEND": "redis"}))

@@ -205,5 +205,26 @@ async def test_redis_outage_keeps_serving_and_is_logged_once(
     finally:
         await relay.close()
 
-    levels = [record.levelname for record in caplog.records]
-    assert levels == ["WARNING", "INFO"], caplog.text
+    # At startup, then once when the outage began and once when it ended.
+    lines = [(record.levelname, record.getMessage().split(" ")[3]) for record in caplog.records]
+    assert lines == [("INFO", "through"), ("WARNING", "failed"), ("INFO", "answers")], caplog.text
+
+
+async def test_a_gateway_starts_and_serves_while_redis_is_down(
+    gateway_settings: Settings,
+    pg_pool: Any,
+    aiohttp_client: Any,
+    issue_token: IssueToken,
+    redis_buckets: tuple[str, set[str]],
+) -> None:
+    relay = Relay(redis_buckets[0])
+    await relay.start()
+    await relay.cut()
+    try:
+        app = create_app(redis_settings(gateway_settings, relay.url))
+        client = await aiohttp_client(app)
+        issued = await issue_token(rate_limit="2/minute")
+        assert await statuses(client, issued, 3) == [200, 200, 429]
+        assert fallbacks(app) == 3
+    finally:
+        await relay.close()

@@ -250,3 +250,18 @@ async def test_a_stalled_redis_times_out_into_the_local_limiter(
     assert elapsed < 1.5  # bounded by the socket timeout, not by the hung server
     # Ten requests timed out together: one outage, one line.
     assert [r.levelname for r in caplog.records] == ["WARNING"], caplog.text
+
+
+async def test_an_unreachable_redis_at_startup_is_logged_and_served_locally(
+    prefix: str, relay: Relay, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.redislimit")
+    metrics = GatewayMetrics(CollectorRegistry())
+    await relay.cut()
+    async with limiter_at(relay.url, prefix, metrics=metrics) as limiter:
+        await limiter.start()
+        assert limiter.degraded
+        assert (await limiter.hit("token", parse_rate("1/minute"))).allowed
+        assert fallbacks(metrics) == 1
+    assert [r.levelname for r in caplog.records] == ["WARNING"], caplog.text
+    assert f"rate limits: {relay.url} failed (ConnectionError" in caplog.records[0].getMessage()
