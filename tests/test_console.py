@@ -40,12 +40,12 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).parent / "artifacts"
 SESSION_KEY = "tollgate.adminToken"
 TIMEZONE = "Asia/Kolkata"  # +05:30: local and UTC times differ, even in the minutes
-EXPIRATIONS = [  # (label in the select, days; None = never)
-    ("30 days", 30),
-    ("90 days", 90),
-    ("6 months", 180),
-    ("1 year", 365),
-    ("Never", None),
+EXPIRATIONS = [  # (description, label in the select, days; None = never)
+    ("Staging smoke tests", "30 days", 30),
+    ("Billing service", "90 days", 90),
+    ("Partner: Acme Corp", "6 months", 180),
+    ("Mobile app backend", "1 year", 365),
+    ("Nightly CI", "Never", None),
 ]
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
@@ -270,8 +270,7 @@ async def test_sign_in_create_reveal_call_and_revoke(console: Console, gateway_u
     await expect(settings.get_by_label("Rate limit")).to_have_value("100/minute")
 
     issued: dict[str, str] = {}
-    for number, (label, days) in enumerate(EXPIRATIONS):
-        description = f"Billing {label}"
+    for number, (description, label, days) in enumerate(EXPIRATIONS):
         raw = await console.create_token(description, label)
         assert raw.startswith("tg_")
         assert await gateway_status(gateway_url, raw) == 200
@@ -291,7 +290,7 @@ async def test_sign_in_create_reveal_call_and_revoke(console: Console, gateway_u
 
     # Newest first; the gateway's calls show up as "Last used" once it has written them.
     first = page.locator("#tokens-body tr").first
-    await expect(first).to_contain_text("Billing Never")
+    await expect(first).to_contain_text("Nightly CI")
     for description in issued:
         await reload_until_used(console, description)
     await console.fill_token_form("Screenshot of the create dialog", "90 days")

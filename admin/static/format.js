@@ -28,7 +28,23 @@ export function timeElement(iso, never = "Never") {
     time.textContent = iso;
     return time;
   }
-  time.textContent = local.format(date);
+  time.append(...localParts(date));
   time.title = utcText(date);
   return time;
+}
+
+// "Nov 23, 2026, 4:27 AM" as two unbreakable pieces, date and time, so a narrow column
+// wraps between them and never inside "4:27 AM".
+function localParts(date) {
+  const parts = local.formatToParts(date);
+  const hour = parts.findIndex((part) => part.type === "hour");
+  const text = (slice) => slice.map((part) => part.value).join("");
+  if (hour <= 0) return [text(parts)];
+  const day = document.createElement("span");
+  day.className = "nowrap";
+  day.textContent = text(parts.slice(0, hour)).trimEnd();
+  const clock = document.createElement("span");
+  clock.className = "nowrap";
+  clock.textContent = text(parts.slice(hour));
+  return [day, " ", clock];
 }
