@@ -15,7 +15,10 @@ from .metrics import GatewayMetrics
 from .store import Store
 
 if TYPE_CHECKING:  # lastused.py reads these keys: importing it here would be a cycle
+    from .auth import Authenticator
     from .lastused import LastUsed
+    from .listener import Listener
+    from .proxy import Proxy
     from .ratelimit import RateLimiter
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -25,3 +28,6 @@ METRICS = web.AppKey("metrics", GatewayMetrics)
 CLIENT = web.AppKey("client", ClientSession)
 LAST_USED: web.AppKey[LastUsed] = web.AppKey("last_used")
 LIMITER: web.AppKey[RateLimiter] = web.AppKey("limiter")
+AUTH: web.AppKey[Authenticator] = web.AppKey("auth")
+PROXY: web.AppKey[Proxy] = web.AppKey("proxy")
+LISTENER: web.AppKey[Listener] = web.AppKey("listener")

@@ -4,9 +4,10 @@ database per test session, and settings pointing at it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -108,3 +109,74 @@ async def admin_client(settings: Settings, pg_pool: asyncpg.Pool, aiohttp_client
     from admin.app import create_app
 
     return await aiohttp_client(create_app(settings), headers=ADMIN_AUTH)
+
+
+# ---------------------------------------------------------------- the request path
+
+
+@dataclasses.dataclass(frozen=True)
+class Issued:
+    """A token created straight in the store; ``raw`` is what a client sends."""
+
+    raw: str
+    token_id: str
+    project_id: str
+
+
+IssueToken = Callable[..., Awaitable[Issued]]
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: Any) -> Any:
+    """A real upstream app on a real socket (see tests/upstream.py)."""
+    from tests.upstream import create_upstream
+
+    return await aiohttp_server(create_upstream())
+
+
+@pytest.fixture
+def gateway_settings(settings: Settings, upstream: Any) -> Settings:
+    """Settings with UPSTREAM_URL at the upstream's ``/base`` path."""
+    return dataclasses.replace(settings, upstream_url=str(upstream.make_url("/base")))
+
+
+@pytest.fixture
+def gateway_app(gateway_settings: Settings, pg_pool: asyncpg.Pool) -> Any:
+    from gateway.app import create_app
+
+    return create_app(gateway_settings)
+
+
+@pytest.fixture
+async def gateway_client(gateway_app: Any, aiohttp_client: Any) -> Any:
+    return await aiohttp_client(gateway_app)
+
+
+@pytest.fixture
+def issue_token(store: Store) -> IssueToken:
+    """Create a project (unless given) and a token in it, hashed with ``hasher``."""
+    from gateway import tokens
+
+    async def issue(
+        *,
+        project_id: str | None = None,
+        rate_limit: str | None = None,
+        expires_in_days: int | None = 30,
+        hasher: tokens.Hasher | None = None,
+        prefix: str = "tg",
+    ) -> Issued:
+        if project_id is None:
+            project_id = (await store.create_project("test project", rate_limit)).id
+        token = tokens.generate(prefix)
+        secret_hash = (hasher or tokens.Hasher()).hash(token.secret)
+        info = await store.create_token(
+            project_id,
+            token.id,
+            secret_hash=secret_hash,
+            description="test",
+            expires_in_days=expires_in_days,
+        )
+        assert info is not None
+        return Issued(str(token), token.id, project_id)
+
+    return issue

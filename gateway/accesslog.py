@@ -1,0 +1,116 @@
+"""The access log: one line per request, JSON or text, on standard output.
+
+aiohttp's own access logger is disabled (its formatter has cost up to 12% of a
+proxy's runtime). This one formats with one %-operation, never sees the token
+(only its public id), and writes lines in batches: at most ``flush_interval``
+seconds late, or as soon as ``batch`` lines are waiting.
+
+JSON fields: time (RFC 3339 UTC, milliseconds), request_id, method, path (without
+the query string, which may carry secrets), status, outcome (SPEC §6),
+duration_ms, upstream_ms (null when the upstream was not asked), token_id and
+project_id (null before authentication).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from json.encoder import encode_basestring_ascii
+from typing import Literal, TextIO
+
+_JSON = (
+    '{"time":"%s","request_id":"%s","method":"%s","path":%s,"status":%d,'
+    '"outcome":"%s","duration_ms":%.3f,"upstream_ms":%s,"token_id":%s,"project_id":%s}\n'
+)
+_TEXT = "%s %s %s %s %d %s %.3f %s %s %s\n"
+
+
+class AccessLog:
+    def __init__(
+        self,
+        log_format: Literal["json", "text"] = "json",
+        stream: TextIO | None = None,
+        *,
+        flush_interval: float = 0.5,
+        batch: int = 256,
+    ) -> None:
+        self._json = log_format == "json"
+        self._stream = stream
+        self._flush_interval = flush_interval
+        self._batch = batch
+        self._lines: list[str] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._second = -1
+        self._second_text = ""
+
+    def log(
+        self,
+        request_id: str,
+        method: str,
+        path: str,
+        status: int,
+        outcome: str,
+        duration: float,
+        upstream: float | None,
+        token_id: str | None,
+        project_id: str | None,
+    ) -> None:
+        """Queue one line; durations in seconds."""
+        now = time.time()
+        when = self._timestamp(now)
+        if self._json:
+            line = _JSON % (
+                when,
+                request_id,
+                method,
+                encode_basestring_ascii(path),
+                status,
+                outcome,
+                duration * 1000,
+                "null" if upstream is None else f"{upstream * 1000:.3f}",
+                "null" if token_id is None else f'"{token_id}"',
+                "null" if project_id is None else f'"{project_id}"',
+            )
+        else:
+            line = _TEXT % (
+                when,
+                request_id,
+                method,
+                # The raw path cannot hold spaces or line breaks (the HTTP parser refuses them).
+                path,
+                status,
+                outcome,
+                duration * 1000,
+                "-" if upstream is None else f"{upstream * 1000:.3f}",
+                token_id or "-",
+                project_id or "-",
+            )
+        self._lines.append(line)
+        if len(self._lines) >= self._batch:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._flush_interval, self.flush)
+
+    def _timestamp(self, now: float) -> str:
+        # The date and time part changes once a second: format it once a second.
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{int((now - second) * 1000):03d}Z"
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._lines:
+            return
+        text = "".join(self._lines)
+        self._lines.clear()
+        stream = self._stream if self._stream is not None else sys.stdout
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed or broken stdout must not take the request path down
