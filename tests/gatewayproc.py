@@ -155,6 +155,20 @@ def sample(exposition: str, name: str, labels: dict[str, str] | None = None) -> 
     return 0.0
 
 
+async def send(gateway: GatewayProcess, count: int, authorization: str | None) -> list[int]:
+    """``count`` requests, each on a new connection so the kernel spreads them over workers."""
+    headers = {} if authorization is None else {"Authorization": authorization}
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(i: int) -> int:
+            async with session.get(f"{gateway.url}/r/{i}", headers=headers) as resp:
+                await resp.read()
+                return resp.status
+
+        return [await one(i) for i in range(count)]
+
+
 def families_and_labels(exposition: str) -> dict[str, dict[str, set[str]]]:
     """``{family: {label: values}}`` for every ``gateway_*`` family, bucket bounds left out."""
     found: dict[str, dict[str, set[str]]] = {}

@@ -22,6 +22,7 @@ from tests.gatewayproc import (
     running_gateway,
     sample,
     scrape,
+    send,
 )
 
 PROXIED = {"outcome": "proxied"}
@@ -51,20 +52,6 @@ ALLOWED_LABELS: dict[str, dict[str, set[str]]] = {
 async def serve_env(environ: dict[str, str], aiohttp_server: AiohttpServer) -> dict[str, str]:
     upstream: TestServer = await aiohttp_server(echo_app())
     return {**environ, "UPSTREAM_URL": str(upstream.make_url("/")), "GATEWAY_WORKERS": "2"}
-
-
-async def send(gateway: GatewayProcess, count: int, authorization: str | None) -> list[int]:
-    """``count`` requests, each on a new connection so the kernel spreads them over workers."""
-    headers = {} if authorization is None else {"Authorization": authorization}
-    connector = aiohttp.TCPConnector(force_close=True)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def one(i: int) -> int:
-            async with session.get(f"{gateway.url}/r/{i}", headers=headers) as resp:
-                await resp.read()
-                return resp.status
-
-        return [await one(i) for i in range(count)]
 
 
 def proxied_per_worker(gateway: GatewayProcess) -> list[float]:

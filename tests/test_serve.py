@@ -25,6 +25,9 @@ from tests.gatewayproc import (
     gateway_command,
     issue_token,
     running_gateway,
+    sample,
+    scrape,
+    send,
 )
 from tests.relay import Relay
 
@@ -122,9 +125,13 @@ async def test_health_and_readiness_follow_the_database(
         await relay.close()
 
 
-async def test_a_crashed_worker_is_replaced(serve_env: dict[str, str], tmp_path: Path) -> None:
+async def test_a_crashed_worker_is_replaced_and_counts_survive_it(
+    serve_env: dict[str, str], store: Store, tmp_path: Path
+) -> None:
+    raw, _ = await issue_token(store)
     env = {**serve_env, "GATEWAY_WORKERS": "2"}
     async with running_gateway(env, tmp_path) as (gateway, session):
+        assert await send(gateway, 30, f"Bearer {raw}") == [200] * 30
         first = gateway.worker_pids()
         victim = min(first)
         os.kill(victim, signal.SIGKILL)
@@ -139,6 +146,10 @@ async def test_a_crashed_worker_is_replaced(serve_env: dict[str, str], tmp_path:
         else:
             raise AssertionError(f"no replacement worker:\n{gateway.stderr}")
         assert "exited unexpectedly" in gateway.stderr
+        # Counters never go backwards: the dead worker's counts are still in the sum.
+        assert await send(gateway, 10, f"Bearer {raw}") == [200] * 10
+        exposition = await scrape(session, gateway)
+        assert sample(exposition, "gateway_requests_total", {"outcome": "proxied"}) == 40
 
 
 def test_missing_upstream_is_one_line_and_exit_2(environ: dict[str, str], tmp_path: Path) -> None:
