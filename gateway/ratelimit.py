@@ -15,6 +15,7 @@ optional ``redis`` package is imported only when it is chosen.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -111,10 +112,11 @@ def decide(allowed: bool, now: int, tat: Tat, rate: Rate) -> Decision:
 class LocalLimiter:
     """In-process GCRA with bounded memory.
 
-    Entries are kept in least-recently-hit order. Each hit drops up to two expired
-    entries from the old end, so an idle key is gone soon after every entry hit before
-    it has expired (within the longest period); ``max_keys`` caps memory regardless,
-    forgetting the least recently hit key (it gets a fresh burst).
+    Entries are kept in least-recently-hit order, and each hit drops up to two
+    expired ones from the old end: every key hit before an idle one expires within
+    the longest period (an hour) after the idle one's last hit, so while requests
+    come it is gone by then. ``max_keys`` caps memory regardless, forgetting the least
+    recently hit key (which then gets a fresh burst).
     """
 
     def __init__(
@@ -152,19 +154,24 @@ class LocalLimiter:
         self._tats.clear()
 
 
+def require_backend(settings: Settings) -> None:
+    """Raise ConfigError if ``RATE_LIMIT_BACKEND`` cannot be used here (a missing extra).
+
+    ``create_limiter`` checks it too; a command may call this before starting workers.
+    """
+    if settings.rate_limit_backend == "redis" and importlib.util.find_spec("redis") is None:
+        raise ConfigError(
+            "RATE_LIMIT_BACKEND", "redis needs the redis package: pip install 'tollgate[redis]'"
+        )
+
+
 def create_limiter(settings: Settings, metrics: GatewayMetrics | None = None) -> RateLimiter:
     """The backend chosen by ``RATE_LIMIT_BACKEND``."""
+    require_backend(settings)
     if settings.rate_limit_backend == "local":
         return LocalLimiter()
-    try:
-        from .redislimit import RedisLimiter
-    except ModuleNotFoundError as err:
-        if err.name is None or err.name.partition(".")[0] != "redis":
-            raise
-        raise ConfigError(
-            "RATE_LIMIT_BACKEND",
-            "redis needs the redis package: pip install 'tollgate[redis]'",
-        ) from None
+    from .redislimit import RedisLimiter
+
     return RedisLimiter.from_url(settings.redis_url, metrics=metrics)
 
 

@@ -14,7 +14,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.config import ConfigError, Settings
-from gateway.ratelimit import US, Decision, LocalLimiter, Tat, create_limiter, gcra
+from gateway.ratelimit import (
+    US,
+    Decision,
+    LocalLimiter,
+    Tat,
+    create_limiter,
+    gcra,
+    require_backend,
+)
 from gateway.rates import Rate, parse_rate
 
 PERIODS = st.sampled_from([1, 60, 3600])
@@ -201,8 +209,10 @@ def test_redis_backend_without_the_redis_package_is_a_config_error(
         monkeypatch.delitem(sys.modules, name, raising=False)
         importlib.import_module(name)
     assert isinstance(create_limiter(Settings.from_env({})), LocalLimiter)
-    with pytest.raises(ConfigError) as err:
-        create_limiter(Settings.from_env({"RATE_LIMIT_BACKEND": "redis"}))
-    assert str(err.value) == (
-        "RATE_LIMIT_BACKEND: redis needs the redis package: pip install 'tollgate[redis]'"
-    )
+    redis_settings = Settings.from_env({"RATE_LIMIT_BACKEND": "redis"})
+    for check in (require_backend, create_limiter):
+        with pytest.raises(ConfigError) as err:
+            check(redis_settings)
+        assert str(err.value) == (
+            "RATE_LIMIT_BACKEND: redis needs the redis package: pip install 'tollgate[redis]'"
+        )
