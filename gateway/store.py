@@ -13,12 +13,12 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import asyncpg
 
-from .tokens import new_id
+from .tokens import is_token_id, new_id
 
 EVENTS_CHANNEL: Final = "tollgate_events"
 
@@ -256,8 +256,11 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         when, token_id = raw.split("|", 1)
         created = datetime.fromisoformat(when)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        # Both go into a query: a NUL, a stray character or a naive time would fail there,
+        # and so would a time that leaves Python's range once in UTC (OverflowError).
+        if created.tzinfo is None or not is_token_id(token_id):
+            raise ValueError("not a cursor")
+        created = created.astimezone(UTC)
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
         raise InvalidCursor("cursor is not one this API returned") from None
-    if created.tzinfo is None:
-        raise InvalidCursor("cursor is not one this API returned")
     return created, token_id
