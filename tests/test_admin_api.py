@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -321,7 +322,6 @@ async def test_malformed_ids_are_404_never_500(admin_client: Client, bad: str) -
     ]
     for method, path, body in attempts:
         response = await admin_client.request(method, path, json=body)
-        assert response.status in (404, 400), (method, path, response.status)
         await error_of(response, 404)
     assert (await admin_client.get(f"/v1/projects/{good_p}/tokens/{good_t}")).status == 200
 
@@ -534,7 +534,22 @@ async def test_bad_limits_are_400(admin_client: Client, limit: str) -> None:
     assert error["code"] == "invalid_parameter" and '"limit"' in error["message"]
 
 
-@pytest.mark.parametrize("cursor", ["garbage", "!!!", "MjAyNg", "x" * 300, "%00"])
+def _crafted(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+CRAFTED_CURSORS = [
+    _crafted(f"2026-01-01T00:00:00+00:00|{MISSING}\x00"),
+    _crafted("2026-01-01T00:00:00+00:00|' OR 1=1 --"),
+    _crafted(f"2026-01-01T00:00:00|{MISSING}"),  # no time zone
+    _crafted(f"9999-12-31T23:59:59-14:00|{MISSING}"),  # past the end of time in UTC
+    _crafted(f"0001-01-01T00:00:00+14:00|{MISSING}"),
+]
+
+
+@pytest.mark.parametrize(
+    "cursor", ["garbage", "!!!", "MjAyNg", "x" * 300, "%00", "\x00", *CRAFTED_CURSORS]
+)
 async def test_bad_cursors_are_400(admin_client: Client, cursor: str) -> None:
     project = await new_project(admin_client)
     response = await admin_client.get(
