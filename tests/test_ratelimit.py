@@ -98,6 +98,41 @@ def test_burst_counts_exactly_at_any_clock(limit: int, period: int, start: int) 
     assert admitted == limit
 
 
+@given(
+    limit=st.integers(1, 20),
+    period=PERIODS,
+    gaps=st.lists(st.integers(0, 2 * US), min_size=1, max_size=120),
+)
+def test_no_window_admits_more_than_the_burst_plus_its_refill(
+    limit: int, period: int, gaps: list[int]
+) -> None:
+    rate = Rate(limit, period)
+    interval = period * US / limit
+    tat: Tat | None = None
+    now = 10**15
+    admitted: list[int] = []
+    for gap in gaps:
+        now += gap
+        decision, tat = gcra(tat, now, rate)
+        if decision.allowed:
+            admitted.append(now)
+    for i, first in enumerate(admitted):
+        for j in range(i, len(admitted)):
+            # N at once, then one per interval: never more in any span of time.
+            assert j - i + 1 <= limit + (admitted[j] - first) // interval
+
+
+@given(limit=st.integers(1, 1000), period=PERIODS, count=st.integers(1, 50))
+def test_a_client_keeping_to_the_rate_is_never_refused(limit: int, period: int, count: int) -> None:
+    rate = Rate(limit, period)
+    spacing = -(-period * US // limit)  # the interval, rounded up to a whole µs
+    tat: Tat | None = None
+    for n in range(count):
+        decision, tat = gcra(tat, 10**15 + n * spacing, rate)
+        assert decision.allowed
+        assert decision.remaining == limit - 1
+
+
 def test_refills_one_request_per_interval() -> None:
     clock = Clock()
     limiter = LocalLimiter(clock)
