@@ -1,7 +1,9 @@
 """A TCP relay in front of Postgres, to cut the network in tests (no mocks).
 
 ``cut()`` resets every relayed connection and refuses new ones until ``restore()``,
-like a database that went away; the client sees real socket errors.
+like a database that went away; the client sees real socket errors. ``drop(pattern)``
+is finer: it resets only the connections whose client sent ``pattern`` (for example
+``b"LISTEN"``), now and until ``allow()``, and leaves the others working.
 """
 
 from __future__ import annotations
@@ -10,14 +12,29 @@ import asyncio
 import contextlib
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+# Client bytes remembered per connection for drop(): the startup packet and first queries.
+_REMEMBERED = 64 * 1024
+
+
+class _Connection:
+    def __init__(self, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter) -> None:
+        self.client = client
+        self.upstream = upstream
+        self.sent = bytearray()
+
+    def abort(self) -> None:
+        self.client.transport.abort()
+        self.upstream.transport.abort()
+
 
 class Relay:
     def __init__(self, target_url: str) -> None:
         self._target = _target(target_url)
         self._url = target_url
         self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._connections: set[_Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._dropping: bytes | None = None
         self.port = 0
 
     @property
@@ -39,12 +56,22 @@ class Relay:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
+        for connection in list(self._connections):
+            connection.abort()
+        self._connections.clear()
 
     async def restore(self) -> None:
         await self.start()
+
+    def drop(self, pattern: bytes) -> None:
+        """Reset every connection whose client sent ``pattern``, now and until ``allow()``."""
+        self._dropping = pattern
+        for connection in list(self._connections):
+            if pattern in connection.sent:
+                connection.abort()
+
+    def allow(self) -> None:
+        self._dropping = None
 
     async def close(self) -> None:
         await self.cut()
@@ -61,10 +88,11 @@ class Relay:
         except OSError:
             writer.transport.abort()
             return
-        self._writers.update((writer, up_writer))
+        connection = _Connection(writer, up_writer)
+        self._connections.add(connection)
         pipes = [
-            asyncio.create_task(self._pipe(reader, up_writer)),
-            asyncio.create_task(self._pipe(up_reader, writer)),
+            asyncio.create_task(self._pipe(reader, up_writer, connection)),
+            asyncio.create_task(self._pipe(up_reader, writer, None)),
         ]
         self._tasks.update(pipes)
         await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
@@ -72,14 +100,23 @@ class Relay:
             task.cancel()
         await asyncio.gather(*pipes, return_exceptions=True)
         self._tasks.difference_update(pipes)
-        for end in (writer, up_writer):
-            self._writers.discard(end)
-            end.transport.abort()
+        self._connections.discard(connection)
+        connection.abort()
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        from_client: _Connection | None,
+    ) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
+                if from_client is not None:
+                    if len(from_client.sent) < _REMEMBERED:
+                        from_client.sent += data
+                    if self._dropping is not None and self._dropping in from_client.sent:
+                        from_client.abort()
+                        return
                 writer.write(data)
                 await writer.drain()
 

@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
-from gateway.store import Store
+from gateway.store import EVENTS_CHANNEL, Store
 from tests.gatewayproc import (
     GatewayProcess,
     echo_app,
@@ -95,7 +95,10 @@ async def test_sigint_stops_every_worker_and_exits_0(
     assert gateway.runtime_dirs() == []
 
 
-async def test_health_and_readiness_follow_the_database(
+LISTEN = f'LISTEN "{EVENTS_CHANNEL}"'.encode()  # what asyncpg sends to start listening
+
+
+async def test_health_and_readiness_follow_the_database_and_listeners(
     serve_env: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:
     relay = Relay(database_url)
@@ -107,6 +110,17 @@ async def test_health_and_readiness_follow_the_database(
                 200,
                 {"status": "ok", "workers": {"expected": 2, "serving": 2}},
             )
+            await until(session, gateway, "/readyz", 200)
+
+            # Only the workers' LISTEN connections fail: Postgres answers, yet not ready.
+            relay.drop(LISTEN)
+            not_listening = {
+                "status": "not_ready",
+                "database": True,
+                "workers": {"expected": 2, "serving": 2, "ready": 0},
+            }
+            await until(session, gateway, "/readyz", 503, not_listening)
+            relay.allow()
             await until(session, gateway, "/readyz", 200)
 
             await relay.cut()
@@ -192,15 +206,19 @@ async def probe(
 
 
 async def until(
-    session: aiohttp.ClientSession, gateway: GatewayProcess, path: str, status: int
+    session: aiohttp.ClientSession,
+    gateway: GatewayProcess,
+    path: str,
+    status: int,
+    body: dict[str, object] | None = None,
 ) -> tuple[int, dict[str, object]]:
-    """Poll ``path`` until it answers ``status`` (deadline 30 s)."""
+    """Poll ``path`` until it answers ``status`` (and ``body`` if given), deadline 30 s."""
     deadline = time.monotonic() + 30
     while True:
         got = await probe(session, gateway, path)
-        if got[0] == status or time.monotonic() > deadline:
-            assert got[0] == status, got
+        if got[0] == status and body in (None, got[1]):
             return got
+        assert time.monotonic() < deadline, got
         await asyncio.sleep(0.05)
 
 
