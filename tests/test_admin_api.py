@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from gateway.store import EVENTS_CHANNEL, Store
 from gateway.tokens import generate, parse
 
 from .conftest import ADMIN_TOKEN
+from .relay import Relay
 
 Client = Any
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
@@ -735,81 +736,27 @@ async def test_the_console_folder_cannot_be_escaped(admin_client: Client, path: 
 # ---------------------------------------------------------------- the database going away
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except OSError:
-        pass
-    finally:
-        writer.close()
-
-
-class CuttableProxy:
-    """A TCP relay to Postgres that a test can cut, like unplugging the network."""
-
-    def __init__(self, connect: Callable[[], Awaitable[Any]]) -> None:
-        self._connect = connect
-        self._writers: list[asyncio.StreamWriter] = []
-        self._server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-        for writer in self._writers:
-            writer.close()
-        self._writers.clear()
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await self._connect()
-        self._writers += [writer, up_writer]
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-
-
-def _upstream_connect(database_url: str) -> tuple[Callable[[], Awaitable[Any]], str]:
-    """How to reach the test Postgres, and the URL of it through a relay at ``{port}``."""
-    from urllib.parse import parse_qs, urlsplit, urlunsplit
-
-    parts = urlsplit(database_url)
-    socket_dir = parse_qs(parts.query).get("host", [""])[0]
-    user = parts.username or "postgres"
-    auth = user if parts.password is None else f"{user}:{parts.password}"
-    relayed = urlunsplit(parts._replace(netloc=f"{auth}@127.0.0.1:{{port}}", query=""))
-    if socket_dir.startswith("/"):
-        from pathlib import Path
-
-        sockets = [p for p in Path(socket_dir).glob(".s.PGSQL.*") if p.suffix != ".lock"]
-        path = str(sockets[0])
-        return (lambda: asyncio.open_unix_connection(path)), relayed
-    host, port = parts.hostname or "127.0.0.1", parts.port or 5432
-    return (lambda: asyncio.open_connection(host, port)), relayed
-
-
 async def test_healthz_is_503_when_the_database_is_gone(
     environ: dict[str, str], database_url: str, aiohttp_client: Any
 ) -> None:
     from admin.app import create_app
 
-    connect, relayed = _upstream_connect(database_url)
-    proxy = CuttableProxy(connect)
-    await proxy.start()
-    settings = Settings.from_env({**environ, "DATABASE_URL": relayed.format(port=proxy.port)})
-    client = await aiohttp_client(create_app(settings))
-    assert (await client.get("/healthz")).status == 200
+    relay = Relay(database_url)
+    await relay.start()
+    try:
+        settings = Settings.from_env({**environ, "DATABASE_URL": relay.url})
+        client = await aiohttp_client(create_app(settings))
+        assert (await client.get("/healthz")).status == 200
 
-    await proxy.cut()
-    error = await error_of(await client.get("/healthz"), 503)
-    assert "database" in error["message"]
-    listing = await client.get("/v1/projects", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
-    await error_of(listing, 503)
+        await relay.cut()
+        error = await error_of(await client.get("/healthz"), 503)
+        assert "database" in error["message"]
+        listing = await client.get(
+            "/v1/projects", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
+        await error_of(listing, 503)
 
-    await proxy.start()  # the network is back: the pool reconnects by itself
-    assert (await client.get("/healthz")).status == 200
-    await proxy.cut()
+        await relay.restore()  # the network is back: the pool reconnects by itself
+        assert (await client.get("/healthz")).status == 200
+    finally:
+        await relay.close()
