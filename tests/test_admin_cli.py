@@ -287,3 +287,31 @@ async def test_serve_answers_and_stops_cleanly_on_sigterm(
     assert process.returncode == 0, err
     assert b"Traceback" not in err
     assert f"listening on http://127.0.0.1:{port}".encode() in err
+
+
+async def test_a_cli_revoke_is_seen_by_a_running_gateway(
+    env: dict[str, str], gateway_app: Any, gateway_client: Any
+) -> None:
+    from gateway.app import is_ready
+
+    pid = (await ok(env, "projects", "create", "--name", "p", "--json")).json()["id"]
+    made = (await ok(env, "tokens", "create", "--project", pid, "--json")).json()
+    headers = {"Authorization": f"Bearer {made['token']}"}
+
+    async def status() -> int:
+        async with gateway_client.get("/anything", headers=headers) as response:
+            return int(response.status)
+
+    deadline = time.monotonic() + 10
+    while not is_ready(gateway_app):  # LISTEN is up, so no notification can be missed
+        assert time.monotonic() < deadline, "the gateway never became ready"
+        await asyncio.sleep(0.02)
+    assert await status() == 200  # proven and cached for TOKEN_CACHE_TTL (30 s)
+
+    await ok(env, "tokens", "revoke", "--project", pid, "--token", made["id"])
+    # Well inside the cache lifetime: only the notification can make this pass.
+    deadline = time.monotonic() + 10
+    while (code := await status()) != 401:
+        assert code == 200
+        assert time.monotonic() < deadline, "the gateway still accepts a revoked token"
+        await asyncio.sleep(0.02)
