@@ -32,6 +32,8 @@ from collections.abc import AsyncIterable, Iterable
 from typing import Final
 from urllib.parse import urlsplit
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 MAX_HEAD: Final = 64 * 1024  # a response head larger than this is refused (aiohttp: 8190/line)
 HIGH_WATER: Final = 256 * 1024  # body bytes queued for the client before we stop reading
 MAX_IDLE: Final = 512  # idle keep-alive connections kept per process
@@ -74,7 +76,7 @@ class UpstreamResponse:
     )
 
     def __init__(
-        self, conn: _Connection, status: int, reason: str, headers: list[tuple[str, str]]
+        self, conn: _Connection, status: int, reason: str, headers: CIMultiDictProxy[str]
     ) -> None:
         self.status = status
         self.reason = reason
@@ -107,6 +109,16 @@ class UpstreamResponse:
         self._chunks.clear()
         if self._queued >= HIGH_WATER and self._conn is not None:
             self._conn.resume()
+        self._queued = 0
+        return data
+
+    def complete_body(self) -> bytes | None:
+        """The whole body if it has already arrived (small answers often come with the
+        head), else None: the caller can then answer in one write instead of streaming."""
+        if not self._done or self._error is not None:
+            return None
+        data = b"".join(self._chunks)
+        self._chunks.clear()
         self._queued = 0
         return data
 
@@ -287,7 +299,7 @@ class _Connection(asyncio.Protocol):
             framing = _NONE
         self._keep_alive = keep_alive and framing != _UNTIL_CLOSE
         self._framing, self._remaining, self._chunk_state = framing, length, _SIZE
-        response = UpstreamResponse(self, status, reason, headers)
+        response = UpstreamResponse(self, status, reason, CIMultiDictProxy(CIMultiDict(headers)))
         head, self._head = self._head, None
         assert head is not None
         if framing == _NONE or (framing == _LENGTH and length == 0):

@@ -107,7 +107,7 @@ async def test_keep_alive_connection_is_reused_and_head_kept_in_order() -> None:
         for _ in range(3):
             response = await c.request("GET", "/a?b=1", [("X-Test", "yes")])
             assert (response.status, response.reason) == (200, "OK")
-            assert response.headers == [("Content-Length", "5"), ("X-Up", "1")]
+            assert list(response.headers.items()) == [("Content-Length", "5"), ("X-Up", "1")]
             assert await response.read() == b"hello"
             assert await response.read() == b""
             response.release()
@@ -213,7 +213,7 @@ async def test_request_body_is_streamed(known_length: bool) -> None:
             received += chunk
         response.release()
     assert received == b"".join(parts)
-    assert dict(response.headers)["X-Framing"] == ("length" if known_length else "chunked")
+    assert response.headers["X-Framing"] == ("length" if known_length else "chunked")
 
 
 async def test_large_answer_with_back_pressure_arrives_whole() -> None:
@@ -314,6 +314,17 @@ async def test_malformed_chunk_is_broken() -> None:
         response = await c.request("GET", "/", [])
         with pytest.raises(UpstreamBroken):
             await response.read()
+        response.release()
+
+
+async def test_complete_body_is_offered_whole_only_when_it_has_all_arrived() -> None:
+    long = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nstart"
+    async with raw_server(answering(OK_HELLO, long)) as up, client_for(up.url) as c:
+        response = await c.request("GET", "/", [])
+        assert response.complete_body() == b"hello"
+        response.release()
+        response = await c.request("GET", "/", [])
+        assert response.complete_body() is None
         response.release()
 
 
