@@ -760,3 +760,41 @@ async def test_healthz_is_503_when_the_database_is_gone(
         assert (await client.get("/healthz")).status == 200
     finally:
         await relay.close()
+
+
+# ---------------------------------------------------------------- seen by a running gateway
+
+
+async def test_revoking_and_deleting_through_the_api_stop_a_running_gateway(
+    admin_client: Client, gateway_app: Any, gateway_client: Any
+) -> None:
+    from gateway.app import is_ready
+
+    project = await new_project(admin_client)
+    base = f"/v1/projects/{project['id']}"
+    revoked = await new_token(admin_client, project["id"])
+    orphaned = await new_token(admin_client, project["id"])
+
+    async def status(token: dict[str, Any]) -> int:
+        headers = {"Authorization": f"Bearer {token['token']}"}
+        async with gateway_client.get("/anything", headers=headers) as response:
+            return int(response.status)
+
+    async def until_refused(token: dict[str, Any]) -> None:
+        # Well inside TOKEN_CACHE_TTL (30 s): only the notification can make this pass.
+        deadline = asyncio.get_running_loop().time() + 10
+        while (code := await status(token)) != 401:
+            assert code == 200 and asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while not is_ready(gateway_app):
+        assert asyncio.get_running_loop().time() < deadline, "gateway never became ready"
+        await asyncio.sleep(0.02)
+    assert (await status(revoked), await status(orphaned)) == (200, 200)
+
+    assert (await admin_client.delete(f"{base}/tokens/{revoked['id']}")).status == 204
+    await until_refused(revoked)
+    assert await status(orphaned) == 200
+    assert (await admin_client.delete(base)).status == 204
+    await until_refused(orphaned)
