@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import io
 import json
+import logging
 import time
 from typing import Any
 
@@ -89,12 +90,29 @@ async def test_json_escapes_paths(path: str) -> None:
     assert json.loads(stream.getvalue())["path"] == path
 
 
-async def test_logging_is_cheap() -> None:
-    """A few microseconds per line: a small share of a ~140 µs proxied request."""
+async def test_logging_is_cheaper_than_the_logging_module() -> None:
+    """Relative, so it holds on a busy machine: well under one stdlib log call per line."""
     access_log = AccessLog("json", io.StringIO(), batch=10_000)
-    started = time.perf_counter()
-    for _ in range(2000):
+    stdlib = logging.getLogger("tollgate.test.access")
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    stdlib.addHandler(handler)
+    stdlib.propagate = False
+    stdlib.setLevel(logging.INFO)
+
+    def ours() -> None:
         access_log.log("abc123", "GET", "/v1/validate", 200, "proxied", 0.0012, 0.0009, "t", "p")
-    per_line = (time.perf_counter() - started) / 2000
-    access_log.flush()
-    assert per_line < 20e-6
+
+    def theirs() -> None:
+        stdlib.info('%s "%s %s" %d %s', "127.0.0.1", "GET", "/v1/validate", 200, "proxied")
+
+    best = {ours: float("inf"), theirs: float("inf")}
+    for _ in range(5):
+        for func in best:
+            started = time.perf_counter()
+            for _ in range(1000):
+                func()
+            best[func] = min(best[func], time.perf_counter() - started)
+        access_log.flush()
+    stdlib.removeHandler(handler)
+    assert best[ours] < 0.5 * best[theirs]

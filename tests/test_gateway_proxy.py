@@ -312,3 +312,18 @@ async def test_upstream_url_path_with_trailing_slash(
     )
     response = await client.get("/v1", headers=auth(token))
     assert (await response.json())["raw_path"] == "/base/v1"
+
+
+async def test_head_keeps_the_upstream_content_length(gateway_client: Any, token: Issued) -> None:
+    full = await gateway_client.get("/gzip", headers=auth(token), auto_decompress=False)
+    length = len(await full.read())
+    response = await gateway_client.head("/gzip", headers=auth(token))
+    assert response.status == 200
+    assert response.headers["Content-Length"] == str(length)
+    assert await response.read() == b""
+
+
+async def test_no_content_answers_pass_through(gateway_client: Any, token: Issued) -> None:
+    response = await gateway_client.delete("/status/204", headers=auth(token))
+    assert response.status == 204
+    assert await response.read() == b""

@@ -95,7 +95,8 @@ async def hop_headers(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    return web.Response(status=int(request.match_info["code"]), text="as asked")
+    code = int(request.match_info["code"])
+    return web.Response(status=code, text=None if code == 204 else "as asked")
 
 
 def create_upstream() -> web.Application:
@@ -106,6 +107,6 @@ def create_upstream() -> web.Application:
     app.router.add_get(f"{BASE}/redirect", redirect)
     app.router.add_get(f"{BASE}/gzip", gzipped)
     app.router.add_get(f"{BASE}/hop", hop_headers)
-    app.router.add_get(f"{BASE}/status/{{code}}", status)
+    app.router.add_route("*", f"{BASE}/status/{{code}}", status)
     app.router.add_route("*", "/{tail:.*}", echo)
     return app
