@@ -82,10 +82,11 @@ def clean_environ(data_dir: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def data_dir() -> Iterator[Path]:
     """Outside pytest's temporary root: running as root, the embedded server runs as
-    another user, and any pytest starting meanwhile resets that root to mode 0700."""
+    another user, and any pytest starting meanwhile resets that root to mode 0700.
+    Shared by the module's runs: the second start skips initdb, as a user's would."""
     path = Path(tempfile.mkdtemp(prefix="tollgate-up-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
@@ -119,7 +120,16 @@ def up(tmp_path: Path, data_dir: Path) -> Iterator[Up]:
             running.output.append(line)
         yield running
     finally:
-        if process.poll() is None:
+        stop(process)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """SIGTERM (so the embedded Postgres is stopped too), SIGKILL only as a last resort."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_DEADLINE)
+        except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
 
