@@ -146,6 +146,25 @@ async def scrape(session: aiohttp.ClientSession, gateway: GatewayProcess) -> str
         return await resp.text()
 
 
+async def settled_count(
+    session: aiohttp.ClientSession, gateway: GatewayProcess, outcome: str, at_least: float
+) -> float:
+    """``gateway_requests_total{outcome}`` once it reaches ``at_least`` (deadline 10 s).
+
+    A worker counts a request right after the last byte of its answer, so a client
+    can be a moment ahead of the counter; polling, then comparing exactly, still
+    catches any request counted twice or by no one.
+    """
+    deadline = time.monotonic() + 10
+    while True:
+        value = sample(
+            await scrape(session, gateway), "gateway_requests_total", {"outcome": outcome}
+        )
+        if value >= at_least or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.05)
+
+
 def sample(exposition: str, name: str, labels: dict[str, str] | None = None) -> float:
     """The value of one sample, 0 when absent."""
     for family in text_string_to_metric_families(exposition):

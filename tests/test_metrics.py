@@ -23,6 +23,7 @@ from tests.gatewayproc import (
     sample,
     scrape,
     send,
+    settled_count,
 )
 
 PROXIED = {"outcome": "proxied"}
@@ -80,7 +81,7 @@ async def test_two_workers_sum_to_exactly_the_requests_sent(
         statuses = await send(gateway, 60, f"Bearer {raw}")
         assert statuses == [200] * 60
 
-        after = sample(await scrape(session, gateway), "gateway_requests_total", PROXIED)
+        after = await settled_count(session, gateway, "proxied", before + 60)
         assert after - before == 60
         per_worker = proxied_per_worker(gateway)
         assert len(per_worker) == 2 and all(n > 0 for n in per_worker), per_worker
@@ -102,6 +103,7 @@ async def test_no_label_carries_a_token_token_id_or_project_id(
         await send(gateway, 2, f"Bearer {unknown}")
         await send(gateway, 1, "Bearer")
         await send(gateway, 1, None)
+        await settled_count(session, gateway, "unauthenticated", 1)  # the last one sent
         exposition = await until_flushed(session, gateway)
 
     for secret in (raw, valid.secret, wrong_secret, unknown, token_id, project_id):

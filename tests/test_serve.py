@@ -25,9 +25,8 @@ from tests.gatewayproc import (
     gateway_command,
     issue_token,
     running_gateway,
-    sample,
-    scrape,
     send,
+    settled_count,
 )
 from tests.relay import Relay
 
@@ -146,6 +145,7 @@ async def test_a_crashed_worker_is_replaced_and_counts_survive_it(
     env = {**serve_env, "GATEWAY_WORKERS": "2"}
     async with running_gateway(env, tmp_path) as (gateway, session):
         assert await send(gateway, 30, f"Bearer {raw}") == [200] * 30
+        assert await settled_count(session, gateway, "proxied", 30) == 30
         first = gateway.worker_pids()
         victim = min(first)
         os.kill(victim, signal.SIGKILL)
@@ -162,8 +162,7 @@ async def test_a_crashed_worker_is_replaced_and_counts_survive_it(
         assert "exited unexpectedly" in gateway.stderr
         # Counters never go backwards: the dead worker's counts are still in the sum.
         assert await send(gateway, 10, f"Bearer {raw}") == [200] * 10
-        exposition = await scrape(session, gateway)
-        assert sample(exposition, "gateway_requests_total", {"outcome": "proxied"}) == 40
+        assert await settled_count(session, gateway, "proxied", 40) == 40
 
 
 def test_missing_upstream_is_one_line_and_exit_2(environ: dict[str, str], tmp_path: Path) -> None:
