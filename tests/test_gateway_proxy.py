@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import gzip
 import hashlib
@@ -327,3 +328,24 @@ async def test_no_content_answers_pass_through(gateway_client: Any, token: Issue
     response = await gateway_client.delete("/status/204", headers=auth(token))
     assert response.status == 204
     assert await response.read() == b""
+
+
+async def test_authenticated_requests_record_last_use(
+    gateway_client: Any, issue_token: IssueToken, pg_pool: Any
+) -> None:
+    used = await issue_token()
+    idle = await issue_token()
+    assert (await gateway_client.get("/x", headers=auth(used))).status == 200
+    # An unauthenticated request records nothing.
+    assert (await gateway_client.get("/x")).status == 401
+
+    async def last_used(issued: Issued) -> Any:
+        query = "SELECT last_used_at FROM tokens WHERE id = $1"
+        return await pg_pool.fetchval(query, issued.token_id)
+
+    # LAST_USED_FLUSH_INTERVAL is 0.05 s in tests: poll, with a deadline.
+    deadline = asyncio.get_running_loop().time() + 5
+    while await last_used(used) is None:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    assert await last_used(idle) is None
