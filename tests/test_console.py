@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,11 +20,13 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import asyncpg
 import pytest
+import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Locator, Page, async_playwright, expect
 
 from admin.app import create_app as create_admin_app
+from gateway.app import create_app as create_gateway_app
 from gateway.config import Settings
 from tests.conftest import ADMIN_TOKEN
 
@@ -48,45 +50,62 @@ EXPIRATIONS = [  # (description, label in the select, days; None = never)
     ("Nightly CI", "Never", None),
 ]
 
-ServerFactory = Callable[..., Awaitable[TestServer]]
+pytestmark = [
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="chromium not installed: apt-get install chromium"
+    ),
+    # One browser and one set of servers for the module: starting them is most of the cost.
+    pytest.mark.asyncio(loop_scope="module"),
+]
 
 
-# ---------------------------------------------------------------- servers
+# ---------------------------------------------------------------- servers and browser
 
 
 async def echo(request: web.Request) -> web.Response:
     return web.json_response({"path": request.path, "project": request.headers.get("X-Project-Id")})
 
 
-@pytest.fixture
-async def admin_url(
-    aiohttp_server: ServerFactory, settings: Settings, pg_pool: asyncpg.Pool
-) -> str:
-    """The real admin app (API and console) on an empty database."""
-    server = await aiohttp_server(create_admin_app(settings), host="127.0.0.1")
-    return str(server.make_url("/"))
+@dataclass(frozen=True)
+class Servers:
+    admin: str
+    gateway: str
+    pool: asyncpg.Pool
 
 
-@pytest.fixture
-async def gateway_url(aiohttp_server: ServerFactory, environ: dict[str, str]) -> str:
-    """A real gateway in front of a real upstream that answers 200."""
-    from gateway.app import create_app as create_gateway_app
+async def started(app: web.Application) -> TestServer:
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
 
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def servers(database_url: str) -> AsyncIterator[Servers]:
+    """The real admin app (API and console), and a real gateway before a real upstream."""
     upstream_app = web.Application()
     upstream_app.router.add_route("*", "/{tail:.*}", echo)
-    upstream = await aiohttp_server(upstream_app, host="127.0.0.1")
-    settings = Settings.from_env({**environ, "UPSTREAM_URL": str(upstream.make_url("/"))})
-    gateway = await aiohttp_server(create_gateway_app(settings), host="127.0.0.1")
-    return str(gateway.make_url("/"))
+    upstream = await started(upstream_app)
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": database_url,
+            "ADMIN_TOKEN": ADMIN_TOKEN,
+            "UPSTREAM_URL": str(upstream.make_url("/")),
+            "LAST_USED_FLUSH_INTERVAL": "0.05",
+        }
+    )
+    admin = await started(create_admin_app(settings))
+    gateway = await started(create_gateway_app(settings))
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        yield Servers(str(admin.make_url("/")), str(gateway.make_url("/")), pool)
+    finally:
+        await pool.close()
+        for server in (gateway, admin, upstream):
+            await server.close()
 
 
-# ---------------------------------------------------------------- browser
-
-
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.skip("chromium not installed: apt-get install chromium")
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
@@ -169,12 +188,13 @@ class Console:
         assert overflowing == [], f"at {self.page.viewport_size}"
 
 
-@pytest.fixture
-async def console(browser: Browser, admin_url: str) -> AsyncIterator[Console]:
+@pytest_asyncio.fixture(loop_scope="module")
+async def console(browser: Browser, servers: Servers) -> AsyncIterator[Console]:
+    """A fresh tab (no storage, no cookies) on the console; each test uses its own projects."""
     context = await browser.new_context(
         viewport={"width": 1280, "height": 900}, locale="en-US", timezone_id=TIMEZONE
     )
-    tab = Console(await context.new_page(), admin_url)
+    tab = Console(await context.new_page(), servers.admin)
     tab.watch()
     yield tab
     await context.close()
@@ -254,8 +274,9 @@ def parse_title(title: str) -> datetime:
 # ---------------------------------------------------------------- the seed flow
 
 
-async def test_sign_in_create_reveal_call_and_revoke(console: Console, gateway_url: str) -> None:
+async def test_sign_in_create_reveal_call_and_revoke(console: Console, servers: Servers) -> None:
     page = console.page
+    gateway_url = servers.gateway
     await console.open()
 
     await console.sign_in("not-the-admin-token")
@@ -348,7 +369,7 @@ async def open_project(console: Console, name: str, rate_limit: str | None = Non
     project = await admin_api(console.base, "POST", "/v1/projects", body)
     await console.open()
     await console.sign_in()
-    await console.page.get_by_role("link", name=name).click()
+    await console.page.get_by_role("link", name=name, exact=True).click()
     await expect(console.page.get_by_role("heading", name=name, level=1)).to_be_visible()
     return str(project["id"])
 
@@ -369,14 +390,16 @@ async def test_load_more_pages_with_the_cursor(console: Console) -> None:
     await expect(console.button("Load more")).to_be_hidden()
 
 
-async def test_expired_badge_and_local_dates(console: Console, pg_pool: asyncpg.Pool) -> None:
+async def test_expired_badge_and_local_dates(console: Console, servers: Servers) -> None:
     project_id = await open_project(console, "Dates")
     path = f"/v1/projects/{project_id}/tokens"
     old = await admin_api(console.base, "POST", path, {"description": "old"})
     used = await admin_api(console.base, "POST", path, {"description": "used"})
     past = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
-    await pg_pool.execute("UPDATE tokens SET expires_at = $1 WHERE id = $2", past, old["id"])
-    await pg_pool.execute("UPDATE tokens SET last_used_at = $1 WHERE id = $2", past, used["id"])
+    await servers.pool.execute("UPDATE tokens SET expires_at = $1 WHERE id = $2", past, old["id"])
+    await servers.pool.execute(
+        "UPDATE tokens SET last_used_at = $1 WHERE id = $2", past, used["id"]
+    )
     await console.page.reload()
 
     expired = console.row("old").get_by_role("cell")
@@ -415,8 +438,8 @@ async def test_api_errors_show_next_to_the_action(console: Console) -> None:
     await settings.get_by_label("Rate limit").fill("")
     await settings.get_by_role("button", name="Save settings").click()
     await expect(settings.get_by_role("status")).to_have_text("Saved.")
-    projects = await admin_api(console.base, "GET", "/v1/projects")
-    assert [p["rate_limit"] for p in projects["projects"]] == [None]
+    projects = (await admin_api(console.base, "GET", "/v1/projects"))["projects"]
+    assert [p["rate_limit"] for p in projects if p["name"] == "Bad limit"] == [None]
 
 
 async def test_revoking_a_token_already_gone_still_removes_the_row(console: Console) -> None:
