@@ -11,8 +11,11 @@ process's event loop, database handle or prometheus state is inherited); each ru
 on ``GATEWAY_METRICS_PORT`` (:mod:`gateway.monitor`).
 
 SIGTERM or SIGINT stops every worker gracefully (each flushes its last-used times)
-and exits 0. A worker that dies unexpectedly is replaced, up to :data:`MAX_RESTARTS`
-times in :data:`RESTART_WINDOW` seconds; beyond that, or if a worker exits with the
+and exits 0; a second signal kills them at once (exit 1). Workers that lose this
+process (SIGKILL) notice within a second and stop too.
+
+A worker that dies unexpectedly is replaced, up to :data:`MAX_RESTARTS` times in
+:data:`RESTART_WINDOW` seconds; beyond that, or if a worker exits with the
 configuration status 2 (nothing a restart can fix), everything stops and the exit
 status is non-zero, so a service manager sees the failure.
 """
@@ -134,7 +137,7 @@ class Supervisor:
 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop.set)
+            loop.add_signal_handler(sig, self._signalled)
         assert self._settings.database_url is not None
         database = DatabaseCheck(self._settings.database_url)
         monitor = Monitor(
@@ -223,6 +226,16 @@ class Supervisor:
             return False
         self._restarts.append(now)
         return True
+
+    def _signalled(self) -> None:
+        if not self._stop.is_set():
+            self._stop.set()
+            return
+        # A second signal: the operator will not wait for the graceful stop.
+        log.warning("stopping now: killing %d worker(s)", len(self._workers))
+        self._exit_code = self._exit_code or EXIT_FAILED
+        for process in self._workers.values():
+            process.kill()
 
     def _fail(self, code: int) -> None:
         self._exit_code = code

@@ -165,6 +165,31 @@ async def test_a_crashed_worker_is_replaced_and_counts_survive_it(
         assert await settled_count(session, gateway, "proxied", 40) == 40
 
 
+async def test_workers_stop_when_the_parent_is_killed(
+    serve_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**serve_env, "GATEWAY_WORKERS": "2"}
+    async with running_gateway(env, tmp_path) as (gateway, _):
+        workers = gateway.worker_pids()
+        gateway.kill()  # SIGKILL: no chance to stop them
+        deadline = time.monotonic() + 30
+        while any(alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, "orphaned workers keep running"
+            await asyncio.sleep(0.05)
+    # ...and the port is free again for the next gateway.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", gateway.port))
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie nobody reaped yet counts as stopped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def test_missing_upstream_is_one_line_and_exit_2(environ: dict[str, str], tmp_path: Path) -> None:
     env = {k: v for k, v in environ.items() if k != "UPSTREAM_URL"}
     result = run_serve(env, tmp_path)
