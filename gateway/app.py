@@ -89,7 +89,6 @@ class RequestPath:
     last_used: LastUsed
 
     def __init__(self, metrics: GatewayMetrics, access_log: AccessLog) -> None:
-        self._metrics = metrics
         self._count = metrics.outcome_count
         self._duration = metrics.outcome_duration
         self._upstream_duration = metrics.upstream_duration
