@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
+import uvloop
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -341,3 +342,17 @@ async def test_abandoned_body_closes_the_connection() -> None:
         response.release()  # the rest never came: the connection is out of step
         assert await body_of(c) == (200, b"hello")
         assert up.connections == 2
+
+
+def test_works_on_uvloop() -> None:
+    """The gateway's workers run uvloop, whose transports are not asyncio classes."""
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+
+    async def scenario() -> tuple[list[tuple[int, bytes]], int]:
+        async with raw_server(answering(OK_HELLO, chunked)) as up, client_for(up.url) as c:
+            return [await body_of(c), await body_of(c)], up.connections
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        answers, connections = runner.run(scenario())
+    assert answers == [(200, b"hello"), (200, b"hello")]
+    assert connections == 1
