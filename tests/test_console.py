@@ -453,6 +453,27 @@ async def test_revoking_a_token_already_gone_still_removes_the_row(console: Cons
     await expect(console.row("twice")).to_have_count(0)
 
 
+async def test_deleting_a_project_stops_its_tokens(console: Console, servers: Servers) -> None:
+    page = console.page
+    project_id = await open_project(console, "Short-lived")
+    raw = await console.create_token("doomed", "Never")
+    await console.button("Done").click()
+    assert await gateway_status(servers.gateway, raw) == 200
+
+    await console.button("Delete project").click()
+    confirm = console.dialog("Delete project?")
+    await expect(confirm).to_contain_text("Short-lived")
+    await confirm.get_by_role("button", name="Delete project").click()
+    await expect(page.get_by_role("heading", name="Projects")).to_be_visible()
+    await expect(page.get_by_role("status")).to_have_text("Project “Short-lived” deleted.")
+    await expect(page.get_by_role("link", name="Short-lived", exact=True)).to_have_count(0)
+    await wait_for_status(servers.gateway, raw, 401)
+
+    await page.goto(f"{console.base}#/projects/{project_id}")
+    await expect(page.get_by_role("heading", name="Project not found")).to_be_visible()
+    await expect(page.get_by_role("alert")).to_contain_text("does not exist")
+
+
 # ---------------------------------------------------------------- session and keyboard
 
 

@@ -78,6 +78,7 @@ export const api = {
   createProject: (fields) => request("POST", "/v1/projects", { body: fields }),
   getProject: (id) => request("GET", `/v1/projects/${enc(id)}`),
   updateProject: (id, fields) => request("PATCH", `/v1/projects/${enc(id)}`, { body: fields }),
+  deleteProject: (id) => request("DELETE", `/v1/projects/${enc(id)}`),
   listTokens: (id, cursor, limit) => {
     const query = new URLSearchParams({ limit: String(limit) });
     if (cursor) query.set("cursor", cursor);

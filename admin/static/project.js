@@ -8,10 +8,12 @@ import {
   focusHeading,
   isCurrent,
   nextGeneration,
+  openDialog,
   showError,
   showView,
   whileBusy,
 } from "./dom.js";
+import * as projects from "./projects.js";
 import * as tokens from "./tokens.js";
 
 let current = null; // the project shown, as the API last returned it
@@ -46,7 +48,7 @@ export async function show(projectId, { focus = false } = {}) {
   } catch (failure) {
     if (!isCurrent(generation)) return;
     $("project-body").hidden = true;
-    $("project-title").textContent = "Project";
+    $("project-title").textContent = failure.status === 404 ? "Project not found" : "Project";
     showError(
       error,
       failure.status === 404 ? "This project does not exist (it may have been deleted)." : failure,
@@ -70,8 +72,40 @@ function changes() {
   return fields;
 }
 
+function openDelete() {
+  if (!current) return;
+  $("delete-name").textContent = current.name;
+  clearError($("delete-error"));
+  openDialog($("dialog-delete"));
+}
+
+async function submitDelete(event) {
+  event.preventDefault();
+  if (!current) return;
+  const error = $("delete-error");
+  clearError(error);
+  const { id, name } = current;
+  try {
+    await whileBusy($("delete-form").querySelector("button[type=submit]"), () =>
+      api.deleteProject(id),
+    );
+  } catch (failure) {
+    // 404: deleted meanwhile, which is what the user asked for.
+    if (failure.status !== 404) {
+      showError(error, failure);
+      return;
+    }
+  }
+  current = null;
+  $("dialog-delete").close();
+  projects.announce(`Project “${name}” deleted.`);
+  location.hash = "#/";
+}
+
 export function init() {
   tokens.init(() => current);
+  $("delete-project").addEventListener("click", openDelete);
+  $("delete-form").addEventListener("submit", submitDelete);
   const form = $("settings-form");
   const error = $("settings-error");
   const saved = $("settings-saved");

@@ -34,9 +34,17 @@ function projectItem(project) {
   return item;
 }
 
+// A message for the next time the list shows (e.g. after deleting a project).
+let pendingMessage = "";
+export function announce(message) {
+  pendingMessage = message;
+}
+
 export async function show({ focus = false } = {}) {
   const generation = nextGeneration();
   showView("view-projects");
+  $("projects-status").textContent = pendingMessage;
+  pendingMessage = "";
   document.title = "Projects · Tollgate admin";
   if (focus) focusHeading($("projects-title"));
   const list = $("projects-list");
