@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import os
 import secrets
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,14 +29,20 @@ def with_database(url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A Postgres server: ``DATABASE_URL`` when set, else an embedded one for this session."""
+def server_url() -> str:
+    """A Postgres server: ``DATABASE_URL`` when set, else the embedded one.
+
+    The embedded server's data lives in one fixed directory outside pytest's rotating
+    temp folders (which a concurrent session may delete under a running server); the
+    package reference-counts the processes using it, so concurrent sessions share it
+    and the last one out stops it. Each session still gets its own database.
+    """
     url = os.environ.get("DATABASE_URL")
     if url:
         return url
     from gateway import db
 
-    data_dir = tmp_path_factory.mktemp("embedded")
+    data_dir = Path(tempfile.gettempdir()) / f"tollgate-tests-{os.getuid()}"
     return db.database_url(Settings.from_env({"GATEWAY_DATA_DIR": str(data_dir)}))
 
 
