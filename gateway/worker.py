@@ -34,11 +34,24 @@ def main(settings: Settings, status_dir: str) -> None:
     """Process entry point (``multiprocessing`` spawn target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup_logging()
+    _read_pid_once()
     try:
         uvloop.run(_serve(settings, Path(status_dir), os.getppid()))
     except ConfigError as err:
         print(f"gateway: {err}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+
+
+def _read_pid_once() -> None:
+    """Multiprocess-mode metrics call ``os.getpid()`` on every value update, to notice
+    a fork. A spawned worker never forks, so read it once. Measured here for one
+    request's updates (a counter and two histograms): 7.1 µs CPU, 6.0 with this;
+    3.0 in single-process mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import values
+
+        pid = os.getpid()
+        values.ValueClass = values.MultiProcessValue(lambda: pid)  # type: ignore[no-untyped-call]
 
 
 async def _serve(settings: Settings, status_dir: Path, parent: int) -> None:
