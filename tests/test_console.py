@@ -494,6 +494,18 @@ async def test_sign_out_forgets_the_admin_token(console: Console) -> None:
     await expect(page.get_by_label("Admin token")).to_be_visible()
 
 
+async def test_a_token_the_api_stops_accepting_signs_the_tab_out(console: Console) -> None:
+    page = console.page
+    await console.open()
+    await console.sign_in()
+    await expect(console.button("New project")).to_be_visible()
+    # As if the server restarted with another ADMIN_TOKEN.
+    await page.evaluate(f"sessionStorage.setItem('{SESSION_KEY}', 'rotated-away')")
+    await page.reload()
+    await expect(page.get_by_role("alert")).to_contain_text("Sign in again")
+    assert await page.evaluate("sessionStorage.length") == 0
+
+
 async def test_keyboard_only_create_and_revoke(console: Console) -> None:
     page = console.page
     await open_project(console, "Keys")

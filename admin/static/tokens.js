@@ -147,9 +147,11 @@ async function loadMore() {
   $("tokens-body").append(...rows);
   setCursor(page.next_cursor);
   refreshEmptyState();
-  // Keep keyboard users where the new rows start.
-  if (rows.length) rows[0].querySelector("button").focus();
-  else $("create-token").focus();
+  // The button vanishes after the last page: keep keyboard users where the new rows start.
+  if (!nextCursor) {
+    if (rows.length) rows[0].querySelector("button").focus();
+    else $("create-token").focus();
+  }
 }
 
 // ------------------------------------------------------------------ create and reveal
