@@ -273,3 +273,19 @@ def test_banner_names_every_address_and_the_token() -> None:
 def test_walkthrough_quotes_an_admin_token_for_the_shell() -> None:
     lines = walkthrough("http://a:1", "http://g:2", "it's $HOME")
     assert shlex.split(lines[1]) == ["export", "ADMIN_TOKEN=it's $HOME"]
+
+
+def test_banner_with_an_own_upstream_and_database() -> None:
+    settings = Settings.from_env({"ADMIN_TOKEN": "b" * 40})
+    where = Addresses(
+        gateway="http://127.0.0.1:8080",
+        admin="http://127.0.0.1:8081",
+        metrics="http://127.0.0.1:8082",
+        upstream="https://api.example.com",
+        demo=False,
+    )
+    text = banner(settings, where, embedded=False, generated=False)
+    assert "upstream   https://api.example.com\n" in text
+    assert "built-in demo" not in text
+    assert "database   DATABASE_URL" in text
+    assert "Admin token (ADMIN_TOKEN):" in text
