@@ -64,7 +64,7 @@ class LastUsed:
         self._flushed_error = metrics.last_used_flushes.labels("error")
 
     def record(self, token_id: str) -> None:
-        """Note that ``token_id`` was used now (hot path: no I/O, no allocation but the entry)."""
+        """Note that ``token_id`` was used now (hot path: a clock read and a dict store)."""
         pending = self._pending
         if token_id not in pending:
             self._pending_gauge.inc()
@@ -91,6 +91,8 @@ class LastUsed:
                 written = True
             except _FAILURES as err:
                 log.warning("writing %d last-used time(s) failed, will retry: %s", len(batch), err)
+            except Exception:  # a bug must not end the flusher: keep the entries, say why
+                log.exception("writing %d last-used time(s) failed, will retry", len(batch))
             finally:
                 # Also on cancellation: entries not known to be written stay pending.
                 self._in_flight = 0
