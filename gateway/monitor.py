@@ -68,16 +68,18 @@ class Monitor:
         expected: int,
         workers: Callable[[], Sequence[int]],
         database: Callable[[], Awaitable[bool]],
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.metrics_dir = metrics_dir
         self.status_dir = status_dir
         self.expected = expected
         self.workers = workers  # pids of the worker processes alive now
         self.database = database
+        self.clock = clock
 
     def statuses(self) -> list[workerstatus.WorkerStatus]:
         """Statuses of live workers that are serving (fresh heartbeat)."""
-        now = time.time()
+        now = self.clock()
         found = (workerstatus.read(self.status_dir, pid) for pid in self.workers())
         return [status for status in found if status is not None and status.fresh(now)]
 

@@ -34,10 +34,12 @@ def _path(directory: Path, pid: int) -> Path:
     return directory / f"{pid}.json"
 
 
-def write(directory: Path, *, ready: bool, pid: int | None = None) -> None:
+def write(directory: Path, *, ready: bool, pid: int | None = None, at: float | None = None) -> None:
     pid = os.getpid() if pid is None else pid
     tmp = directory / f".{pid}.tmp"
-    tmp.write_text(json.dumps({"pid": pid, "ready": ready, "at": time.time()}))
+    tmp.write_text(
+        json.dumps({"pid": pid, "ready": ready, "at": time.time() if at is None else at})
+    )
     os.replace(tmp, _path(directory, pid))
 
 
