@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from aiohttp.test_utils import TestServer
 from prometheus_client.multiprocess import MultiProcessCollector
 from pytest_aiohttp import AiohttpServer
 
+from gateway.monitor import exposition
 from gateway.store import Store
 from gateway.tokens import Token, generate, parse
 from tests.gatewayproc import (
@@ -134,3 +138,48 @@ async def until_flushed(session: aiohttp.ClientSession, gateway: GatewayProcess)
             return exposition
         assert time.monotonic() < deadline, "last-used times never flushed"
         await asyncio.sleep(0.05)
+
+
+FLUSH_SCRIPT = """
+from gateway.metricfiles import install
+flush = install()
+from prometheus_client import CollectorRegistry
+from gateway.metrics import GatewayMetrics
+m = GatewayMetrics(CollectorRegistry())
+m.outcome_count["proxied"].inc()
+m.outcome_duration["proxied"].observe(0.003)
+m.last_used_pending.set(4)
+print("before", flush=True)
+input()  # the test reads the files here, before the flush
+flush()
+print("after", flush=True)
+input()
+"""
+
+
+def test_worker_values_reach_the_shared_files_when_flushed(tmp_path: Path) -> None:
+    """Each worker updates memory only; ``flush`` (every second, and at exit) publishes."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FLUSH_SCRIPT],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert proc.stdout.readline().startswith("before")
+        before = exposition(tmp_path).decode()
+        assert sample(before, "gateway_requests_total", PROXIED) == 0
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().startswith("after")
+        after = exposition(tmp_path).decode()
+        assert sample(after, "gateway_requests_total", PROXIED) == 1
+        bucket = {"outcome": "proxied", "le": "0.005"}
+        assert sample(after, "gateway_request_duration_seconds_bucket", bucket) == 1
+        assert sample(after, "gateway_request_duration_seconds_sum", PROXIED) == 0.003
+        assert sample(after, "gateway_last_used_pending") == 4
+    finally:
+        proc.kill()
+        proc.wait()
