@@ -102,9 +102,14 @@ def _runtime_dir() -> Iterator[Path]:
     The variable is set here, in the parent, so every spawned worker inherits it
     before prometheus-client is imported there.
     """
-    root = Path(tempfile.mkdtemp(prefix="tollgate-"))
-    (root / "metrics").mkdir()
-    (root / "workers").mkdir()
+    try:
+        root = Path(tempfile.mkdtemp(prefix="tollgate-"))
+        (root / "metrics").mkdir()
+        (root / "workers").mkdir()
+    except OSError as err:
+        where = tempfile.gettempdir()
+        problem = f"cannot create the metrics directory in {where}: {err.strerror}"
+        raise ConfigError("TMPDIR", problem) from None
     previous = os.environ.get(MULTIPROC_ENV)
     os.environ[MULTIPROC_ENV] = str(root / "metrics")
     try:
