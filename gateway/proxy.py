@@ -13,12 +13,13 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Final, NamedTuple
 from urllib.parse import unquote
 
 from aiohttp import (
     ClientError,
+    ClientRequest,
     ClientSession,
     ClientTimeout,
     DummyCookieJar,
@@ -76,7 +77,22 @@ _RESPONSE_DROP: Final = (
 )
 # aiohttp adds these unless told not to: a proxy must not invent them (an invented
 # Accept-Encoding would make the upstream compress for a client that cannot decode).
-_NO_AUTO_HEADERS: Final = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+_NO_AUTO_HEADERS: Final = CIMultiDict(
+    (name, None) for name in ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+)
+
+
+class UpstreamRequest(ClientRequest):
+    """A client request that sends the client's headers and invents none.
+
+    ``skip_auto_headers`` would do the same, but aiohttp rebuilds and sorts the skip
+    list and copies the headers on every request: about 10 µs of a ~140 µs request.
+    """
+
+    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
+        # Still consulted later, for the Content-Type a body would otherwise get.
+        self._skip_auto_headers = _NO_AUTO_HEADERS
+
 
 _SEPARATORS = re.compile(r"[/\\]")
 
@@ -85,7 +101,7 @@ def client_session() -> ClientSession:
     return ClientSession(
         connector=TCPConnector(limit=CONNECTION_LIMIT, limit_per_host=0),
         auto_decompress=False,  # pass bodies through exactly as encoded
-        skip_auto_headers=_NO_AUTO_HEADERS,
+        request_class=UpstreamRequest,
         # Cookies belong to the clients: a shared jar would hand one client's to another.
         cookie_jar=DummyCookieJar(),
     )

@@ -198,11 +198,21 @@ async def test_compressed_body_passes_through_untouched(gateway_client: Any, tok
 
 async def test_no_accept_encoding_is_invented(gateway_client: Any, token: Issued) -> None:
     response = await gateway_client.get(
-        "/x", headers=auth(token), skip_auto_headers=["Accept-Encoding", "User-Agent"]
+        "/x", headers=auth(token), skip_auto_headers=["Accept", "Accept-Encoding", "User-Agent"]
     )
     seen = headers_of(await response.json())
     assert "accept-encoding" not in seen
     assert "user-agent" not in seen
+    assert "accept" not in seen
+
+
+async def test_no_content_type_is_invented(gateway_client: Any, token: Issued) -> None:
+    response = await gateway_client.post(
+        "/x", data=b"raw bytes", headers=auth(token), skip_auto_headers=["Content-Type"]
+    )
+    echo = await response.json()
+    assert "content-type" not in headers_of(echo)
+    assert echo["body_length"] == len(b"raw bytes")
 
 
 async def test_redirects_are_passed_back_not_followed(gateway_client: Any, token: Issued) -> None:
