@@ -14,10 +14,10 @@ SIGTERM or SIGINT stops every worker gracefully (each flushes its last-used time
 and exits 0; a second signal kills them at once (exit 1). Workers that lose this
 process (SIGKILL) notice within a second and stop too.
 
-A worker that dies unexpectedly is replaced, up to :data:`MAX_RESTARTS` times in
-:data:`RESTART_WINDOW` seconds; beyond that, or if a worker exits with the
-configuration status 2 (nothing a restart can fix), everything stops and the exit
-status is non-zero, so a service manager sees the failure.
+A worker that dies unexpectedly is replaced after a short, doubling delay, up to
+:data:`MAX_RESTARTS` times in :data:`RESTART_WINDOW` seconds; beyond that, or if one
+of the first workers cannot start (status 2: nothing a restart can fix), everything
+stops with a non-zero status, so a service manager sees the failure.
 """
 
 from __future__ import annotations
@@ -54,6 +54,10 @@ EXIT_FAILED = 1
 SHUTDOWN_GRACE = worker.SHUTDOWN_TIMEOUT + 20.0
 MAX_RESTARTS = 5
 RESTART_WINDOW = 60.0
+# A replacement waits 0.5 s, then 1, 2, 4 …: a cause that lasts (Postgres down while a
+# replacement starts) does not burn the restart budget in a second.
+RESTART_DELAY = 0.5
+RESTART_DELAY_MAX = 10.0
 
 
 def serve(settings: Settings, *, migrate: bool) -> int:
@@ -133,6 +137,7 @@ class Supervisor:
         self._workers: dict[int, BaseProcess] = {}
         self._exits: dict[int, asyncio.Future[int | None]] = {}
         self._restarts: collections.deque[float] = collections.deque()
+        self._first_workers: set[int] = set()
         self._stop = asyncio.Event()
         self._stopping = False
         self._exit_code = 0
@@ -157,7 +162,7 @@ class Supervisor:
         try:
             await self._listen(runner)
             for _ in range(self._settings.gateway_workers):
-                self._spawn()
+                self._first_workers.add(self._spawn())
             await self._stop.wait()
         finally:
             code = await self._shutdown()
@@ -182,7 +187,7 @@ class Supervisor:
             site.name,
         )
 
-    def _spawn(self) -> None:
+    def _spawn(self) -> int:
         process = self._spawn_context.Process(
             target=worker.main,
             args=(self._settings, str(self._status_dir)),
@@ -196,6 +201,7 @@ class Supervisor:
         self._workers[process.pid] = process
         self._exits[process.pid] = asyncio.get_running_loop().create_future()
         asyncio.get_running_loop().add_reader(process.sentinel, self._exited, process)
+        return process.pid
 
     def _exited(self, process: BaseProcess) -> None:
         asyncio.get_running_loop().remove_reader(process.sentinel)
@@ -208,29 +214,38 @@ class Supervisor:
         self._exits.pop(pid).set_result(code)
         if self._stopping:
             return
-        if code == EXIT_USAGE:  # the worker printed the one-line reason; a restart cannot help
+        if code == EXIT_USAGE and pid in self._first_workers:
+            # A first worker could not start: the reason is its one line on stderr, and
+            # a restart cannot help (a busy port, a database refusing us at start).
             self._fail(EXIT_USAGE)
-        elif self._restart_allowed():
-            log.error("worker %d exited unexpectedly (status %s); starting another", pid, code)
-            self._spawn()
-        else:
+            return
+        delay = self._restart_delay()
+        if delay is None:
             log.error(
-                "worker %d exited unexpectedly (status %s), %d restarts in %ds: stopping",
+                "worker %d exited unexpectedly (status %s) after %d restarts in %ds: stopping",
                 pid,
                 code,
                 MAX_RESTARTS,
                 RESTART_WINDOW,
             )
             self._fail(EXIT_FAILED)
+            return
+        log.error("worker %d exited unexpectedly (status %s); another in %.1fs", pid, code, delay)
+        asyncio.get_running_loop().call_later(delay, self._respawn)
 
-    def _restart_allowed(self) -> bool:
+    def _respawn(self) -> None:
+        if not self._stopping:
+            self._spawn()
+
+    def _restart_delay(self) -> float | None:
+        """Seconds before the next restart (doubling), or None past the restart budget."""
         now = time.monotonic()
         while self._restarts and now - self._restarts[0] > RESTART_WINDOW:
             self._restarts.popleft()
         if len(self._restarts) >= MAX_RESTARTS:
-            return False
+            return None
         self._restarts.append(now)
-        return True
+        return min(RESTART_DELAY * 2.0 ** (len(self._restarts) - 1), RESTART_DELAY_MAX)
 
     def _signalled(self) -> None:
         if not self._stop.is_set():
