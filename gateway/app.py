@@ -6,7 +6,7 @@ middlewares: each middleware layer costs a coroutine and a closure per request,
 and a cached request must cost little more than the upstream call itself.
 
 Resources live in ``cleanup_ctx``, in this order (cleanup runs in reverse):
-Postgres pool, upstream ClientSession, argon2 thread pool and authenticator,
+Postgres pool, upstream client, argon2 thread pool and authenticator,
 LISTEN connection, rate limiter, last-used flusher, and the request path itself.
 Nothing does I/O at import time or in the factory.
 """
@@ -43,7 +43,7 @@ from .errors import (
 from .lastused import LastUsed, last_used_ctx
 from .listener import Listener
 from .metrics import GatewayMetrics
-from .proxy import Proxy, client_session
+from .proxy import Proxy, upstream_client
 from .ratelimit import RateLimiter, limiter_ctx
 from .store import Store
 from .tokens import Hasher
@@ -177,13 +177,13 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
-    session = client_session()
-    app[appkeys.CLIENT] = session
-    app[appkeys.PROXY] = Proxy(session, settings.require_upstream(), settings.upstream_timeout)
+    url = settings.require_upstream()
+    client = upstream_client(url, settings.upstream_timeout)
+    app[appkeys.PROXY] = Proxy(client, url)
     try:
         yield
     finally:
-        await session.close()
+        await client.close()
 
 
 def _auth_ctx(

@@ -496,16 +496,18 @@ class UpstreamClient:
     ) -> UpstreamResponse:
         """Send ``method target`` with ``headers`` (no Host, framing or hop-by-hop ones).
 
-        ``body`` is streamed with ``length`` as Content-Length, or chunked when None.
+        ``body`` is streamed with ``length`` as Content-Length, or chunked when None;
+        with no ``body``, a ``length`` (0) is still sent as Content-Length.
         """
         parts = [f"{method} {target} HTTP/1.1\r\n", self._host_line]
         parts += [f"{name}: {value}\r\n" for name, value in headers]
-        if body is not None:
-            parts.append(
-                "Transfer-Encoding: chunked\r\n"
-                if length is None
-                else f"Content-Length: {length}\r\n"
-            )
+        if body is None:
+            if length is not None:  # an empty body said so (a POST with Content-Length: 0)
+                parts.append(f"Content-Length: {length}\r\n")
+        elif length is None:
+            parts.append("Transfer-Encoding: chunked\r\n")
+        else:
+            parts.append(f"Content-Length: {length}\r\n")
         parts.append("\r\n")
         head = "".join(parts).encode("utf-8", "surrogateescape")
         chunked = body is not None and length is None

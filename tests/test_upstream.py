@@ -135,6 +135,20 @@ async def test_sends_method_target_host_and_headers() -> None:
     )
 
 
+async def test_empty_body_with_a_length_says_so() -> None:
+    seen: list[bytes] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await read_head(reader))
+        writer.write(OK_HELLO)
+        await reader.read()
+
+    async with raw_server(script) as up, client_for(up.url) as c:
+        response = await c.request("POST", "/", [], None, 0)
+        response.release()
+    assert seen[0].endswith(b"\r\nContent-Length: 0\r\n\r\n")
+
+
 async def test_chunked_answer_is_decoded_even_byte_by_byte() -> None:
     answer = (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
