@@ -63,6 +63,9 @@ class Options:
     wrk: str
     nginx: str
     time_limit: int
+    profile: Path | None = None
+    proxy_only: bool = False
+    py_spy: str | None = None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -77,8 +80,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--workers", type=int, default=os.cpu_count() or 2, help="workers per proxy (cores)"
     )
     parser.add_argument("--no-gateway", action="store_true", help="only nginx and bare proxy")
+    parser.add_argument(
+        "--proxy-only",
+        action="store_true",
+        help="skip new tokens and rejections (quick comparisons of the proxying path)",
+    )
     parser.add_argument("--time-limit", type=int, default=1200, help="abort after this (s)")
     parser.add_argument("--output", type=Path, default=BENCH / "results" / "latest.md")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the gateway with py-spy during round 1's load run (pip install py-spy)",
+    )
     return parser.parse_args(argv)
 
 
@@ -150,6 +163,7 @@ class Bench:
         self.cleanups: list[Callable[[], None]] = []
         self.fresh: Iterator[str] = iter(())
         self.per_run = 0
+        self.profiled = False
 
     # ------------------------------------------------------------ setup
 
@@ -209,6 +223,8 @@ class Bench:
             GATEWAY_DATA_DIR=str(self.root / "data"),
             RATE_LIMIT="100000000/second",  # high enough never to trigger on the cached token
             LOG_FORMAT="json",
+            # The gateway of this source tree, even when another one is installed.
+            PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         )
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         database = open_database(env, self.root / "data")
@@ -216,7 +232,11 @@ class Bench:
         env["DATABASE_URL"] = database.url
         settings = Settings.from_env(env)
         per_run = round(NEW_TOKENS_PER_SECOND * (o.seconds + 1)) + 5
-        fresh = FIRST_USE_TOKENS + o.rounds * len(NEW_TOKEN_CONCURRENCY) * per_run
+        fresh = (
+            0
+            if o.proxy_only
+            else FIRST_USE_TOKENS + o.rounds * len(NEW_TOKEN_CONCURRENCY) * per_run
+        )
         started = time.monotonic()
         self.tokens = create_tokens(database.url, settings, fresh)
         print(f"  {fresh + 3} tokens created in {time.monotonic() - started:.1f} s", flush=True)
@@ -261,7 +281,8 @@ class Bench:
         o = self.opts
         if o.warmup > 0:
             self.run_wrk(target, o.connections, o.warmup)
-        load = self.run_wrk(target, o.connections)
+        with self.profiling(target):
+            load = self.run_wrk(target, o.connections)
         single = self.run_wrk(target, 1)
         print(
             f"  {target.label:<24} {load['rps']:>9.0f} rps {load.get('cpu_us', 0):>6.1f} µs CPU/req"
@@ -271,6 +292,40 @@ class Bench:
             flush=True,
         )
         return {"load": load, "single": single}
+
+    @contextmanager
+    def profiling(self, target: Target) -> Iterator[None]:
+        """With --profile, py-spy samples the gateway's processes during its load run."""
+        out = self.opts.profile
+        if out is None or target.key != "gateway" or self.profiled:
+            yield
+            return
+        self.profiled = True
+        out.parent.mkdir(parents=True, exist_ok=True)
+        argv = [
+            self.opts.py_spy or "py-spy",
+            "record",
+            "--pid",
+            str(self.procs.pids["gateway"]),
+            "--subprocesses",
+            "--nonblocking",
+            "--nolineno",
+            "--format",
+            "raw",
+            "--duration",
+            str(round(self.opts.seconds)),
+            "--output",
+            str(out),
+        ]
+        spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            yield
+        finally:
+            try:
+                spy.wait(self.opts.seconds + 20)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait()
 
     def rejection(self, label: str, token: str) -> dict[str, Any]:
         auth = {"Authorization": f"Bearer {token}"}
@@ -347,13 +402,13 @@ class Bench:
             row: dict[str, Any] = {"direct": self.measure(self.direct)}
             for target in self.targets:
                 row[target.key] = self.measure(target)
-            if self.gateway_url:
+            if self.gateway_url and not self.opts.proxy_only:
                 row["401"] = self.rejection("401 wrong secret", self.tokens.wrong_secret)
                 row["429"] = self.rejection("429 rate limited", self.tokens.limited)
                 row["new_tokens"] = {str(c): self.new_token_load(c) for c in NEW_TOKEN_CONCURRENCY}
             rounds.append(row)
         result: dict[str, Any] = {"rounds": rounds}
-        if self.gateway_url:
+        if self.gateway_url and not self.opts.proxy_only:
             result["first_use"] = self.first_use_serial()
         return result
 
@@ -381,7 +436,14 @@ def main(argv: list[str] | None = None) -> int:
         wrk=tools[0],
         nginx=tools[1],
         time_limit=args.time_limit,
+        proxy_only=args.proxy_only,
+        profile=args.output.with_name("profile.txt") if args.profile else None,
+        py_spy=shutil.which("py-spy")
+        or shutil.which("py-spy", path=str(Path(sys.executable).parent)),
     )
+    if opts.profile and not opts.py_spy:
+        print("bench: --profile needs py-spy (pip install py-spy)", file=sys.stderr)
+        return 2
     if skip:
         print(f"bench: skipping the gateway: {skip}", file=sys.stderr)
     machine = report.machine_info(opts.nginx)
@@ -405,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     machine["elapsed_s"] = round(time.monotonic() - started)
     machine["load_after"] = report.loadavg()
     text = report.render(results, machine, opts.workers, opts.connections, opts.seconds, skip)
+    if opts.profile and opts.profile.exists():
+        text += report.profile_section(opts.profile)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     args.output.with_suffix(".json").write_text(
