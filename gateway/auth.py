@@ -199,10 +199,23 @@ class Authenticator:
                 "too many failed attempts with this token id; retry later",
                 headers={"Retry-After": str(math.ceil(wait))},
             )
-        record = await self._lookup(token.id)
-        if record is None:
+        try:
+            ok = await self._check(token)
+        except ServiceUnavailable:
+            self.throttle.refund(token.id)  # nothing was tried: not a failed attempt
+            raise
+        if not ok:
             self.negatives.add(key)
             raise invalid_token()
+        self.throttle.refund(token.id)
+        self.proofs.add(key, token.id)
+        return token.id
+
+    async def _check(self, token: tokens.Token) -> bool:
+        """Whether the row exists and its hash matches (argon2 in the thread pool)."""
+        record = await self._lookup(token.id)
+        if record is None:
+            return False
         if self._pending >= self._max_pending:
             # Shedding: a queue of argon2 runs longer than this only adds latency.
             raise ServiceUnavailable(
@@ -217,14 +230,8 @@ class Authenticator:
             )
         finally:
             self._pending -= 1
-        if not ok:
-            self._invalid.inc()
-            self.negatives.add(key)
-            raise invalid_token()
-        self._valid.inc()
-        self.throttle.refund(token.id)
-        self.proofs.add(key, token.id)
-        return token.id
+        (self._valid if ok else self._invalid).inc()
+        return ok
 
     async def _refresh(self, token_id: str) -> TokenState:
         """Fresh state from Postgres; the stale one if Postgres cannot answer."""
