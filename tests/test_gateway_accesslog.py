@@ -116,3 +116,11 @@ async def test_logging_is_cheaper_than_the_logging_module() -> None:
         access_log.flush()
     stdlib.removeHandler(handler)
     assert best[ours] < 0.5 * best[theirs]
+
+
+async def test_aiohttp_access_log_is_off(
+    gateway_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="aiohttp.access"):
+        assert (await gateway_client.get("/x")).status == 401
+    assert not [r for r in caplog.records if r.name == "aiohttp.access"]
