@@ -13,13 +13,11 @@ Nothing does I/O at import time or in the factory.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import os
 import re
 import secrets
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,10 +53,6 @@ log = logging.getLogger(__name__)
 # argon2 threads: CFFI releases the GIL, so threads verify in parallel, but at most
 # half the cores, so a burst of first uses cannot starve the event loop's core.
 VERIFY_THREADS = max(1, min(4, (os.cpu_count() or 2) // 2))
-# argon2 threads run this much nicer than the loop (Linux: nice is per thread). When first uses and
-# cached requests compete for a core, the event loop (cached requests, ~0.1 ms of
-# CPU each) goes first and a first use (~25 ms of argon2) waits a little longer.
-VERIFY_NICE = 10
 # Verifications waiting or running per thread before new ones are shed (503): at
 # ~25 ms each, a longer queue only adds latency for everyone in it.
 VERIFY_QUEUE_PER_THREAD = 16
@@ -197,9 +191,7 @@ def _auth_ctx(
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[appkeys.SETTINGS]
-        executor = ThreadPoolExecutor(
-            VERIFY_THREADS, thread_name_prefix="argon2", initializer=_yield_to_the_loop
-        )
+        executor = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="argon2")
         app[appkeys.AUTH] = Authenticator(
             app[appkeys.STORE],
             hasher
@@ -222,14 +214,6 @@ def _auth_ctx(
             executor.shutdown(wait=False, cancel_futures=True)
 
     return ctx
-
-
-def _yield_to_the_loop() -> None:
-    """Runs first in each argon2 thread: lower its priority (best effort)."""
-    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed
-        thread = threading.get_native_id()
-        nice = os.getpriority(os.PRIO_PROCESS, thread) + VERIFY_NICE
-        os.setpriority(os.PRIO_PROCESS, thread, min(nice, 19))
 
 
 async def _listener_ctx(app: web.Application) -> AsyncIterator[None]:

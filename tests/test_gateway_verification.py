@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import statistics
-import sys
 import threading
 import time
 from typing import Any
 
 from gateway import appkeys, tokens
-from gateway.app import VERIFY_NICE, VERIFY_QUEUE_PER_THREAD, VERIFY_THREADS, create_app
+from gateway.app import VERIFY_QUEUE_PER_THREAD, VERIFY_THREADS, create_app
 from gateway.config import Settings
 from tests.conftest import IssueToken
 
@@ -27,13 +25,11 @@ class GatedHasher(tokens.Hasher):
         super().__init__(time_cost=1, memory_cost=1024, parallelism=1)
         self.gate = threading.Event()
         self.threads: list[int] = []
-        self.nice: list[int] = []
         self.calls = 0
 
     def verify(self, secret_hash: str, secret: str) -> bool:
         self.calls += 1
         self.threads.append(threading.get_ident())
-        self.nice.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         self.gate.wait(timeout=30)
         return super().verify(secret_hash, secret)
 
@@ -73,12 +69,8 @@ async def test_concurrent_first_uses_share_one_verification_off_the_loop(
     assert [r.status for r in responses] == [200] * 64
     assert hasher.calls == 1
     assert sample(client.app, "gateway_token_verifications_total", result="valid") == 1
-    # argon2 ran on a pool thread, never on the event loop's...
+    # argon2 ran on a pool thread, never on the event loop's.
     assert hasher.threads and threading.get_ident() not in hasher.threads
-    # ...at a lower priority than the loop (Linux: nice is per thread).
-    if sys.platform == "linux":
-        loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        assert hasher.nice == [min(loop_nice + VERIFY_NICE, 19)]
 
 
 async def test_verifications_beyond_the_queue_are_shed(
