@@ -38,7 +38,7 @@ from .errors import (
     TollgateError,
     TooManyRequests,
     Unauthorized,
-    error_response,
+    error_body,
 )
 from .lastused import LastUsed, last_used_ctx
 from .listener import Listener
@@ -81,6 +81,25 @@ def outcome_of(err: TollgateError) -> str:
         if isinstance(err, kind):
             return outcome
     return "unavailable"  # an internal error: the request could not be served
+
+
+_BODIES: dict[tuple[str, str], bytes] = {}
+
+
+def refusal(err: TollgateError, request_id: str) -> web.Response:
+    """The JSON error answer (errors.py's shape) for ``err``.
+
+    Refusals are the cheap answers a flood of bad tokens gets: the few distinct
+    bodies are encoded once, not once per request.
+    """
+    key = (err.code, err.message)
+    body = _BODIES.get(key)
+    if body is None:
+        body = error_body(*key)
+        if len(_BODIES) < 64:  # messages are fixed per case; stay bounded regardless
+            _BODIES[key] = body
+    headers = {**err.headers, "Content-Type": "application/json", "X-Request-Id": request_id}
+    return web.Response(status=err.status, body=body, headers=headers)
 
 
 class RequestPath:
@@ -138,13 +157,11 @@ class RequestPath:
             self._upstream_duration.observe(upstream_seconds)
         except TollgateError as err:
             outcome = outcome_of(err)
-            response = error_response(err)
-            response.headers["X-Request-Id"] = request_id
+            response = refusal(err, request_id)
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             outcome = "unavailable"
-            response = error_response(TollgateError())
-            response.headers["X-Request-Id"] = request_id
+            response = refusal(TollgateError(), request_id)
         duration = time.perf_counter() - started
         self._count[outcome].inc()
         self._duration[outcome].observe(duration)
