@@ -93,6 +93,9 @@ class Listener:
             delay = BACKOFF_START
             try:
                 await self._listen(conn)
+            except Exception:  # a bug must not end revocation for good: log, reconnect
+                log.exception("LISTEN connection failed unexpectedly")
+                await asyncio.sleep(self._backoff_max)
             finally:
                 self.connected = False
                 conn.terminate()
