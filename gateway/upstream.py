@@ -40,6 +40,7 @@ MAX_IDLE: Final = 512  # idle keep-alive connections kept per process
 
 _NO_BODY_STATUS: Final = frozenset({204, 304})
 _HEX: Final = re.compile(rb"[0-9A-Fa-f]{1,15}")
+_FRAMING: Final = frozenset({"content-length", "transfer-encoding", "connection"})
 
 
 class UpstreamUnreachable(ConnectionError):
@@ -213,8 +214,17 @@ class _Connection(asyncio.Protocol):
         if self._response is not None:
             self._body(data)
         elif self._head is not None:
-            self._buf += data
-            self._parse_head()
+            buf = self._buf
+            if buf:  # the head comes in pieces: parse it once it is whole
+                start = max(0, len(buf) - 3)
+                buf += data
+                if buf.find(b"\r\n\r\n", start) < 0:
+                    if len(buf) > MAX_HEAD:
+                        self._fail_head(UpstreamBroken("upstream answer head too large"))
+                    return
+                data = bytes(buf)
+                buf.clear()
+            self._parse_head(data)
         elif self.transport is not None:
             self.transport.abort()  # bytes while idle: the connection is out of step
 
@@ -274,17 +284,17 @@ class _Connection(asyncio.Protocol):
 
     # -- answer side
 
-    def _parse_head(self) -> None:
-        buf = self._buf
-        end = buf.find(b"\r\n\r\n")
+    def _parse_head(self, data: bytes) -> None:
+        end = data.find(b"\r\n\r\n")
         if end < 0:
-            if len(buf) > MAX_HEAD:
+            if len(data) > MAX_HEAD:
                 self._fail_head(UpstreamBroken("upstream answer head too large"))
+            else:
+                self._buf += data
             return
-        raw = bytes(buf[:end])
-        del buf[: end + 4]
+        rest = data[end + 4 :]
         try:
-            status, reason, headers, framing, length, keep_alive = _parse(raw)
+            status, reason, headers, framing, length, keep_alive = _parse(data[:end])
         except ValueError as err:
             self._fail_head(UpstreamBroken(f"malformed upstream answer: {err}"))
             return
@@ -292,8 +302,8 @@ class _Connection(asyncio.Protocol):
             if status == 101:
                 self._fail_head(UpstreamBroken("upstream switched protocols"))
                 return
-            if buf:  # an interim answer (100 Continue, 103 Early Hints): the real one follows
-                self._parse_head()
+            if rest:  # an interim answer (100 Continue, 103 Early Hints): the real one follows
+                self._parse_head(rest)
             return
         if self._method == "HEAD" or status in _NO_BODY_STATUS:
             framing = _NONE
@@ -310,9 +320,7 @@ class _Connection(asyncio.Protocol):
             self._response = response
         if not head.done():
             head.set_result(response)
-        if self._response is not None and buf:
-            rest = bytes(buf)
-            buf.clear()
+        if self._response is not None and rest:
             self._body(rest)
 
     def _fail_head(self, error: Exception) -> None:
@@ -399,45 +407,48 @@ class _Connection(asyncio.Protocol):
             self.abort()
 
 
-def _parse(
-    raw: bytes,
-) -> tuple[int, str, list[tuple[str, str]], int, int, bool]:
-    """Status, reason, headers, framing, length and keep-alive of a response head."""
-    lines = raw.split(b"\r\n")
+def _parse(raw: bytes) -> tuple[int, str, list[tuple[str, str]], int, int, bool]:
+    """Status, reason, headers, framing, length and keep-alive of a response head.
+
+    Decoded once as a whole (header values as aiohttp's client does: UTF-8, other
+    bytes kept as surrogates) and split with str methods: one call per line, not
+    several, since this runs for every proxied request.
+    """
+    lines = raw.decode("utf-8", "surrogateescape").split("\r\n")
     status_line = lines[0]
+    code = status_line[9:12]
     if (
-        status_line[:7] != b"HTTP/1."
-        or status_line[8:9] != b" "
-        or status_line[12:13] not in (b"", b" ")
+        status_line[:7] != "HTTP/1."
+        or status_line[8:9] != " "
+        or status_line[12:13] not in ("", " ")
+        or not (code.isascii() and code.isdigit())
     ):
         raise ValueError("bad status line")
-    code = status_line[9:12]
-    if not code.isdigit():
-        raise ValueError("bad status code")
     status = int(code)
-    reason = status_line[13:].decode("latin-1")
-    keep_alive = status_line[7:8] == b"1"  # HTTP/1.1 keeps alive unless told otherwise
+    reason = status_line[13:]
+    keep_alive = status_line[7:8] == "1"  # HTTP/1.1 keeps alive unless told otherwise
     headers: list[tuple[str, str]] = []
     length = -1
     chunked = False
     has_te = False
     for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or name[-1:] in (b" ", b"\t") or line[:1] in (b" ", b"\t"):
-            raise ValueError("bad header line")
-        text = value.strip(b" \t").decode("utf-8", "surrogateescape")
-        key = name.decode("latin-1")
-        headers.append((key, text))
-        lower = key.lower()
+        name, sep, value = line.partition(":")
+        if not sep or not name or name[-1] in " \t" or name[0] in " \t":
+            raise ValueError("bad header line")  # also obsolete line folding
+        value = value.strip(" \t")
+        headers.append((name, value))
+        lower = name.lower()
+        if lower not in _FRAMING:
+            continue
         if lower == "content-length":
-            if not (text.isascii() and text.isdigit()) or (length >= 0 and int(text) != length):
+            if not (value.isascii() and value.isdigit()) or (length >= 0 and int(value) != length):
                 raise ValueError("bad Content-Length")
-            length = int(text)
+            length = int(value)
         elif lower == "transfer-encoding":
             has_te = True
-            chunked = text.rsplit(",", 1)[-1].strip().lower() == "chunked"
-        elif lower == "connection":
-            tokens = {t.strip().lower() for t in text.split(",")}
+            chunked = value.rsplit(",", 1)[-1].strip().lower() == "chunked"
+        else:  # connection
+            tokens = {t.strip().lower() for t in value.split(",")}
             if "close" in tokens:
                 keep_alive = False
             elif "keep-alive" in tokens:

@@ -193,6 +193,20 @@ async def test_answers_without_a_body(method: str, answer: bytes) -> None:
         assert up.connections == 1
 
 
+async def test_endless_head_is_refused() -> None:
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(100):
+            writer.write(b"X-Filler: " + b"x" * 1000 + b"\r\n")
+            await writer.drain()
+        await reader.read()
+
+    async with raw_server(endless) as up, client_for(up.url) as c:
+        with pytest.raises(UpstreamBroken):
+            await c.request("GET", "/", [])
+
+
 async def test_interim_answers_are_skipped() -> None:
     answer = (
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + OK_HELLO
