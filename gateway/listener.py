@@ -50,6 +50,7 @@ class Listener:
         metrics: GatewayMetrics,
         *,
         ping_interval: float = PING_INTERVAL,
+        ping_timeout: float = PING_TIMEOUT,
         backoff_max: float = BACKOFF_MAX,
         wallclock: Callable[[], float] = time.time,
     ) -> None:
@@ -57,6 +58,7 @@ class Listener:
         self._auth = auth
         self._metrics = metrics
         self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
         self._backoff_max = backoff_max
         self._wallclock = wallclock
         self._task: asyncio.Task[None] | None = None
@@ -125,7 +127,7 @@ class Listener:
 
     async def _ping(self, conn: asyncpg.Connection) -> bool:
         try:
-            async with asyncio.timeout(PING_TIMEOUT):
+            async with asyncio.timeout(self._ping_timeout):
                 await conn.execute("SELECT 1")
         except _CONNECT_ERRORS:
             return False

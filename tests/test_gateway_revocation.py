@@ -12,14 +12,22 @@ import dataclasses
 import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from gateway import appkeys
 from gateway.app import create_app, is_ready
+from gateway.auth import Authenticator
+from gateway.cache import TokenState
 from gateway.config import Settings
+from gateway.listener import Listener
+from gateway.metrics import GatewayMetrics
+from gateway.rates import Rate
 from gateway.store import Store
+from gateway.tokens import Hasher
 from tests.conftest import Issued, IssueToken
 from tests.relay import Relay
 
@@ -196,3 +204,62 @@ async def test_listen_connection_cut_and_restored(
     assert sample(client.app, "gateway_revocation_propagation_seconds_sum") < 0.1
     # The proof survived the reconnect: no argon2 run was needed again.
     assert sample(client.app, "gateway_token_verifications_total", result="valid") == 2
+
+
+class FreezingRelay(Relay):
+    """A relay that can go silent without closing anything (a network partition)."""
+
+    frozen = False
+
+    async def _pipe(self, reader: Any, *rest: Any) -> None:
+        await super()._pipe(_Held(reader, self), *rest)
+
+
+class _Held:
+    """A stream reader whose data waits while its relay is frozen."""
+
+    def __init__(self, reader: asyncio.StreamReader, relay: FreezingRelay) -> None:
+        self._reader = reader
+        self._relay = relay
+
+    async def read(self, n: int) -> bytes:
+        data = await self._reader.read(n)
+        while self._relay.frozen:
+            await asyncio.sleep(0.01)
+        return data
+
+
+async def test_silent_network_is_noticed_by_the_ping(
+    database_url: str, store: Store, pg_pool: Any
+) -> None:
+    relay = FreezingRelay(database_url)
+    await relay.start()
+    metrics = GatewayMetrics(CollectorRegistry())
+    executor = ThreadPoolExecutor(1)
+    auth = Authenticator(
+        store,
+        Hasher(),
+        executor,
+        metrics,
+        prefix="tg",
+        ttl=30,
+        default_rate=Rate(10, 60),
+        max_pending=1,
+    )
+    listener = Listener(relay.url, auth, metrics, ping_interval=0.1, ping_timeout=0.3)
+    try:
+        await listener.start()
+        assert listener.connected
+        auth.states.put(TokenState("t1", "p1", None, Rate(10, 60)))
+        relay.frozen = True  # no reset, no FIN: only the ping can tell
+        await until(lambda: not listener.connected, timeout=5)
+        relay.frozen = False
+        await until(lambda: listener.connected, timeout=15)
+        assert listener.connections == 2
+        # Whatever was missed meanwhile: the cached state is stale (kept as a fallback).
+        assert auth.states.get("t1") is None
+        assert auth.states.stale("t1") is not None
+    finally:
+        await listener.close()
+        await relay.close()
+        executor.shutdown()
