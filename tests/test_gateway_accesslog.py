@@ -7,12 +7,13 @@ import dataclasses
 import io
 import json
 import logging
+import os
 import time
 from typing import Any
 
 import pytest
 
-from gateway.accesslog import AccessLog
+from gateway.accesslog import AccessLog, pieces
 from gateway.app import create_app
 from gateway.config import Settings
 from tests.conftest import IssueToken
@@ -124,3 +125,25 @@ async def test_aiohttp_access_log_is_off(
     with caplog.at_level(logging.DEBUG, logger="aiohttp.access"):
         assert (await gateway_client.get("/x")).status == 401
     assert not [r for r in caplog.records if r.name == "aiohttp.access"]
+
+
+def test_pieces_are_whole_lines_within_the_atomic_size() -> None:
+    lines = [f"line {i} " + "x" * (i % 300) + "\n" for i in range(200)]
+    out = list(pieces(lines, limit=1000))
+    assert b"".join(out) == "".join(lines).encode()
+    assert all(len(piece) <= 1000 and piece.endswith(b"\n") for piece in out)
+    assert len(out) > 1
+    long = ["y" * 3000 + "\n", "short\n"]
+    assert list(pieces(long, limit=1000)) == [long[0].encode(), b"short\n"]
+
+
+async def test_lines_reach_a_pipe_intact() -> None:
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb") as reader, os.fdopen(write_end, "w") as writer:
+        access_log = AccessLog("json", writer)
+        for i in range(100):
+            access_log.log(f"r{i}", "GET", f"/p/{i}", 200, "proxied", 0.001, None, "t", "p")
+        access_log.flush()
+        writer.close()
+        lines = reader.read().decode().splitlines()
+    assert [json.loads(line)["request_id"] for line in lines] == [f"r{i}" for i in range(100)]
