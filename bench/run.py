@@ -102,7 +102,7 @@ def find_tools() -> tuple[str, str] | None:
         return wrk_bin, nginx_bin
     missing = " and ".join(n for n, b in (("wrk", wrk_bin), ("nginx", nginx_bin)) if not b)
     print(
-        f"bench: {missing} not found. Install them (Debian/Ubuntu):\n"
+        f"bench: {missing} not found. To install (Debian/Ubuntu):\n"
         "    sudo apt-get install wrk nginx\n"
         "(the system nginx service is not needed: "
         "`sudo systemctl disable --now nginx`)",
