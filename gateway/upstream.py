@@ -230,43 +230,44 @@ class _Connection(asyncio.Protocol):
 
     # -- request side
 
-    async def send(
-        self,
-        method: str,
-        head: bytes,
-        body: AsyncIterable[bytes] | None,
-        chunked: bool,
+    def send_head(
+        self, method: str, head: bytes, *, complete: bool
     ) -> asyncio.Future[UpstreamResponse]:
+        """Write the request head; the future gets the answer's head. No await: a request
+        without a body (the usual case) costs no coroutine here."""
         transport = self.transport
         assert transport is not None
         self._method = method
         self.received = False
-        self._request_sent = body is None
-        self._head = self.loop.create_future()
-        head_future = self._head
+        self._request_sent = complete
+        self._head = head_future = self.loop.create_future()
         transport.write(head)
-        if body is not None:
-            async for chunk in body:
-                if not chunk:
-                    continue
-                if chunked:
-                    transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
-                else:
-                    transport.write(chunk)
-                if self._write_paused:
-                    self._drain = drain = self.loop.create_future()
-                    timer = self.loop.call_later(self.timeout, _expire, drain)
-                    try:
-                        await drain
-                    finally:
-                        timer.cancel()
-                        self._drain = None
-                if self.transport is None:
-                    break  # the upstream answered early and closed; its answer is waiting
-            if chunked and self.transport is not None:
-                transport.write(b"0\r\n\r\n")
-            self._request_sent = True
         return head_future
+
+    async def send_body(self, body: AsyncIterable[bytes], chunked: bool) -> None:
+        """Stream the request body after :meth:`send_head`, with back-pressure."""
+        transport = self.transport
+        assert transport is not None
+        async for chunk in body:
+            if not chunk:
+                continue
+            if chunked:
+                transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+            else:
+                transport.write(chunk)
+            if self._write_paused:
+                self._drain = drain = self.loop.create_future()
+                timer = self.loop.call_later(self.timeout, _expire, drain)
+                try:
+                    await drain
+                finally:
+                    timer.cancel()
+                    self._drain = None
+            if self.transport is None:
+                break  # the upstream answered early and closed; its answer is waiting
+        if chunked and self.transport is not None:
+            transport.write(b"0\r\n\r\n")
+        self._request_sent = True
 
     def pause(self) -> None:
         if not self._paused and self.transport is not None:
@@ -523,9 +524,13 @@ class UpstreamClient:
         head = "".join(parts).encode("utf-8", "surrogateescape")
         chunked = body is not None and length is None
         for attempt in (0, 1):
-            conn = await self._acquire(fresh=attempt > 0)
+            conn = self._idle_connection() if attempt == 0 else None
+            if conn is None:
+                conn = await self._connect()
+            waiting = conn.send_head(method, head, complete=body is None)
             try:
-                waiting = await conn.send(method, head, body, chunked)
+                if body is not None:
+                    await conn.send_body(body, chunked)
                 timer = conn.loop.call_later(self.timeout, _expire_head, waiting)
                 try:
                     return await waiting
@@ -534,21 +539,24 @@ class UpstreamClient:
             except UpstreamUnreachable:
                 # A reused connection the upstream had closed: it never saw the request.
                 retry = conn.reused and not conn.received and body is None and attempt == 0
-                conn.abort()
+                _abandon(conn, waiting)
                 if not retry:
                     raise
             except BaseException:
-                conn.abort()
+                _abandon(conn, waiting)
                 raise
         raise AssertionError("unreachable")
 
-    async def _acquire(self, *, fresh: bool) -> _Connection:
+    def _idle_connection(self) -> _Connection | None:
         idle = self._idle
-        while idle and not fresh:
+        while idle:
             conn = idle.pop()
             if conn.transport is not None and not conn.transport.is_closing():
                 conn.reused = True
                 return conn
+        return None
+
+    async def _connect(self) -> _Connection:
         loop = self.loop
         try:
             _, conn = await asyncio.wait_for(
@@ -585,6 +593,13 @@ class UpstreamClient:
             if conn.transport is not None:
                 conn.transport.close()
         self._idle.clear()
+
+
+def _abandon(conn: _Connection, waiting: asyncio.Future[UpstreamResponse]) -> None:
+    """Close a connection given up on; an error its answer got is not left unretrieved."""
+    conn.abort()
+    if waiting.done() and not waiting.cancelled():
+        waiting.exception()
 
 
 def _expire_head(waiting: asyncio.Future[UpstreamResponse]) -> None:
