@@ -61,3 +61,7 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     """``on_response_prepare``: applies to every answer, errors and files included."""
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    if request.path.startswith("/static/"):
+        # Module URLs carry no version: revalidate, so an upgrade never pairs new
+        # HTML with old scripts from the browser's cache.
+        response.headers.setdefault("Cache-Control", "no-cache")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import asyncpg
-from aiohttp import ClientSession, web
+from aiohttp import web
 
 from .config import Settings
 from .metrics import GatewayMetrics
@@ -25,7 +25,6 @@ SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", GatewayMetrics)
-CLIENT = web.AppKey("client", ClientSession)
 LAST_USED: web.AppKey[LastUsed] = web.AppKey("last_used")
 LIMITER: web.AppKey[RateLimiter] = web.AppKey("limiter")
 AUTH: web.AppKey[Authenticator] = web.AppKey("auth")

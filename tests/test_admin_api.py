@@ -716,6 +716,8 @@ async def test_the_console_is_served_with_strict_headers(admin_client: Client) -
                 assert "default-src 'self'" in csp and "unsafe-inline" not in csp
                 assert response.headers["X-Content-Type-Options"] == "nosniff"
                 assert response.headers["Referrer-Policy"] == "no-referrer"
+                # Unversioned module URLs: an upgrade must not mix cached old scripts in.
+                assert response.headers["Cache-Control"] == "no-cache", path
         async with anonymous.get(admin_client.make_url("/")) as response:
             assert response.content_type == "text/html"
             assert "<html" in (await response.text()).lower()
