@@ -198,7 +198,8 @@ class _Connection(asyncio.Protocol):
                 response._finish(UpstreamBroken("upstream closed the connection mid-body"))
         drain = self._drain
         if drain is not None and not drain.done():
-            drain.set_exception(UpstreamUnreachable("upstream closed the connection"))
+            # The body stops being sent; the answer's head future says what happened.
+            drain.set_result(None)
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -249,6 +250,8 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         async for chunk in body:
+            if self.transport is None or transport.is_closing():
+                break  # the upstream answered early and closed; its answer is waiting
             if not chunk:
                 continue
             if chunked:
@@ -263,9 +266,7 @@ class _Connection(asyncio.Protocol):
                 finally:
                     timer.cancel()
                     self._drain = None
-            if self.transport is None:
-                break  # the upstream answered early and closed; its answer is waiting
-        if chunked and self.transport is not None:
+        if chunked and self.transport is not None and not transport.is_closing():
             transport.write(b"0\r\n\r\n")
         self._request_sent = True
 

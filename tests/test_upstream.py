@@ -384,3 +384,37 @@ def test_works_on_uvloop() -> None:
         answers, connections = runner.run(scenario())
     assert answers == [(200, b"hello"), (200, b"hello")]
     assert connections == 1
+
+
+def test_early_answer_then_close_while_the_body_is_still_coming_is_that_answer() -> None:
+    """An upstream may refuse a body (413) and close before the client has sent it all;
+    the refusal is the answer, not an error writing the rest (uvloop raises on a write to a
+    closed transport, where asyncio only logs)."""
+    too_big = (
+        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 7\r\nConnection: close\r\n\r\ntoo big"
+    )
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(too_big)
+        await writer.drain()
+
+    async def scenario() -> tuple[int, bytes]:
+        async with raw_server(refuse) as up, client_for(up.url) as c:
+
+            async def body() -> AsyncIterator[bytes]:
+                yield b"a" * 1000
+                deadline = asyncio.get_running_loop().time() + 5
+                while c._all and asyncio.get_running_loop().time() < deadline:
+                    await asyncio.sleep(0.01)  # until the client has seen the close
+                yield b"b" * 1000
+
+            response = await c.request("POST", "/upload", [], body(), 2000)
+            received = b""
+            while chunk := await response.read():
+                received += chunk
+            response.release()
+            return response.status, received
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(scenario()) == (413, b"too big")
