@@ -5,9 +5,9 @@ In prometheus-client's multiprocess mode every update takes a lock, asks
 measured here, 7.1 µs CPU for one request's updates (a counter and two histograms)
 against 3.0 µs in single-process mode. A worker's event loop is the only writer of
 its values and never forks, so updates can be plain float arithmetic and the files
-refreshed by :func:`install`'s ``flush`` on a timer and once more at exit. The
-parent's ``/metrics`` then lags by at most that period; a worker killed outright
-loses at most that period's counts.
+refreshed by :func:`install`'s ``flush`` on a timer, once more at exit, and when the
+parent asks before a scrape (SIGUSR1, see :func:`gateway.monitor.flush_workers`), so
+``/metrics`` does not lag; a worker killed outright loses at most one period's counts.
 
 This subclasses the value class prometheus-client builds for multiprocess mode
 (``values.MultiProcessValue``) and reads its ``_file``/``_key``/``_value``/

@@ -2,7 +2,8 @@
 
 ``/metrics`` sums every worker's metrics with prometheus-client's multiprocess mode:
 a fresh registry and ``MultiProcessCollector`` per scrape, over the directory the
-workers write to. ``/healthz`` is 200 once every worker accepts connections;
+workers write to, after asking each serving worker to flush its buffered values
+(:func:`flush_workers`). ``/healthz`` is 200 once every worker accepts connections;
 ``/readyz`` also needs Postgres reachable and every worker ready (its LISTEN
 connection up, as :func:`gateway.app.is_ready` says). Workers report through
 :mod:`gateway.workerstatus`.
@@ -11,6 +12,8 @@ connection up, as :func:`gateway.app.is_ready` says). Workers report through
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -23,6 +26,25 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from . import workerstatus
 
 DB_CHECK_TIMEOUT = 2.0
+FLUSH_WAIT = 0.5  # a worker whose loop is stuck this long does not hold up the scrape
+
+
+async def flush_workers(status_dir: Path, pids: Sequence[int], wait: float = FLUSH_WAIT) -> None:
+    """Ask each worker to copy its in-memory metrics to its files now (SIGUSR1) and wait
+    until each says it did, so a scrape sees every answer sent before it (the workers'
+    own timer flushes only once a second)."""
+    asked = time.time()
+    pending = []
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            continue
+        pending.append(pid)
+    deadline = time.monotonic() + wait
+    while pending and time.monotonic() < deadline:
+        await asyncio.sleep(0.002)
+        pending = [pid for pid in pending if workerstatus.read_flushed(status_dir, pid) < asked]
 
 
 def exposition(metrics_dir: Path) -> bytes:
@@ -69,6 +91,7 @@ class Monitor:
         workers: Callable[[], Sequence[int]],
         database: Callable[[], Awaitable[bool]],
         clock: Callable[[], float] = time.time,
+        flush: Callable[[Sequence[int]], Awaitable[None]] | None = None,
     ) -> None:
         self.metrics_dir = metrics_dir
         self.status_dir = status_dir
@@ -76,6 +99,7 @@ class Monitor:
         self.workers = workers  # pids of the worker processes alive now
         self.database = database
         self.clock = clock
+        self.flush = flush  # asks the given (serving) workers to flush their metrics
 
     def statuses(self) -> list[workerstatus.WorkerStatus]:
         """Statuses of live workers that are serving (fresh heartbeat)."""
@@ -84,6 +108,8 @@ class Monitor:
         return [status for status in found if status is not None and status.fresh(now)]
 
     async def metrics(self, request: web.Request) -> web.Response:
+        if self.flush is not None:
+            await self.flush([status.pid for status in self.statuses()])
         body = await asyncio.to_thread(exposition, self.metrics_dir)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -143,7 +143,7 @@ class Supervisor:
         self._exit_code = 0
 
     async def run(self) -> int:
-        from .monitor import DatabaseCheck, Monitor
+        from .monitor import DatabaseCheck, Monitor, flush_workers
 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -156,6 +156,7 @@ class Supervisor:
             expected=self._settings.gateway_workers,
             workers=lambda: list(self._workers),
             database=database,
+            flush=lambda pids: flush_workers(self._status_dir, pids),
         )
         runner = web.AppRunner(monitor.app(), access_log=None)
         await runner.setup()

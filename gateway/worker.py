@@ -34,6 +34,8 @@ SHUTDOWN_TIMEOUT = 10.0
 def main(settings: Settings, status_dir: str) -> None:
     """Process entry point (``multiprocessing`` spawn target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Until the loop handles it (below), a flush request must not kill the worker.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     setup_logging()
     flush_metrics = metricfiles.install()  # before create_app makes any metric
     try:
@@ -49,7 +51,10 @@ async def _serve(
     from .app import create_app
 
     stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    # Before the first status file: the parent asks only serving workers to flush.
+    loop.add_signal_handler(signal.SIGUSR1, _flush_on_request, flush_metrics, status_dir)
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
@@ -66,6 +71,13 @@ async def _serve(
     finally:
         await runner.cleanup()
         flush_metrics()  # the last requests and the final last-used flush
+
+
+def _flush_on_request(flush_metrics: Callable[[], None], status_dir: Path) -> None:
+    """SIGUSR1 from the parent before each scrape: ``/metrics`` then counts every answer
+    already sent, not only those of the last heartbeat's flush."""
+    flush_metrics()
+    workerstatus.write_flushed(status_dir)
 
 
 async def _listen(runner: web.AppRunner, settings: Settings) -> None:

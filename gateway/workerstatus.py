@@ -53,4 +53,26 @@ def read(directory: Path, pid: int) -> WorkerStatus | None:
 
 
 def remove(directory: Path, pid: int | None = None) -> None:
-    _path(directory, os.getpid() if pid is None else pid).unlink(missing_ok=True)
+    pid = os.getpid() if pid is None else pid
+    _path(directory, pid).unlink(missing_ok=True)
+    _flushed_path(directory, pid).unlink(missing_ok=True)
+
+
+def _flushed_path(directory: Path, pid: int) -> Path:
+    return directory / f"{pid}.flushed"
+
+
+def write_flushed(directory: Path) -> None:
+    """Say that this worker's metrics reached their files just now (asked before a scrape)."""
+    pid = os.getpid()
+    tmp = directory / f".{pid}.flushed.tmp"
+    tmp.write_text(repr(time.time()))
+    os.replace(tmp, _flushed_path(directory, pid))
+
+
+def read_flushed(directory: Path, pid: int) -> float:
+    """When ``pid`` last said its metrics were flushed on request; 0 if never."""
+    try:
+        return float(_flushed_path(directory, pid).read_text())
+    except (OSError, ValueError):
+        return 0.0

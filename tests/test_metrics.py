@@ -91,6 +91,26 @@ async def test_two_workers_sum_to_exactly_the_requests_sent(
         assert len(per_worker) == 2 and all(n > 0 for n in per_worker), per_worker
 
 
+async def test_a_scrape_counts_every_answer_already_sent(
+    serve_env: dict[str, str], store: Store, tmp_path: Path
+) -> None:
+    """No waiting for the workers' once-a-second flush: a script that scrapes right after
+    its requests sees them all (the parent asks the workers to flush before answering)."""
+    raw, _ = await issue_token(store)
+    async with running_gateway(serve_env, tmp_path) as (gateway, session):
+        for _ in range(3):
+            before = await scrape(session, gateway)
+            assert await send(gateway, 4, f"Bearer {raw}") == [200] * 4
+            assert await send(gateway, 1, None) == [401]
+            after = await scrape(session, gateway)
+            for outcome, sent in (("proxied", 4), ("unauthenticated", 1)):
+                labels = {"outcome": outcome}
+                delta = sample(after, "gateway_requests_total", labels) - sample(
+                    before, "gateway_requests_total", labels
+                )
+                assert delta == sent, outcome
+
+
 EXPECTED = {"proxied": 3, "invalid_token": 4, "invalid_request": 1, "unauthenticated": 1}
 
 
