@@ -5,6 +5,7 @@ when it closes, whatever happened."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -242,7 +243,64 @@ def wrk(
         if line.startswith("JSON "):
             result: dict[str, Any] = json.loads(line[5:])
             result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+            measured_percentiles(result, connections)
             if cpu_of:
                 result["cpu_us"] = cpu * 1e6 / max(1, result["requests"])
             return result
     raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout}")
+
+
+def measured_percentiles(result: dict[str, Any], connections: int) -> None:
+    """Replace wrk's p50/p99 by those of the latencies it measured (see report.lua).
+
+    wrk's corrected figures stay as ``p50_corrected_us``/``p99_corrected_us``. Without a
+    histogram (wrk skipped a huge one) the corrected figures remain, flagged
+    ``"corrected": true``.
+    """
+    result["p50_corrected_us"] = result["p50_us"]
+    result["p99_corrected_us"] = result["p99_us"]
+    pairs = result.pop("hist", "").split()
+    per_connection = result["requests"] // connections
+    result["corrected"] = per_connection > 0 and not pairs
+    if not pairs or per_connection == 0:  # nothing to undo, or no histogram to undo it on
+        return
+    histogram = [(int(v), int(c)) for v, c in (pair.split(":") for pair in pairs)]
+    measured = uncorrect(histogram, result["duration_us"] // per_connection)
+    result["p50_us"] = histogram_percentile(measured, 50)
+    result["p99_us"] = histogram_percentile(measured, 99)
+    result["corrected"] = False
+
+
+def uncorrect(histogram: list[tuple[int, int]], interval: int) -> list[tuple[int, int]]:
+    """Undo wrk's ``stats_correct(latency, interval)`` on a (value, count) histogram.
+
+    wrk adds, for every count at n >= 2 * interval, the same count at n - k * interval for
+    each k >= 1 while that stays above ``interval``. Walking down from the largest value,
+    the counts added at v are the measured counts above v in v's residue class modulo
+    ``interval``, all already known.
+    """
+    if interval <= 0:
+        return sorted(histogram)
+    above: dict[int, int] = {}  # residue -> measured count at values >= 2 * interval
+    measured: list[tuple[int, int]] = []
+    for value, count in sorted(histogram, reverse=True):
+        residue = value % interval
+        own = count - above.get(residue, 0) if value > interval else count
+        if own > 0:
+            measured.append((value, own))
+        if value >= 2 * interval:
+            above[residue] = above.get(residue, 0) + max(own, 0)
+    measured.reverse()
+    return measured
+
+
+def histogram_percentile(histogram: list[tuple[int, int]], p: float) -> int:
+    """wrk's percentile rule on an ascending (value, count) histogram."""
+    total = sum(count for _, count in histogram)
+    rank = math.floor(p / 100 * total + 1.0)  # C's round(x + 0.5), x >= 0
+    seen = 0
+    for value, count in histogram:
+        seen += count
+        if seen >= rank:
+            return value
+    return 0

@@ -64,7 +64,9 @@ class Options:
     nginx: str
     time_limit: int
     profile: Path | None = None
+    profile_run: str = "gateway"  # which run --profile samples: the proxied load, 401 or 429
     proxy_only: bool = False
+    new_tokens: bool = True
     py_spy: str | None = None
 
 
@@ -85,12 +87,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="skip new tokens and rejections (quick comparisons of the proxying path)",
     )
+    parser.add_argument(
+        "--no-new-tokens",
+        action="store_true",
+        help="skip the new-token measurements (proxying and rejections only)",
+    )
     parser.add_argument("--time-limit", type=int, default=1200, help="abort after this (s)")
     parser.add_argument("--output", type=Path, default=BENCH / "results" / "latest.md")
     parser.add_argument(
         "--profile",
         action="store_true",
         help="sample the gateway with py-spy during round 1's load run (pip install py-spy)",
+    )
+    parser.add_argument(
+        "--profile-run",
+        choices=("proxy", "401", "429"),
+        default="proxy",
+        help="which gateway load run --profile samples",
     )
     return parser.parse_args(argv)
 
@@ -234,7 +247,7 @@ class Bench:
         per_run = round(NEW_TOKENS_PER_SECOND * (o.seconds + 1)) + 5
         fresh = (
             0
-            if o.proxy_only
+            if o.proxy_only or not o.new_tokens
             else FIRST_USE_TOKENS + o.rounds * len(NEW_TOKEN_CONCURRENCY) * per_run
         )
         started = time.monotonic()
@@ -297,7 +310,7 @@ class Bench:
     def profiling(self, target: Target) -> Iterator[None]:
         """With --profile, py-spy samples the gateway's processes during its load run."""
         out = self.opts.profile
-        if out is None or target.key != "gateway" or self.profiled:
+        if out is None or target.key != self.opts.profile_run or self.profiled:
             yield
             return
         self.profiled = True
@@ -329,9 +342,10 @@ class Bench:
 
     def rejection(self, label: str, token: str) -> dict[str, Any]:
         auth = {"Authorization": f"Bearer {token}"}
-        target = Target(label, label, self.gateway_url, auth, process="gateway")
+        target = Target(label[:3], label, self.gateway_url, auth, process="gateway")
         self.run_wrk(target, self.opts.connections, self.opts.warmup or 1)
-        result = self.run_wrk(target, self.opts.connections)
+        with self.profiling(target):
+            result = self.run_wrk(target, self.opts.connections)
         print(
             f"  {label:<24} {result['rps']:>9.0f} rps {result.get('cpu_us', 0):>6.1f} µs CPU/req"
             f"  (non-2xx {result['non2xx']}"
@@ -405,10 +419,13 @@ class Bench:
             if self.gateway_url and not self.opts.proxy_only:
                 row["401"] = self.rejection("401 wrong secret", self.tokens.wrong_secret)
                 row["429"] = self.rejection("429 rate limited", self.tokens.limited)
-                row["new_tokens"] = {str(c): self.new_token_load(c) for c in NEW_TOKEN_CONCURRENCY}
+                if self.opts.new_tokens:
+                    row["new_tokens"] = {
+                        str(c): self.new_token_load(c) for c in NEW_TOKEN_CONCURRENCY
+                    }
             rounds.append(row)
         result: dict[str, Any] = {"rounds": rounds}
-        if self.gateway_url and not self.opts.proxy_only:
+        if self.gateway_url and not self.opts.proxy_only and self.opts.new_tokens:
             result["first_use"] = self.first_use_serial()
         return result
 
@@ -437,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         nginx=tools[1],
         time_limit=args.time_limit,
         proxy_only=args.proxy_only,
+        profile_run="gateway" if args.profile_run == "proxy" else args.profile_run,
+        new_tokens=not args.no_new_tokens,
         profile=args.output.with_name("profile.txt") if args.profile else None,
         py_spy=shutil.which("py-spy")
         or shutil.which("py-spy", path=str(Path(sys.executable).parent)),
