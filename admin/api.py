@@ -129,12 +129,20 @@ async def revoke_token(request: web.Request) -> web.Response:
     return _no_content()
 
 
+_TOKEN_ALLOW: Final = {"Allow": "GET, DELETE"}
+
+
 async def token_immutable(request: web.Request) -> web.Response:
     raise MethodNotAllowed(
         "tokens are immutable: create a new one and revoke this one",
         code="token_immutable",
-        headers={"Allow": "GET, DELETE"},
+        headers=_TOKEN_ALLOW,
     )
+
+
+async def token_other_method(request: web.Request) -> web.Response:
+    # aiohttp's own 405 would offer PATCH and PUT, the routes that always refuse.
+    raise MethodNotAllowed(headers=_TOKEN_ALLOW)
 
 
 # ---------------------------------------------------------------- service
@@ -184,6 +192,7 @@ ROUTES: Final = (
     Route("DELETE", TOKEN, revoke_token),
     Route("PATCH", TOKEN, token_immutable),
     Route("PUT", TOKEN, token_immutable),
+    Route("*", TOKEN, token_other_method),  # last: any other method
     Route("GET", "/v1/openapi.json", openapi),
     Route("GET", "/healthz", healthz),
     Route("GET", "/metrics", metrics),

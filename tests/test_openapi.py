@@ -17,11 +17,12 @@ Operation = tuple[str, str]
 
 
 def served_operations(app: web.Application) -> set[Operation]:
-    """(method, path template) of every route the app answers, console files aside."""
+    """(method, path template) of every route the app answers, console files aside
+    (and catch-alls: "*" routes only refuse other methods with a 405)."""
     return {
         (route.method, route.resource.canonical)
         for route in app.router.routes()
-        if route.resource is not None and not is_console_route(route)
+        if route.resource is not None and not is_console_route(route) and route.method != "*"
     }
 
 
