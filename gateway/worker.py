@@ -34,7 +34,7 @@ SHUTDOWN_TIMEOUT = 10.0
 def main(settings: Settings, status_dir: str) -> None:
     """Process entry point (``multiprocessing`` spawn target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Until the loop handles it (below), a flush request must not kill the worker.
+    # Outside the loop's handler (below), a flush request must not kill the worker.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     setup_logging()
     flush_metrics = metricfiles.install()  # before create_app makes any metric
@@ -43,6 +43,8 @@ def main(settings: Settings, status_dir: str) -> None:
     except ConfigError as err:
         print(f"gateway: {err}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+    finally:
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the closed loop restored the default
 
 
 async def _serve(
