@@ -68,6 +68,7 @@ class Processes:
         *,
         log: Path,
         env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> subprocess.Popen[bytes]:
         """Start ``argv`` in its own session, output to ``log``."""
         out: IO[bytes] = open(log, "ab")  # noqa: SIM115 (closed with the process)
@@ -77,6 +78,7 @@ class Processes:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=dict(env) if env is not None else None,
+            cwd=cwd,
             start_new_session=True,  # our Ctrl-C reaches them through close(), in order
         )
         out.close()

@@ -114,11 +114,14 @@ def render(
     if skipped:
         out += [f"Gateway not measured: {skipped}.", ""]
     out += _proxy_table(rounds, connections)
-    out += _ratios(rounds)
+    if "nginx" in rounds[0]:
+        out += _ratios(rounds)
     if "new_tokens" in rounds[0]:
         out += _new_tokens(results, rounds)
     if "401" in rounds[0]:
         out += _rejections(rounds)
+    if "baseline" in rounds[0]:
+        out += _baseline(rounds)
     return "\n".join(out) + "\n"
 
 
@@ -337,3 +340,38 @@ def profile_section(path: Path, top: int = 30) -> str:
             f"| {100 * count / total:.1f} | {100 * inclusive[frame] / total:.1f} | `{frame}` |"
         )
     return "\n".join([*out, ""]) + "\n"
+
+
+def _baseline(rounds: list[dict[str, Any]]) -> list[str]:
+    """This tree's gateway against the --baseline tree's, run for run (after / before)."""
+    out = [
+        "## This tree against the baseline tree",
+        "",
+        "| run | rps after / before (per round) | median | CPU µs/req before → after "
+        "| CPU before / after (per round) | median |",
+        "|---|---|---:|---|---|---:|",
+    ]
+    runs = [("proxied (c50)", "gateway", "baseline")]
+    if "401@baseline" in rounds[0]:
+        runs += [("401", "401", "401@baseline"), ("429", "429", "429@baseline")]
+    for label, now, before in runs:
+
+        def run(r: dict[str, Any], key: str) -> dict[str, Any]:
+            value: dict[str, Any] = r[key]["load"] if "load" in r[key] else r[key]
+            return value
+
+        def rps(r: dict[str, Any], a: str = now, b: str = before) -> float:
+            value: float = run(r, a)["rps"] / run(r, b)["rps"]
+            return value
+
+        def cpu(r: dict[str, Any], a: str = now, b: str = before) -> float:
+            value: float = run(r, b)["cpu_us"] / run(r, a)["cpu_us"]
+            return value
+
+        out.append(
+            f"| {label} | {per_round(rounds, rps, '.3f')} | **{med(rounds, rps):.3f}** "
+            f"| {med(rounds, lambda r, b=before: run(r, b)['cpu_us']):.0f} → "
+            f"{med(rounds, lambda r, a=now: run(r, a)['cpu_us']):.0f} "
+            f"| {per_round(rounds, cpu, '.3f')} | **{med(rounds, cpu):.3f}** |"
+        )
+    return [*out, ""]

@@ -66,6 +66,8 @@ class Options:
     profile: Path | None = None
     profile_run: str = "gateway"  # which run --profile samples: the proxied load, 401 or 429
     proxy_only: bool = False
+    no_references: bool = False  # without nginx and the bare proxy (gateway comparisons)
+    baseline: Path | None = None  # another source tree whose gateway is measured alongside
     new_tokens: bool = True
     py_spy: str | None = None
 
@@ -91,6 +93,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-new-tokens",
         action="store_true",
         help="skip the new-token measurements (proxying and rejections only)",
+    )
+    parser.add_argument(
+        "--no-references",
+        action="store_true",
+        help="skip nginx and the bare proxy (quick comparisons with --baseline)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also measure the gateway of this source tree (e.g. a git worktree of an "
+        "older commit), interleaved with this one",
     )
     parser.add_argument("--time-limit", type=int, default=1200, help="abort after this (s)")
     parser.add_argument("--output", type=Path, default=BENCH / "results" / "latest.md")
@@ -189,6 +202,8 @@ class Bench:
         )
         wait_http(self.direct.url, deadline=deadline, procs=self.procs)
         nginx_port, bare_port = free_port(), free_port()
+        if self.opts.no_references:
+            return
         procs.start_nginx(
             self.procs,
             "nginx-proxy",
@@ -225,19 +240,14 @@ class Bench:
         from gateway.config import Settings
 
         o = self.opts
-        port, metrics_port = free_port(), free_port()
         env = dict(os.environ)
         env.update(
             UPSTREAM_URL=f"http://127.0.0.1:{self.upstream_port}",
             GATEWAY_HOST="127.0.0.1",
-            GATEWAY_PORT=str(port),
-            GATEWAY_METRICS_PORT=str(metrics_port),
             GATEWAY_WORKERS=str(o.workers),
             GATEWAY_DATA_DIR=str(self.root / "data"),
             RATE_LIMIT="100000000/second",  # high enough never to trigger on the cached token
             LOG_FORMAT="json",
-            # The gateway of this source tree, even when another one is installed.
-            PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         )
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         database = open_database(env, self.root / "data")
@@ -256,24 +266,41 @@ class Bench:
         self.fresh = iter(self.tokens.fresh)
         self.per_run = per_run
 
+        if o.baseline is not None:
+            self.targets.append(
+                self.spawn_gateway(env, o.baseline, "baseline", "C0 gateway (baseline tree)")
+            )
+        gateway = self.spawn_gateway(env, ROOT, "gateway", "C Tollgate gateway")
+        self.gateway_url = gateway.url
         self.gateway_log = self.root / "gateway.log"
-        gateway_bin = Path(sys.executable).with_name("gateway")
-        argv = [str(gateway_bin)] if gateway_bin.exists() else [sys.executable, "-m", "gateway"]
-        self.procs.start("gateway", [*argv, "serve"], log=self.gateway_log, env=env)
-        self.gateway_url = f"http://127.0.0.1:{port}/"
+        self.targets.append(gateway)
+
+    def spawn_gateway(self, base_env: dict[str, str], tree: Path, key: str, label: str) -> Target:
+        """``gateway serve`` of the source tree ``tree`` on free ports, ready to serve."""
+        port, metrics_port = free_port(), free_port()
+        env = dict(base_env)
+        env.update(
+            GATEWAY_PORT=str(port),
+            GATEWAY_METRICS_PORT=str(metrics_port),
+            # The gateway of that source tree, even when another one is installed.
+            PYTHONPATH=os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")])),
+        )
+        log = self.root / f"{key}.log"
+        argv = [sys.executable, "-m", "gateway", "serve"]
+        # cwd too: ``python -m`` puts the working directory first on sys.path.
+        self.procs.start(key, argv, log=log, env=env, cwd=tree)
+        url = f"http://127.0.0.1:{port}/"
         deadline = time.monotonic() + 60
+        auth = {"Authorization": f"Bearer {self.tokens.cached}"}
         try:
             wait_http(
                 f"http://127.0.0.1:{metrics_port}/healthz", deadline=deadline, procs=self.procs
             )
-            auth = {"Authorization": f"Bearer {self.tokens.cached}"}
-            wait_http(self.gateway_url, deadline=deadline, headers=auth, procs=self.procs)
+            wait_http(url, deadline=deadline, headers=auth, procs=self.procs)
         except RuntimeError:
-            print(tail(self.gateway_log), file=sys.stderr)
+            print(tail(log), file=sys.stderr)
             raise
-        self.targets.append(
-            Target("gateway", "C Tollgate gateway", self.gateway_url, auth, process="gateway")
-        )
+        return Target(key, label, url, auth, process=key)
 
     # ------------------------------------------------------------ measuring
 
@@ -340,9 +367,12 @@ class Bench:
                 spy.kill()
                 spy.wait()
 
-    def rejection(self, label: str, token: str) -> dict[str, Any]:
+    def rejection(self, label: str, token: str, gateway: Target | None = None) -> dict[str, Any]:
         auth = {"Authorization": f"Bearer {token}"}
-        target = Target(label[:3], label, self.gateway_url, auth, process="gateway")
+        url, process = (gateway.url, gateway.key) if gateway else (self.gateway_url, "gateway")
+        if gateway:
+            label = f"{label} ({gateway.key})"
+        target = Target(label[:3] if not gateway else "", label, url, auth, process=process)
         self.run_wrk(target, self.opts.connections, self.opts.warmup or 1)
         with self.profiling(target):
             result = self.run_wrk(target, self.opts.connections)
@@ -414,11 +444,23 @@ class Bench:
         for number in range(1, self.opts.rounds + 1):
             print(f"round {number}/{self.opts.rounds}", flush=True)
             row: dict[str, Any] = {"direct": self.measure(self.direct)}
-            for target in self.targets:
+            # With --baseline, the two gateways swap places every round: whichever runs
+            # second meets a warmer (or more tired) machine.
+            swap = self.opts.baseline is not None and number % 2 == 0
+            order = [t for t in self.targets if t.key not in ("baseline", "gateway")]
+            gateways = [t for t in self.targets if t.key in ("baseline", "gateway")]
+            for target in order + (gateways[::-1] if swap else gateways):
                 row[target.key] = self.measure(target)
             if self.gateway_url and not self.opts.proxy_only:
-                row["401"] = self.rejection("401 wrong secret", self.tokens.wrong_secret)
-                row["429"] = self.rejection("429 rate limited", self.tokens.limited)
+                for target in gateways[::-1] if swap else gateways:
+                    suffix = "@baseline" if target.key == "baseline" else ""
+                    other = target if suffix else None
+                    row["401" + suffix] = self.rejection(
+                        "401 wrong secret", self.tokens.wrong_secret, other
+                    )
+                    row["429" + suffix] = self.rejection(
+                        "429 rate limited", self.tokens.limited, other
+                    )
                 if self.opts.new_tokens:
                     row["new_tokens"] = {
                         str(c): self.new_token_load(c) for c in NEW_TOKEN_CONCURRENCY
@@ -454,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
         nginx=tools[1],
         time_limit=args.time_limit,
         proxy_only=args.proxy_only,
+        baseline=args.baseline.resolve() if args.baseline else None,
+        no_references=args.no_references,
         profile_run="gateway" if args.profile_run == "proxy" else args.profile_run,
         new_tokens=not args.no_new_tokens,
         profile=args.output.with_name("profile.txt") if args.profile else None,
