@@ -354,6 +354,21 @@ def _baseline(rounds: list[dict[str, Any]]) -> list[str]:
     runs = [("proxied (c50)", "gateway", "baseline")]
     if "401@baseline" in rounds[0]:
         runs += [("401", "401", "401@baseline"), ("429", "429", "429@baseline")]
+    rises: list[str] = []
+    for conc in rounds[0].get("new_tokens@baseline", {}):
+
+        def rise(r: dict[str, Any], key: str, c: str = conc) -> float:
+            runs_ = r[key][c]
+            value: float = (runs_["loaded"]["p99_us"] - runs_["base"]["p99_us"]) / 1000
+            return value
+
+        rises.append(
+            f"cached p99 rise with new tokens at -c{conc} (ms): before "
+            f"{per_round(rounds, lambda r: rise(r, 'new_tokens@baseline'), '+.2f')} "
+            f"(median {med(rounds, lambda r: rise(r, 'new_tokens@baseline')):+.2f}), after "
+            f"{per_round(rounds, lambda r: rise(r, 'new_tokens'), '+.2f')} "
+            f"(median {med(rounds, lambda r: rise(r, 'new_tokens')):+.2f})"
+        )
     for label, now, before in runs:
 
         def run(r: dict[str, Any], key: str) -> dict[str, Any]:
@@ -374,4 +389,6 @@ def _baseline(rounds: list[dict[str, Any]]) -> list[str]:
             f"{med(rounds, lambda r, a=now: run(r, a)['cpu_us']):.0f} "
             f"| {per_round(rounds, cpu, '.3f')} | **{med(rounds, cpu):.3f}** |"
         )
+    if rises:
+        out += ["", *(f"- {line}" for line in rises)]
     return [*out, ""]

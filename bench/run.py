@@ -258,7 +258,8 @@ class Bench:
         fresh = (
             0
             if o.proxy_only or not o.new_tokens
-            else FIRST_USE_TOKENS + o.rounds * len(NEW_TOKEN_CONCURRENCY) * per_run
+            else FIRST_USE_TOKENS
+            + o.rounds * len(NEW_TOKEN_CONCURRENCY) * per_run * (2 if o.baseline else 1)
         )
         started = time.monotonic()
         self.tokens = create_tokens(database.url, settings, fresh)
@@ -384,16 +385,19 @@ class Bench:
         )
         return result
 
-    def new_token_load(self, connections: int) -> dict[str, Any]:
+    def new_token_load(self, connections: int, gateway: Target | None = None) -> dict[str, Any]:
         """Cached requests (wrk -c N) alone, then while fresh tokens arrive at 20/s."""
-        gateway = self.targets[-1]
+        gateway = gateway or self.targets[-1]
         base = self.run_wrk(gateway, connections)
         batch = [next(self.fresh) for _ in range(self.per_run)]
         loaded, firsts = self.with_first_uses(
-            batch, lambda: self.run_wrk(gateway, connections), NEW_TOKENS_PER_SECOND
+            batch,
+            lambda: self.run_wrk(gateway, connections),
+            NEW_TOKENS_PER_SECOND,
+            gateway.url,
         )
         print(
-            f"  cached c{connections:<3} p99 {base['p99_us'] / 1000:.3f} ms alone,"
+            f"  {gateway.key} cached c{connections:<3} p99 {base['p99_us'] / 1000:.3f} ms alone,"
             f" {loaded['p99_us'] / 1000:.3f} ms with {NEW_TOKENS_PER_SECOND} new tokens/s"
             f" (statuses {firsts['statuses']})",
             flush=True,
@@ -401,7 +405,11 @@ class Bench:
         return {"base": base, "loaded": loaded, "first_uses": firsts}
 
     def with_first_uses(
-        self, batch: list[str], during: Callable[[], dict[str, Any]], rate: float
+        self,
+        batch: list[str],
+        during: Callable[[], dict[str, Any]],
+        rate: float,
+        url: str | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         path = self.root / "fresh.txt"
         path.write_text("\n".join(batch) + "\n")
@@ -409,7 +417,7 @@ class Bench:
             sys.executable,
             str(BENCH / "firstuse.py"),
             "--url",
-            self.gateway_url,
+            url or self.gateway_url,
             "--tokens",
             str(path),
             "--rate",
@@ -462,9 +470,11 @@ class Bench:
                         "429 rate limited", self.tokens.limited, other
                     )
                 if self.opts.new_tokens:
-                    row["new_tokens"] = {
-                        str(c): self.new_token_load(c) for c in NEW_TOKEN_CONCURRENCY
-                    }
+                    for target in gateways[::-1] if swap else gateways:
+                        suffix = "@baseline" if target.key == "baseline" else ""
+                        row["new_tokens" + suffix] = {
+                            str(c): self.new_token_load(c, target) for c in NEW_TOKEN_CONCURRENCY
+                        }
             rounds.append(row)
         result: dict[str, Any] = {"rounds": rounds}
         if self.gateway_url and not self.opts.proxy_only and self.opts.new_tokens:

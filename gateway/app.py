@@ -56,7 +56,10 @@ log = logging.getLogger(__name__)
 VERIFY_THREADS = max(1, min(4, (os.cpu_count() or 2) // 2))
 # (Lowering the argon2 threads' priority (nice 10) was measured here and made cached
 # requests' p99 worse during first uses, 6-51 ms against 4-5 ms: a descheduled
-# low-priority thread can hold the GIL the event loop waits for.)
+# low-priority thread can hold the GIL the event loop waits for. SCHED_IDLE was worse
+# still: cached p99 rise during 20 first uses/s +3.35 ms against +0.65 at -c1, and at
+# -c10 the starved verifications queued past the shedding limit, 96 of 213 first uses
+# got 503, p99 3 s.)
 # Verifications waiting or running per thread before new ones are shed (503): at
 # ~25 ms each, a longer queue only adds latency for everyone in it.
 VERIFY_QUEUE_PER_THREAD = 16
