@@ -266,6 +266,8 @@ class _Connection(asyncio.Protocol):
                 finally:
                     timer.cancel()
                     self._drain = None
+                if self.transport is None:
+                    break  # closed while we waited: do not wait for the client's next chunk
         if chunked and self.transport is not None and not transport.is_closing():
             transport.write(b"0\r\n\r\n")
         self._request_sent = True

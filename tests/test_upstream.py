@@ -418,3 +418,35 @@ def test_early_answer_then_close_while_the_body_is_still_coming_is_that_answer()
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(scenario()) == (413, b"too big")
+
+
+async def test_early_answer_while_the_body_waits_for_the_upstream_to_read() -> None:
+    """The upstream reads nothing of the body, answers and ends the connection while the
+    client is held up by back-pressure: the answer comes at once, without waiting for the
+    rest of the body (which here never comes)."""
+    too_big = (
+        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 7\r\nConnection: close\r\n\r\ntoo big"
+    )
+    never = asyncio.Event()
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(too_big)
+        writer.write_eof()  # FIN, no RST: the unread body stays in this socket
+        await never.wait()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"a" * (16 * 1024 * 1024)  # far more than the socket buffers: writing pauses
+        await never.wait()
+        yield b"b"
+
+    async with raw_server(refuse) as up, client_for(up.url) as c:
+        try:
+            response = await asyncio.wait_for(
+                c.request("POST", "/upload", [], body(), 16 * 1024 * 1024 + 1), 5
+            )
+            assert response.status == 413
+            assert await response.read() == b"too big"
+            response.release()
+        finally:
+            never.set()  # the server's script ends
