@@ -114,6 +114,20 @@ def render(
     if skipped:
         out += [f"Gateway not measured: {skipped}.", ""]
     out += _proxy_table(rounds, connections)
+    corrected = sorted(
+        {
+            key
+            for r in rounds
+            for key, value in r.items()
+            if any(run.get("corrected") for run in _runs(value))
+        }
+    )
+    if corrected:
+        out += [
+            "Warning: wrk's histogram was too large to undo its coordinated-omission "
+            f"correction in some runs of {', '.join(corrected)}: their percentiles are wrk's.",
+            "",
+        ]
     if "nginx" in rounds[0]:
         out += _ratios(rounds)
     if "new_tokens" in rounds[0]:
@@ -123,6 +137,15 @@ def render(
     if "baseline" in rounds[0]:
         out += _baseline(rounds)
     return "\n".join(out) + "\n"
+
+
+def _runs(value: Any) -> list[dict[str, Any]]:
+    """Every wrk result nested in one round's entry."""
+    if isinstance(value, dict):
+        if "requests" in value and "duration_us" in value:
+            return [value]
+        return [run for part in value.values() for run in _runs(part)]
+    return []
 
 
 def _proxy_table(rounds: list[dict[str, Any]], c: int) -> list[str]:
