@@ -4,6 +4,7 @@ database per test session, and settings pointing at it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import secrets
@@ -46,33 +47,46 @@ def server_url() -> str:
     return db.database_url(Settings.from_env({"GATEWAY_DATA_DIR": str(data_dir)}))
 
 
+async def _execute(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A brand-new, empty database on ``server_url``, dropped on exit."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    asyncio.run(_execute(server_url, f'CREATE DATABASE "{name}"'))
+    try:
+        yield with_database(server_url, name)
+    finally:
+        asyncio.run(_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture(scope="session")
 def database_url(server_url: str) -> Iterator[str]:
     """A fresh, migrated database for this test session, dropped afterwards."""
-    name = f"tollgate_test_{secrets.token_hex(4)}"
 
-    async def create() -> None:
-        conn = await asyncpg.connect(server_url)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        conn = await asyncpg.connect(with_database(server_url, name))
+    async def apply(url: str) -> None:
+        conn = await asyncpg.connect(url)
         try:
             await migrate(conn)
         finally:
             await conn.close()
 
-    async def drop() -> None:
-        conn = await asyncpg.connect(server_url)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+    with scratch_database(server_url, "tollgate_test") as url:
+        asyncio.run(apply(url))
+        yield url
 
-    asyncio.run(create())
-    yield with_database(server_url, name)
-    asyncio.run(drop())
+
+@pytest.fixture
+def empty_database(server_url: str) -> Iterator[str]:
+    """A brand-new, unmigrated database, dropped afterwards."""
+    with scratch_database(server_url, "tollgate_empty") as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,35 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from gateway.migrate import Migration, MigrationError, bundled_migrations, migrate
-
-from .conftest import with_database
-
-
-@pytest.fixture
-def empty_database(server_url: str) -> Iterator[str]:
-    """A brand-new, unmigrated database, dropped afterwards."""
-    name = f"tollgate_migrate_{secrets.token_hex(4)}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(server_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    yield with_database(server_url, name)
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

@@ -3,21 +3,15 @@ console and both console scripts, and ``gateway migrate`` runs from it anywhere.
 
 from __future__ import annotations
 
-import asyncio
 import configparser
 import os
-import secrets
 import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
-
-from tests.conftest import with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the build needs; copied so the build never writes into the source tree.
@@ -65,23 +59,6 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=TIMEOUT,
     )
     return target
-
-
-@pytest.fixture
-def empty_database(server_url: str) -> Iterator[str]:
-    """A database with no tables at all, dropped afterwards."""
-    name = f"tollgate_pkg_{secrets.token_hex(4)}"
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(server_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    yield with_database(server_url, name)
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def test_wheel_carries_migrations_console_and_scripts(wheel: Path) -> None:
