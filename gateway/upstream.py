@@ -29,7 +29,7 @@ import re
 import ssl
 from collections import deque
 from collections.abc import AsyncIterable, Iterable
-from typing import Final, cast
+from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -150,9 +150,9 @@ class UpstreamResponse:
             waiter.set_result(None)
 
 
-def _expire(waiter: asyncio.Future[None]) -> None:
+def _expire(waiter: asyncio.Future[Any], *why: str) -> None:
     if not waiter.done():
-        waiter.set_exception(UpstreamTimeout())
+        waiter.set_exception(UpstreamTimeout(*why))
 
 
 class _Connection(asyncio.Protocol):
@@ -483,10 +483,10 @@ class UpstreamClient:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
         self.host = parts.hostname
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        default_port = parts.port is None or parts.port == (443 if parts.scheme == "https" else 80)
+        default_port = 443 if parts.scheme == "https" else 80
+        self.port = parts.port or default_port
         host = f"[{self.host}]" if ":" in self.host else self.host
-        self.host_header = host if default_port else f"{host}:{self.port}"
+        self.host_header = host if self.port == default_port else f"{host}:{self.port}"
         self.ssl = (
             (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
         )
@@ -534,7 +534,9 @@ class UpstreamClient:
             try:
                 if body is not None:
                     await conn.send_body(body, chunked)
-                timer = conn.loop.call_later(self.timeout, _expire_head, waiting)
+                timer = conn.loop.call_later(
+                    self.timeout, _expire, waiting, "no answer from the upstream in time"
+                )
                 try:
                     return await waiting
                 finally:
@@ -603,8 +605,3 @@ def _abandon(conn: _Connection, waiting: asyncio.Future[UpstreamResponse]) -> No
     conn.abort()
     if waiting.done() and not waiting.cancelled():
         waiting.exception()
-
-
-def _expire_head(waiting: asyncio.Future[UpstreamResponse]) -> None:
-    if not waiting.done():
-        waiting.set_exception(UpstreamTimeout("no answer from the upstream in time"))
