@@ -28,6 +28,11 @@ class ConfigError(Exception):
         self.variable = variable
 
 
+def cannot_listen(variable: str, host: str, port: int, err: OSError) -> ConfigError:
+    """The error for a listener that could not bind (``variable`` names its port)."""
+    return ConfigError(variable, f"cannot listen on {host}:{port}: {err.strerror or err}")
+
+
 class Secret:
     """A string that never shows itself in ``repr``/``str`` (logs, tracebacks)."""
 

@@ -42,12 +42,12 @@ from aiohttp import web
 
 from . import db, worker, workerstatus
 from .cli import EXIT_USAGE
-from .config import ConfigError, Settings
+from .config import ConfigError, Settings, cannot_listen
+from .metricfiles import MULTIPROC_ENV
 from .migrate import migrate as apply_migrations
 
 log = logging.getLogger(__name__)
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 EXIT_FAILED = 1
 # Workers get SHUTDOWN_TIMEOUT for in-flight requests, then flush (at most
 # lastused.SHUTDOWN_DEADLINE); past this, SIGKILL.
@@ -93,10 +93,8 @@ def _check_port(host: str, port: int) -> int:
             sock.bind(address)
             bound: int = sock.getsockname()[1]
             return bound
-    except (OSError, socket.gaierror) as err:
-        raise ConfigError(
-            "GATEWAY_PORT", f"cannot listen on {host}:{port}: {err.strerror or err}"
-        ) from None
+    except OSError as err:  # socket.gaierror included
+        raise cannot_listen("GATEWAY_PORT", host, port, err) from None
 
 
 @contextlib.contextmanager
@@ -177,9 +175,7 @@ class Supervisor:
         try:
             await site.start()
         except OSError as err:
-            raise ConfigError(
-                "GATEWAY_METRICS_PORT", f"cannot listen on {host}:{port}: {err.strerror}"
-            ) from None
+            raise cannot_listen("GATEWAY_METRICS_PORT", host, port, err) from None
         log.info(
             "starting %d worker(s) on http://%s:%d; metrics and health on %s",
             self._settings.gateway_workers,

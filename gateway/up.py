@@ -28,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from . import db, demo
 from .appkeys import METRICS
 from .cli import apply_migrations
-from .config import ConfigError, Secret, Settings
+from .config import ConfigError, Secret, Settings, cannot_listen
 from .monitor import DatabaseCheck
 
 log = logging.getLogger(__name__)
@@ -167,15 +167,12 @@ async def _listen(
     try:
         await site.start()
     except OSError as err:
-        raise ConfigError(variable, _bind_problem(host, port, err)) from None
+        if err.errno == errno.EADDRINUSE:
+            hint = "stop what holds it, or choose another port"
+            raise ConfigError(variable, f"{host}:{port} is already in use ({hint})") from None
+        raise cannot_listen(variable, host, port, err) from None
     bound: int = runner.addresses[0][1]
     return bound
-
-
-def _bind_problem(host: str, port: int, err: OSError) -> str:
-    if err.errno == errno.EADDRINUSE:
-        return f"{host}:{port} is already in use (stop what holds it, or choose another port)"
-    return f"cannot listen on {host}:{port}: {err.strerror or err}"
 
 
 def _url(host: str, port: int) -> str:

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from . import metricfiles, workerstatus
 from .cli import EXIT_USAGE, setup_logging
-from .config import ConfigError, Settings
+from .config import ConfigError, Settings, cannot_listen
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +83,12 @@ def _flush_on_request(flush_metrics: Callable[[], None], status_dir: Path) -> No
 
 
 async def _listen(runner: web.AppRunner, settings: Settings) -> None:
-    site = web.TCPSite(
-        runner, settings.gateway_host, settings.gateway_port, reuse_port=True, backlog=1024
-    )
+    host, port = settings.gateway_host, settings.gateway_port
+    site = web.TCPSite(runner, host, port, reuse_port=True, backlog=1024)
     try:
         await site.start()
     except OSError as err:
-        where = f"{settings.gateway_host}:{settings.gateway_port}"
-        raise ConfigError("GATEWAY_PORT", f"cannot listen on {where}: {err.strerror}") from None
+        raise cannot_listen("GATEWAY_PORT", host, port, err) from None
 
 
 async def _heartbeat(
