@@ -43,11 +43,12 @@ from .errors import (
 from .lastused import LastUsed, last_used_ctx
 from .listener import Listener
 from .metrics import GatewayMetrics
-from .proxy import Proxy, upstream_client
+from .proxy import Proxy
 from .ratelimit import Decision, LocalLimiter, RateLimiter, limiter_ctx
 from .rates import Rate
 from .store import Store
 from .tokens import Hasher
+from .upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,9 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
     url = settings.require_upstream()
-    client = upstream_client(url, settings.upstream_timeout)
+    # The timeout bounds the connect, the wait for the answer's head and every wait
+    # for body bytes.
+    client = UpstreamClient(url, timeout=settings.upstream_timeout)
     app[appkeys.PROXY] = Proxy(client, url)
     try:
         yield

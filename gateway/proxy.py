@@ -1,6 +1,6 @@
 """Forwarding to the upstream: a confined URL, filtered headers, bodies streamed both ways.
 
-One :class:`~gateway.upstream.UpstreamClient` per app (see :func:`upstream_client`):
+One :class:`~gateway.upstream.UpstreamClient` per app (made in ``app._client_ctx``):
 a lean keep-alive HTTP/1.1 client for the one upstream, about half the CPU per
 request of ``aiohttp.ClientSession``. Request and response bodies are streamed chunk
 by chunk as they arrive; nothing is buffered whole. Failures before the answer
@@ -67,12 +67,6 @@ _RESPONSE_DROP: Final = (
     "ratelimit-reset",
 )
 _SEPARATORS = re.compile(r"[/\\]")
-
-
-def upstream_client(upstream_url: str, timeout: float) -> UpstreamClient:
-    """The keep-alive client to UPSTREAM_URL's origin; ``timeout`` bounds the connect,
-    the wait for the answer's head and every wait for body bytes."""
-    return UpstreamClient(upstream_url, timeout=timeout)
 
 
 def _may_have_body(method: str, status: int) -> bool:
