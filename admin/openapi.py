@@ -19,6 +19,11 @@ def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+def _answer(properties: dict[str, Schema]) -> Schema:
+    """An object the API returns: every field is always present (null when it has no value)."""
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
 _TIME: Final[Schema] = {
     "type": "string",
     "format": "date-time",
@@ -32,30 +37,24 @@ _RATE: Final[Schema] = {
 _NAME: Final[Schema] = {"type": "string", "minLength": 1, "maxLength": NAME_MAX}
 
 SCHEMAS: Final[dict[str, Schema]] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
+    "Error": _answer(
+        {
+            "error": _answer(
+                {
                     "code": {"type": "string", "examples": ["unknown_field"]},
                     "message": {"type": "string"},
-                },
-            }
-        },
-    },
-    "Project": {
-        "type": "object",
-        "required": ["id", "name", "rate_limit", "created_at"],
-        "properties": {
+                }
+            )
+        }
+    ),
+    "Project": _answer(
+        {
             "id": {"type": "string"},
             "name": _NAME,
             "rate_limit": _RATE,
             "created_at": _TIME,
-        },
-    },
+        }
+    ),
     "ProjectCreate": {
         "type": "object",
         "additionalProperties": False,
@@ -67,24 +66,9 @@ SCHEMAS: Final[dict[str, Schema]] = {
         "additionalProperties": False,
         "properties": {"name": _NAME, "rate_limit": _RATE},
     },
-    "ProjectList": {
-        "type": "object",
-        "required": ["projects"],
-        "properties": {"projects": {"type": "array", "items": _ref("Project")}},
-    },
-    "Token": {
-        "type": "object",
-        "required": [
-            "id",
-            "project_id",
-            "description",
-            "masked",
-            "created_at",
-            "expires_at",
-            "last_used_at",
-            "status",
-        ],
-        "properties": {
+    "ProjectList": _answer({"projects": {"type": "array", "items": _ref("Project")}}),
+    "Token": _answer(
+        {
             "id": {"type": "string", "description": "The public id inside the token."},
             "project_id": {"type": "string"},
             "description": {"type": "string", "maxLength": tokens.DESCRIPTION_MAX},
@@ -93,21 +77,19 @@ SCHEMAS: Final[dict[str, Schema]] = {
             "expires_at": {**_TIME, "type": ["string", "null"]},
             "last_used_at": {**_TIME, "type": ["string", "null"]},
             "status": {"enum": ["active", "expired"]},
-        },
-    },
+        }
+    ),
     "NewToken": {
         "allOf": [
             _ref("Token"),
-            {
-                "type": "object",
-                "required": ["token"],
-                "properties": {
+            _answer(
+                {
                     "token": {
                         "type": "string",
                         "description": "The token itself. Shown in this answer only, never again.",
                     }
-                },
-            },
+                }
+            ),
         ]
     },
     "TokenCreate": {
@@ -118,14 +100,12 @@ SCHEMAS: Final[dict[str, Schema]] = {
             "expires_in": {"enum": list(tokens.PRESETS), "default": tokens.DEFAULT_PRESET},
         },
     },
-    "TokenPage": {
-        "type": "object",
-        "required": ["tokens", "next_cursor"],
-        "properties": {
+    "TokenPage": _answer(
+        {
             "tokens": {"type": "array", "items": _ref("Token")},
             "next_cursor": {"type": ["string", "null"]},
-        },
-    },
+        }
+    ),
 }
 
 _ERRORS: Final = {
