@@ -54,6 +54,8 @@ class Decision(NamedTuple):
 
 
 class RateLimiter(Protocol):
+    async def start(self) -> None: ...
+
     async def hit(self, key: str, rate: Rate) -> Decision: ...
 
     async def close(self) -> None: ...
@@ -129,6 +131,9 @@ class LocalLimiter:
     def __len__(self) -> int:
         return len(self._tats)
 
+    async def start(self) -> None:
+        """Nothing to connect to."""
+
     async def hit(self, key: str, rate: Rate) -> Decision:
         return self.hit_now(key, rate)
 
@@ -177,13 +182,8 @@ def create_limiter(settings: Settings, metrics: GatewayMetrics | None = None) ->
 
 async def limiter_ctx(app: web.Application) -> AsyncIterator[None]:
     """``cleanup_ctx``: the app's limiter (``appkeys.LIMITER``), closed at shutdown."""
-    settings = app[appkeys.SETTINGS]
-    limiter = create_limiter(settings, app.get(appkeys.METRICS))
-    if settings.rate_limit_backend == "redis":
-        from .redislimit import RedisLimiter  # imported by create_limiter already
-
-        assert isinstance(limiter, RedisLimiter)
-        await limiter.start()
+    limiter = create_limiter(app[appkeys.SETTINGS], app.get(appkeys.METRICS))
+    await limiter.start()
     app[appkeys.LIMITER] = limiter
     yield
     await limiter.close()
