@@ -108,11 +108,8 @@ def error_response(err: TollgateError) -> web.Response:
 
 
 _HTTP_CODES = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
+    error.status: error.code
+    for error in (BadRequest, NotFound, MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType)
 }
 
 
