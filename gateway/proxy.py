@@ -11,7 +11,6 @@ client can tell the body is incomplete.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -206,8 +205,6 @@ class Proxy:
             if request.transport is None or request.transport.is_closing():
                 return "proxied"  # the client went away; nothing to tell it
             return self._cut(request, "upstream_error", f"upstream body broke: {err}")
-        except asyncio.CancelledError:
-            raise
         return "proxied"
 
     @staticmethod
