@@ -34,13 +34,17 @@ def _path(directory: Path, pid: int) -> Path:
     return directory / f"{pid}.json"
 
 
+def _replace(path: Path, text: str) -> None:
+    """Write ``path`` by rename, so a reader never sees it half written."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write(directory: Path, *, ready: bool, pid: int | None = None, at: float | None = None) -> None:
     pid = os.getpid() if pid is None else pid
-    tmp = directory / f".{pid}.tmp"
-    tmp.write_text(
-        json.dumps({"pid": pid, "ready": ready, "at": time.time() if at is None else at})
-    )
-    os.replace(tmp, _path(directory, pid))
+    status = {"pid": pid, "ready": ready, "at": time.time() if at is None else at}
+    _replace(_path(directory, pid), json.dumps(status))
 
 
 def read(directory: Path, pid: int) -> WorkerStatus | None:
@@ -64,10 +68,7 @@ def _flushed_path(directory: Path, pid: int) -> Path:
 
 def write_flushed(directory: Path) -> None:
     """Say that this worker's metrics reached their files just now (asked before a scrape)."""
-    pid = os.getpid()
-    tmp = directory / f".{pid}.flushed.tmp"
-    tmp.write_text(repr(time.time()))
-    os.replace(tmp, _flushed_path(directory, pid))
+    _replace(_flushed_path(directory, os.getpid()), repr(time.time()))
 
 
 def read_flushed(directory: Path, pid: int) -> float:
