@@ -194,7 +194,7 @@ def build_parser() -> Parser:
 
     group = _group(commands, "projects", "create and list projects")
     create = _data_command(group, "create", _projects_create, "create a project")
-    create.add_argument("--name", required=True, help="1-200 characters")
+    create.add_argument("--name", required=True, help=f"1-{projects.NAME_MAX} characters")
     create.add_argument(
         "--rate-limit",
         dest="project_rate_limit",
@@ -212,7 +212,9 @@ def build_parser() -> Parser:
         metavar="PRESET",
         help=f"one of {', '.join(tokens.PRESETS)} (default {tokens.DEFAULT_PRESET})",
     )
-    create.add_argument("--description", default="", help="up to 200 characters")
+    create.add_argument(
+        "--description", default="", help=f"up to {tokens.DESCRIPTION_MAX} characters"
+    )
     listing = _data_command(group, "list", _tokens_list, "list a project's tokens, newest first")
     listing.add_argument("--project", required=True, metavar="PROJECT_ID")
     revoke = _data_command(group, "revoke", _tokens_revoke, "revoke a token at once")

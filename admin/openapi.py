@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from . import tokens
 from .projects import NAME_MAX
-from .validation import MAX_BODY
+from .validation import MAX_BODY, PAGE_DEFAULT, PAGE_MAX
 
 Schema = dict[str, Any]
 
@@ -195,7 +195,9 @@ OPERATIONS: Final[dict[Operation, dict[str, Any]]] = {
         "parameters": [
             _PROJECT_ID,
             _param(
-                "limit", "query", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}
+                "limit",
+                "query",
+                {"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": PAGE_DEFAULT},
             ),
             _param("cursor", "query", {"type": "string"}, "`next_cursor` of the previous page."),
         ],

@@ -105,7 +105,7 @@ async def list_all(store: Store, project_id: str) -> list[TokenInfo]:
     tokens: list[TokenInfo] = []
     cursor: str | None = None
     while True:
-        page = await list_page(store, project_id, limit=100, cursor=cursor)
+        page = await list_page(store, project_id, limit=validation.PAGE_MAX, cursor=cursor)
         tokens += page.tokens
         if page.next_cursor is None:
             return tokens

@@ -19,6 +19,10 @@ MAX_BODY: Final = 64 * 1024
 
 JSON_TYPE: Final = "application/json"
 
+# Listing pages: the size when the client names none, and the most one may ask for.
+PAGE_DEFAULT: Final = 20
+PAGE_MAX: Final = 100
+
 
 def field_error(code: str, field: str, problem: str) -> BadRequest:
     return BadRequest(f'"{field}" {problem}', code=code)
@@ -165,13 +169,14 @@ def rate_limit(field: str, value: str | None) -> str | None:
 # ---------------------------------------------------------------- query parameters
 
 
-def page_limit(query: Mapping[str, str], *, default: int = 20, maximum: int = 100) -> int:
+def page_limit(query: Mapping[str, str]) -> int:
     raw = query.get("limit")
     if raw is None:
-        return default
+        return PAGE_DEFAULT
     # Length first: int() of thousands of digits is slow and then refused.
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3 and 1 <= int(raw) <= maximum):
+    short = len(raw) <= len(str(PAGE_MAX))
+    if not (raw.isascii() and raw.isdigit() and short and 1 <= int(raw) <= PAGE_MAX):
         raise BadRequest(
-            f'"limit" must be a whole number from 1 to {maximum}', code="invalid_parameter"
+            f'"limit" must be a whole number from 1 to {PAGE_MAX}', code="invalid_parameter"
         )
     return int(raw)
