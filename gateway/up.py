@@ -18,10 +18,10 @@ import logging
 import secrets
 import shlex
 import signal
-from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
+import uvloop
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -59,21 +59,11 @@ def up(settings: Settings) -> int:
     settings = dataclasses.replace(settings, database_url=url, admin_token=token)
     if settings.gateway_workers > 1:
         log.warning("gateway up runs one in-process proxy worker; GATEWAY_WORKERS is for serve")
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(_run(settings, embedded=embedded, generated=generated))
+    return uvloop.run(_run(settings, embedded=embedded, generated=generated))
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:  # uvloop is not built for every platform
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
 
 
 async def _run(settings: Settings, *, embedded: bool, generated: bool) -> int:
