@@ -88,28 +88,36 @@ class Listener:
             except _CONNECT_ERRORS as err:
                 if delay == BACKOFF_START:  # once per outage, not once per attempt
                     log.warning("LISTEN connection failed, retrying: %s", err)
-                # Jitter keeps many gateways from reconnecting in lockstep.
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, self._backoff_max)
+                delay = await self._back_off(delay)
                 continue
-            delay = BACKOFF_START
             try:
-                await self._listen(conn)
+                listened = await self._listen(conn)
             except Exception:  # a bug must not end revocation for good: log, reconnect
                 log.exception("LISTEN connection failed unexpectedly")
                 await asyncio.sleep(self._backoff_max)
+                listened = True
             finally:
                 self.connected = False
                 conn.terminate()
+            # Back off only while LISTEN itself keeps failing; after a working session,
+            # reconnect at once.
+            delay = BACKOFF_START if listened else await self._back_off(delay)
 
-    async def _listen(self, conn: asyncpg.Connection) -> None:
+    async def _back_off(self, delay: float) -> float:
+        """Wait about ``delay`` seconds; return the next, doubled, delay."""
+        # Jitter keeps many gateways from reconnecting in lockstep.
+        await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+        return min(delay * 2, self._backoff_max)
+
+    async def _listen(self, conn: asyncpg.Connection) -> bool:
+        """Listen until the connection is lost; False when LISTEN itself failed."""
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         try:
             await conn.add_listener(EVENTS_CHANNEL, self._notified)
         except _CONNECT_ERRORS as err:
             log.warning("LISTEN failed: %s", err)
-            return
+            return False
         # Listening again: whatever happened while we were not is unknown.
         self._auth.states.expire_all()
         self.connected = True
@@ -124,6 +132,7 @@ class Listener:
             if lost.is_set() or not await self._ping(conn):
                 break
         log.warning("LISTEN connection lost; reconnecting")
+        return True
 
     async def _ping(self, conn: asyncpg.Connection) -> bool:
         try:
