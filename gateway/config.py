@@ -148,10 +148,6 @@ def _admin_token(text: str) -> Secret:
     return Secret(text)
 
 
-def _rate(text: str) -> Rate:
-    return parse_rate(text)
-
-
 def _path(text: str) -> Path:
     if not text:
         raise ValueError("must not be empty")
@@ -196,7 +192,7 @@ class Settings:
     token_cache_ttl: float = _setting(
         "TOKEN_CACHE_TTL", _seconds(0, 3600), "30", "seconds token state is trusted"
     )
-    rate_limit: Rate = _setting("RATE_LIMIT", _rate, "600/minute", "default per-token limit")
+    rate_limit: Rate = _setting("RATE_LIMIT", parse_rate, "600/minute", "default per-token limit")
     rate_limit_backend: Literal["local", "redis"] = _setting(
         "RATE_LIMIT_BACKEND", _choice("local", "redis"), "local", "local or redis"
     )
