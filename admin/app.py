@@ -21,12 +21,12 @@ from gateway.appkeys import POOL, SETTINGS, STORE
 from gateway.config import ConfigError, Settings
 from gateway.errors import ServiceUnavailable, error_middleware
 from gateway.store import Store
+from gateway.tokens import Hasher
 
 from . import api, console, openapi
 from .auth import admin_auth
 from .keys import ADMIN_METRICS, HASHER, OPENAPI
 from .metrics import AdminMetrics, metrics_middleware
-from .tokens import hasher_for
 from .validation import MAX_BODY
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[ADMIN_METRICS] = metrics
-    app[HASHER] = hasher_for(settings)
+    app[HASHER] = Hasher.from_settings(settings)
     app[OPENAPI] = openapi.document()
     app.cleanup_ctx.append(_database)
     app.on_response_prepare.append(console.security_headers)

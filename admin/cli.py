@@ -21,6 +21,7 @@ from gateway.cli import Command, Parser, add_settings_flags, apply_migrations, r
 from gateway.config import Settings
 from gateway.errors import BadRequest, TollgateError
 from gateway.store import Project, Store, TokenInfo
+from gateway.tokens import Hasher
 
 from . import projects, tokens
 from .views import project_view, token_view
@@ -125,7 +126,7 @@ async def _projects_list(settings: Settings, args: argparse.Namespace, store: St
 async def _tokens_create(settings: Settings, args: argparse.Namespace, store: Store) -> int:
     issued = await tokens.issue(
         store,
-        tokens.hasher_for(settings),
+        Hasher.from_settings(settings),
         settings.token_prefix,
         args.project,
         description=args.description,

@@ -12,7 +12,6 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Final
 
-from gateway.config import Settings
 from gateway.errors import BadRequest, NotFound
 from gateway.store import InvalidCursor, Store, TokenInfo, TokenPage
 from gateway.tokens import Hasher, generate, is_token_id
@@ -37,14 +36,6 @@ class Issued:
 
     info: TokenInfo
     token: str = field(repr=False)
-
-
-def hasher_for(settings: Settings) -> Hasher:
-    return Hasher(
-        time_cost=settings.argon2_time_cost,
-        memory_cost=settings.argon2_memory_cost,
-        parallelism=settings.argon2_parallelism,
-    )
 
 
 def expiry_days(preset: str) -> int | None:

@@ -243,12 +243,7 @@ def _auth_ctx(
         executor = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="argon2")
         app[appkeys.AUTH] = Authenticator(
             app[appkeys.STORE],
-            hasher
-            or Hasher(
-                time_cost=settings.argon2_time_cost,
-                memory_cost=settings.argon2_memory_cost,
-                parallelism=settings.argon2_parallelism,
-            ),
+            hasher or Hasher.from_settings(settings),
             executor,
             app[appkeys.METRICS],
             prefix=settings.token_prefix,

@@ -19,9 +19,13 @@ import re
 import secrets
 import zlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _INDEX = {char: value for value, char in enumerate(ALPHABET)}
@@ -118,6 +122,15 @@ class Hasher:
             memory_cost=memory_cost,
             parallelism=parallelism,
             type=argon2.Type.ID,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Hasher:
+        """The hasher the ``ARGON2_*`` settings describe."""
+        return cls(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_cost,
+            parallelism=settings.argon2_parallelism,
         )
 
     def hash(self, secret: str) -> str:

@@ -16,10 +16,9 @@ import pytest
 from multidict import CIMultiDict
 
 from admin.api import ROUTES
-from admin.tokens import hasher_for
 from gateway.config import Settings
 from gateway.store import EVENTS_CHANNEL, Store
-from gateway.tokens import generate, parse
+from gateway.tokens import Hasher, generate, parse
 
 from .conftest import ADMIN_TOKEN
 from .relay import Relay
@@ -620,11 +619,11 @@ async def test_the_database_holds_only_an_argon2id_hash(
     for text in (rows[0]["whole"], await pg_pool.fetchval("SELECT p::text FROM projects p")):
         assert raw not in text and parsed.secret not in text
         assert parsed.secret[:8] not in text  # no readable piece of it either
-    assert hasher_for(settings).verify(rows[0]["secret_hash"], parsed.secret)
+    assert Hasher.from_settings(settings).verify(rows[0]["secret_hash"], parsed.secret)
 
 
 def test_tokens_are_hashed_with_the_owasp_profile_by_default(environ: dict[str, str]) -> None:
-    hasher = hasher_for(Settings.from_env(environ))
+    hasher = Hasher.from_settings(Settings.from_env(environ))
     assert hasher.hash("s").startswith("$argon2id$v=19$m=19456,t=2,p=1$")
 
 
