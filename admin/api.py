@@ -11,10 +11,10 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Final
 
-import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway import db
 from gateway.appkeys import POOL, SETTINGS, STORE
 from gateway.errors import MethodNotAllowed, ServiceUnavailable
 from gateway.store import UNSET
@@ -152,7 +152,7 @@ async def healthz(request: web.Request) -> web.Response:
     """200 when the database answers a query, 503 otherwise."""
     try:
         await asyncio.wait_for(request.app[POOL].fetchval("SELECT 1"), HEALTH_TIMEOUT)
-    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    except db.UNREACHABLE:
         raise ServiceUnavailable("the database is not answering") from None
     return _json({"status": "ok"})
 

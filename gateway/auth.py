@@ -19,10 +19,9 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import datetime
 
-import asyncpg
 from multidict import CIMultiDictProxy
 
-from . import tokens
+from . import db, tokens
 from .cache import (
     FailureThrottle,
     NegativeCache,
@@ -257,7 +256,7 @@ class Authenticator:
         try:
             async with asyncio.timeout(DB_TIMEOUT):
                 record = await self._store.auth_record(token_id)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+        except db.UNREACHABLE as err:
             if not self._db_down:
                 log.warning("Postgres unreachable for token lookups: %s", err)
                 self._db_down = True

@@ -15,6 +15,9 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10.0
 
+# Postgres could not be asked: the network, the server or the connection failed.
+UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
 
 def database_url(settings: Settings) -> str:
     """``DATABASE_URL``, or the URL of an embedded Postgres started on demand.

@@ -20,10 +20,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
-import asyncpg
 from aiohttp import web
 
-from . import appkeys
+from . import appkeys, db
 from .metrics import GatewayMetrics
 from .store import Store
 
@@ -39,7 +38,7 @@ FLUSH_TIMEOUT = 10.0
 SHUTDOWN_DEADLINE = 5.0
 SHUTDOWN_RETRY_DELAY = 0.2
 
-_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_FAILURES = db.UNREACHABLE
 
 
 class LastUsed:

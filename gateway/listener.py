@@ -33,13 +33,7 @@ PING_TIMEOUT = 5.0
 BACKOFF_START = 0.05
 BACKOFF_MAX = 2.0
 
-_CONNECT_ERRORS = (
-    ConfigError,
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-)
+_CONNECT_ERRORS = (ConfigError, *db.UNREACHABLE)
 
 
 class Listener:

@@ -23,7 +23,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from . import workerstatus
+from . import db, workerstatus
 
 DB_CHECK_TIMEOUT = 2.0
 FLUSH_WAIT = 0.5  # a worker whose loop is stuck this long does not hold up the scrape
@@ -69,7 +69,7 @@ class DatabaseCheck:
                         self._conn = await asyncpg.connect(self._url)
                     await self._conn.fetchval("SELECT 1")
                 return True
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except db.UNREACHABLE:
                 await self.close()
                 return False
 
