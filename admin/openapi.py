@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from gateway.rates import PATTERN
+
 from . import tokens
 from .projects import NAME_MAX
 from .validation import MAX_BODY, PAGE_DEFAULT, PAGE_MAX
@@ -31,7 +33,7 @@ _TIME: Final[Schema] = {
 }
 _RATE: Final[Schema] = {
     "type": ["string", "null"],
-    "pattern": "^[1-9][0-9]{0,8}/(second|minute|hour)$",
+    "pattern": f"^{PATTERN.pattern}$",
     "description": "Requests per period, e.g. `600/minute`; null means the gateway default.",
 }
 _NAME: Final[Schema] = {"type": "string", "minLength": 1, "maxLength": NAME_MAX}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from gateway.errors import NotFound
-from gateway.store import UNSET, Project, Store, _Unset
+from gateway.store import UNSET, Project, Store, Unset
 from gateway.tokens import is_token_id
 
 from . import validation
@@ -47,13 +47,13 @@ async def update(
     store: Store,
     project_id: str,
     *,
-    name: str | _Unset = UNSET,
-    rate_limit: str | _Unset | None = UNSET,
+    name: str | Unset = UNSET,
+    rate_limit: str | Unset | None = UNSET,
 ) -> Project:
     """Rename or change the rate limit; gateways hear of a new limit at once."""
-    if not isinstance(name, _Unset):
+    if not isinstance(name, Unset):
         name = check_name(name)
-    if not isinstance(rate_limit, _Unset):
+    if not isinstance(rate_limit, Unset):
         rate_limit = validation.rate_limit("rate_limit", rate_limit)
     if not is_token_id(project_id):
         raise not_found()

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 _UNITS = {"second": 1, "minute": 60, "hour": 3600}
-_PATTERN = re.compile(r"([1-9][0-9]{0,8})/(second|minute|hour)")
+PATTERN = re.compile(r"([1-9][0-9]{0,8})/(second|minute|hour)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +23,7 @@ class Rate:
 
 def parse_rate(text: str) -> Rate:
     """Parse ``N/second``, ``N/minute`` or ``N/hour``; raise ValueError naming the problem."""
-    match = _PATTERN.fullmatch(text.strip())
+    match = PATTERN.fullmatch(text.strip())
     if match is None:
         raise ValueError(
             f"{text!r} is not a rate limit: use N/second, N/minute or N/hour with 1 <= N < 10^9"

@@ -27,12 +27,14 @@ PROJECT_DELETED: Final = "project_deleted"
 PROJECT_UPDATED: Final = "project_updated"
 
 
-class _Unset:
+class Unset:
+    """The type of :data:`UNSET`: a field left as it is, unlike ``None`` (set to null)."""
+
     def __repr__(self) -> str:
         return "UNSET"
 
 
-UNSET: Final = _Unset()
+UNSET: Final = Unset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,20 +119,20 @@ class Store:
         self,
         project_id: str,
         *,
-        name: str | _Unset = UNSET,
-        rate_limit: str | _Unset | None = UNSET,
+        name: str | Unset = UNSET,
+        rate_limit: str | Unset | None = UNSET,
     ) -> Project | None:
         """Change a project; gateways hear of a new rate limit at once."""
-        set_limit = not isinstance(rate_limit, _Unset)
+        set_limit = not isinstance(rate_limit, Unset)
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 f"UPDATE projects SET name = COALESCE($2, name), "
                 f"rate_limit = CASE WHEN $3 THEN $4 ELSE rate_limit END "
                 f"WHERE id = $1 RETURNING {_PROJECT_COLUMNS}",
                 project_id,
-                None if isinstance(name, _Unset) else name,
+                None if isinstance(name, Unset) else name,
                 set_limit,
-                None if isinstance(rate_limit, _Unset) else rate_limit,
+                None if isinstance(rate_limit, Unset) else rate_limit,
             )
             if row is None:
                 return None
