@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway import db
 from gateway.cli import apply_migrations
-from gateway.config import ConfigError, Settings
+from gateway.config import Settings, cannot_listen
 
 from .app import create_app
 
@@ -31,8 +31,7 @@ async def start(settings: Settings) -> web.AppRunner:
         await site.start()
     except OSError as err:
         await runner.cleanup()
-        where = f"{settings.admin_host}:{settings.admin_port}"
-        raise ConfigError("ADMIN_PORT", f"cannot listen on {where}: {err.strerror}") from None
+        raise cannot_listen("ADMIN_PORT", settings.admin_host, settings.admin_port, err) from None
     except BaseException:
         await runner.cleanup()
         raise
