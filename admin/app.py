@@ -11,36 +11,33 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
-import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 
-from gateway import db
-from gateway.appkeys import POOL, SETTINGS, STORE
-from gateway.config import ConfigError, Settings
-from gateway.errors import ServiceUnavailable, error_middleware
-from gateway.store import Store
-from gateway.tokens import Hasher
+from gateway.core import db
+from gateway.core.config import ConfigError, Settings
+from gateway.core.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    TollgateError,
+    UnsupportedMediaType,
+)
+from gateway.core.store import Store
+from gateway.core.tokens import Hasher
 
-from . import api, console, openapi
+from . import console, openapi, routes
 from .auth import admin_auth
-from .keys import ADMIN_METRICS, HASHER, OPENAPI
+from .keys import ADMIN_METRICS, HASHER, OPENAPI, POOL, SETTINGS, STORE
 from .metrics import AdminMetrics, metrics_middleware
-from .validation import MAX_BODY
+from .schemas import MAX_BODY
 
 log = logging.getLogger(__name__)
 
 POOL_SIZE = 5
-
-# The database went away (network, restart, overload): a 503 to retry, not a 500.
-_UNAVAILABLE = (
-    OSError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -64,16 +61,56 @@ def create_app(settings: Settings) -> web.Application:
     app[OPENAPI] = openapi.document()
     app.cleanup_ctx.append(_database)
     app.on_response_prepare.append(console.security_headers)
-    api.add_routes(app.router)
+    routes.add_routes(app.router)
     console.add_routes(app)
     return app
+
+
+def error_response(err: TollgateError) -> web.Response:
+    return web.Response(
+        status=err.status, body=err.body(), content_type="application/json", headers=err.headers
+    )
+
+
+_HTTP_CODES = {
+    error.status: error.code
+    for error in (BadRequest, NotFound, MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType)
+}
+
+
+def from_http_exception(exc: web.HTTPException) -> TollgateError:
+    """aiohttp's own errors (no route, wrong method, body too large) in our shape."""
+    err = TollgateError(
+        exc.reason.lower() if exc.status != 413 else PayloadTooLarge.message,
+        code=_HTTP_CODES.get(exc.status, "http_error"),
+        status=exc.status,
+    )
+    if exc.status == 405 and "Allow" in exc.headers:
+        err.headers["Allow"] = exc.headers["Allow"]
+    return err
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as a JSON error, never a traceback."""
+    try:
+        return await handler(request)
+    except TollgateError as err:
+        return error_response(err)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(from_http_exception(exc))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(TollgateError())
 
 
 @web.middleware
 async def database_unavailable(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except _UNAVAILABLE as err:
+    except db.UNREACHABLE as err:  # a 503 to retry, not a 500
         log.warning("database unavailable on %s %s: %r", request.method, request.path, err)
         raise ServiceUnavailable("the database is not answering; retry later") from None
 

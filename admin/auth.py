@@ -12,8 +12,8 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from gateway.config import Secret
-from gateway.errors import Unauthorized
+from gateway.core.config import Secret
+from gateway.core.errors import Unauthorized
 
 REALM: Final = 'Bearer realm="tollgate-admin"'
 PROTECTED_PREFIX: Final = "/v1/"

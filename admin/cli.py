@@ -16,14 +16,14 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from gateway import db
-from gateway.cli import Command, Parser, add_settings_flags, apply_migrations, run, subcommand
-from gateway.config import Settings
-from gateway.errors import BadRequest, TollgateError
-from gateway.store import Project, Store, TokenInfo
-from gateway.tokens import Hasher
+from gateway.core import db, migrate
+from gateway.core.clikit import Command, Parser, add_settings_flags, run, subcommand
+from gateway.core.config import Settings
+from gateway.core.errors import BadRequest, TollgateError
+from gateway.core.store import Project, Store, TokenInfo
+from gateway.core.tokens import Hasher
 
-from . import projects, tokens
+from . import projects, serve, tokens
 from .views import project_view, token_view
 
 T = TypeVar("T")
@@ -38,7 +38,7 @@ EXIT_USAGE = 2
 async def _on_database(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
     url = db.database_url(settings)
     # Idempotent and cheap when up to date; it lets the CLI bootstrap a fresh database.
-    await apply_migrations(dataclasses.replace(settings, database_url=url))
+    await migrate.apply(dataclasses.replace(settings, database_url=url))
     pool = await db.create_pool(url, min_size=1, max_size=2)
     try:
         return await work(Store(pool))
@@ -160,9 +160,7 @@ async def _tokens_revoke(settings: Settings, args: argparse.Namespace, store: St
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from .server import serve
-
-    return serve(settings, migrate=not args.no_migrate)
+    return serve.serve(settings, migrate=not args.no_migrate)
 
 
 # ---------------------------------------------------------------- the parser

@@ -15,7 +15,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.errors import NotFound
+from gateway.core.errors import NotFound
 
 ROUTE_PREFIX: Final = "console."
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from gateway.rates import PATTERN
+from gateway.core.rates import PATTERN
 
 from . import tokens
 from .projects import NAME_MAX
-from .validation import MAX_BODY, PAGE_DEFAULT, PAGE_MAX
+from .schemas import MAX_BODY, PAGE_DEFAULT, PAGE_MAX
 
 Schema = dict[str, Any]
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import Final
 
-from gateway.errors import NotFound
-from gateway.store import UNSET, Project, Store, Unset
-from gateway.tokens import is_token_id
+from gateway.core.errors import NotFound
+from gateway.core.store import UNSET, Project, Store, Unset
+from gateway.core.tokens import is_token_id
 
-from . import validation
+from . import schemas
 
 NAME_MAX: Final = 200
 
 
 def check_name(name: str) -> str:
-    name = validation.text("name", name, min_len=1, max_len=NAME_MAX)
+    name = schemas.text("name", name, min_len=1, max_len=NAME_MAX)
     if not name.strip():
-        raise validation.field_error("invalid_value", "name", "must not be blank")
+        raise schemas.field_error("invalid_value", "name", "must not be blank")
     return name
 
 
@@ -27,7 +27,7 @@ def not_found() -> NotFound:
 
 async def create(store: Store, *, name: str, rate_limit: str | None = None) -> Project:
     return await store.create_project(
-        check_name(name), validation.rate_limit("rate_limit", rate_limit)
+        check_name(name), schemas.rate_limit("rate_limit", rate_limit)
     )
 
 
@@ -54,7 +54,7 @@ async def update(
     if not isinstance(name, Unset):
         name = check_name(name)
     if not isinstance(rate_limit, Unset):
-        rate_limit = validation.rate_limit("rate_limit", rate_limit)
+        rate_limit = schemas.rate_limit("rate_limit", rate_limit)
     if not is_token_id(project_id):
         raise not_found()
     project = await store.update_project(project_id, name=name, rate_limit=rate_limit)

@@ -12,11 +12,11 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Final
 
-from gateway.errors import BadRequest, NotFound
-from gateway.store import InvalidCursor, Store, TokenInfo, TokenPage
-from gateway.tokens import Hasher, generate, is_token_id
+from gateway.core.errors import BadRequest, NotFound
+from gateway.core.store import InvalidCursor, Store, TokenInfo, TokenPage
+from gateway.core.tokens import Hasher, generate, is_token_id
 
-from . import projects, validation
+from . import projects, schemas
 
 # Expiry presets (SPEC §3); None: the token never expires.
 PRESETS: Final[dict[str, int | None]] = {
@@ -40,7 +40,7 @@ class Issued:
 
 def expiry_days(preset: str) -> int | None:
     if preset not in PRESETS:
-        raise validation.field_error(
+        raise schemas.field_error(
             "invalid_value", "expires_in", f"must be one of {', '.join(PRESETS)}"
         )
     return PRESETS[preset]
@@ -59,7 +59,7 @@ async def issue(
     description: str = "",
     expires_in: str = DEFAULT_PRESET,
 ) -> Issued:
-    description = validation.text("description", description, max_len=DESCRIPTION_MAX)
+    description = schemas.text("description", description, max_len=DESCRIPTION_MAX)
     days = expiry_days(expires_in)
     # Checked first so an unknown project costs no argon2 work.
     await projects.get(store, project_id)
@@ -96,7 +96,7 @@ async def list_all(store: Store, project_id: str) -> list[TokenInfo]:
     tokens: list[TokenInfo] = []
     cursor: str | None = None
     while True:
-        page = await list_page(store, project_id, limit=validation.PAGE_MAX, cursor=cursor)
+        page = await list_page(store, project_id, limit=schemas.PAGE_MAX, cursor=cursor)
         tokens += page.tokens
         if page.next_cursor is None:
             return tokens

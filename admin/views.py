@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.store import Project, TokenInfo
-from gateway.tokens import masked
+from gateway.core.store import Project, TokenInfo
+from gateway.core.tokens import masked
 
 
 def rfc3339(moment: datetime | None) -> str | None:

@@ -14,10 +14,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from gateway import db, tokens
-from gateway.config import Settings
-from gateway.migrate import migrate
-from gateway.store import Store
+from gateway.core import db, tokens
+from gateway.core.config import Settings
+from gateway.core.migrate import migrate
+from gateway.core.store import Store
 
 
 @dataclass

@@ -237,7 +237,7 @@ class Bench:
     def start_gateway(self) -> None:
         from fixture import create_tokens, open_database
 
-        from gateway.config import Settings
+        from gateway.core.config import Settings
 
         o = self.opts
         env = dict(os.environ)

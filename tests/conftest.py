@@ -17,9 +17,10 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from gateway.config import Settings
-from gateway.migrate import migrate
-from gateway.store import Store
+from gateway.core.config import Settings
+from gateway.core.migrate import migrate
+from gateway.core.store import Store
+from tests.helpers import Issued, issue
 
 ADMIN_TOKEN = "test-admin-token-" + "x" * 32
 
@@ -41,7 +42,7 @@ def server_url() -> str:
     url = os.environ.get("DATABASE_URL")
     if url:
         return url
-    from gateway import db
+    from gateway.core import db
 
     data_dir = Path(tempfile.gettempdir()) / f"tollgate-tests-{os.getuid()}"
     return db.database_url(Settings.from_env({"GATEWAY_DATA_DIR": str(data_dir)}))
@@ -135,15 +136,6 @@ async def admin_client(settings: Settings, pg_pool: asyncpg.Pool, aiohttp_client
 # ---------------------------------------------------------------- the request path
 
 
-@dataclasses.dataclass(frozen=True)
-class Issued:
-    """A token created straight in the store; ``raw`` is what a client sends."""
-
-    raw: str
-    token_id: str
-    project_id: str
-
-
 IssueToken = Callable[..., Awaitable[Issued]]
 
 
@@ -163,7 +155,7 @@ def gateway_settings(settings: Settings, upstream: Any) -> Settings:
 
 @pytest.fixture
 def gateway_app(gateway_settings: Settings, pg_pool: asyncpg.Pool) -> Any:
-    from gateway.app import create_app
+    from gateway.proxy.app import create_app
 
     return create_app(gateway_settings)
 
@@ -175,29 +167,9 @@ async def gateway_client(gateway_app: Any, aiohttp_client: Any) -> Any:
 
 @pytest.fixture
 def issue_token(store: Store) -> IssueToken:
-    """Create a project (unless given) and a token in it, hashed with ``hasher``."""
-    from gateway import tokens
+    """Create a project (unless given) and a token in it (see ``helpers.issue``)."""
 
-    async def issue(
-        *,
-        project_id: str | None = None,
-        rate_limit: str | None = None,
-        expires_in_days: int | None = 30,
-        hasher: tokens.Hasher | None = None,
-        prefix: str = "tg",
-    ) -> Issued:
-        if project_id is None:
-            project_id = (await store.create_project("test project", rate_limit)).id
-        token = tokens.generate(prefix)
-        secret_hash = (hasher or tokens.Hasher()).hash(token.secret)
-        info = await store.create_token(
-            project_id,
-            token.id,
-            secret_hash=secret_hash,
-            description="test",
-            expires_in_days=expires_in_days,
-        )
-        assert info is not None
-        return Issued(str(token), token.id, project_id)
+    async def issue_one(**options: Any) -> Issued:
+        return await issue(store, **options)
 
-    return issue
+    return issue_one

@@ -6,7 +6,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,18 +17,11 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.store import Store
-from gateway.tokens import Hasher, generate
+from gateway.core.store import Store
+from tests.helpers import CHEAP_HASHER, free_port, issue
 
 START_DEADLINE = 60.0
 STOP_DEADLINE = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def gateway_command() -> list[str]:
@@ -203,16 +195,9 @@ def families_and_labels(exposition: str) -> dict[str, dict[str, set[str]]]:
 
 
 async def issue_token(store: Store, prefix: str = "tg") -> tuple[str, str]:
-    """A new project with one token: ``(raw token, token id)``. The hash uses cheap
-    argon2 parameters (the gateway reads them from the hash) to keep tests fast."""
-    project = await store.create_project("serve-test", None)
-    token = generate(prefix)
-    secret_hash = Hasher(time_cost=1, memory_cost=1024, parallelism=1).hash(token.secret)
-    created = await store.create_token(
-        project.id, token.id, secret_hash=secret_hash, description="", expires_in_days=30
-    )
-    assert created is not None
-    return str(token), token.id
+    """A new project with one token: ``(raw token, token id)``, cheaply hashed."""
+    issued = await issue(store, prefix=prefix, hasher=CHEAP_HASHER, project_name="serve-test")
+    return issued.raw, issued.token_id
 
 
 def echo_app() -> web.Application:

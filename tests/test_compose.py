@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.config import Settings, settings_fields
+from gateway.core.config import Settings, settings_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 TOLLGATE_IMAGE = "tollgate:local"
@@ -88,7 +88,7 @@ def test_settings_values_are_valid(services: dict[str, Any], name: str) -> None:
 
 
 def _gateway_parser() -> Any:
-    from gateway.cli import build_parser
+    from gateway.runtime.cli import build_parser
 
     return build_parser()
 
@@ -100,7 +100,7 @@ def _admin_parser() -> Any:
 
 
 def _demo_parser() -> Any:
-    from gateway.demo import build_parser
+    from gateway.runtime.demo import build_parser
 
     return build_parser()
 
@@ -108,7 +108,7 @@ def _demo_parser() -> Any:
 PARSERS: dict[tuple[str, ...], Callable[[], Any]] = {
     ("gateway",): _gateway_parser,
     ("admin",): _admin_parser,
-    ("python", "-m", "gateway.demo"): _demo_parser,
+    ("python", "-m", "gateway.runtime.demo"): _demo_parser,
 }
 
 

@@ -79,7 +79,7 @@ def test_wheel_carries_migrations_console_and_scripts(wheel: Path) -> None:
     parser = configparser.ConfigParser()
     parser.read_string(zipfile.ZipFile(wheel).read(entry_points).decode())
     assert dict(parser["console_scripts"]) == {
-        "gateway": "gateway.cli:main",
+        "gateway": "gateway.runtime.cli:main",
         "admin": "admin.cli:main",
     }
 

@@ -1,0 +1,263 @@
+"""Settings: one frozen object built from the environment (and command-line flags).
+
+Every setting is an environment variable; each command also accepts it as a flag
+(``UPSTREAM_URL`` -> ``--upstream-url``). Values are validated here, before anything
+starts, and a bad one raises :class:`ConfigError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .rates import Rate, parse_rate
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; ``str(err)`` is the one line shown to the user."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+def cannot_listen(variable: str, host: str, port: int, err: OSError) -> ConfigError:
+    """The error for a listener that could not bind (``variable`` names its port)."""
+    return ConfigError(variable, f"cannot listen on {host}:{port}: {err.strerror or err}")
+
+
+class Secret:
+    """A string that never shows itself in ``repr``/``str`` (logs, tracebacks)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password (in the user part or a ``password=`` parameter) as ``***``."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    if "password=" in parts.query:
+        query = [
+            (name, "***" if name == "password" else value)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        parts = parts._replace(query=urlencode(query, safe="*/"))
+    return urlunsplit(parts)
+
+
+# ---------------------------------------------------------------- value parsers
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise ValueError(f"{value} is out of range ({low}..{high})")
+        return value
+
+    return parse
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number of seconds") from None
+        if not low <= value <= high:  # also rejects nan
+            raise ValueError(f"{text} is out of range ({low:g}..{high:g} seconds)")
+        return value
+
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in options:
+            raise ValueError(f"{text!r} is not one of {', '.join(options)}")
+        return text
+
+    return parse
+
+
+def _http_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{text!r} is not an http:// or https:// URL with a host")
+    if parts.query or parts.fragment:
+        raise ValueError("must not carry a query string or fragment")
+    return text.rstrip("/")
+
+
+def _postgres_url(text: str) -> str:
+    if urlsplit(text).scheme not in ("postgresql", "postgres"):
+        raise ValueError("must start with postgresql://")
+    return text
+
+
+def _redis_url(text: str) -> str:
+    if urlsplit(text).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return text
+
+
+def _host(text: str) -> str:
+    if not text or any(c.isspace() for c in text):
+        raise ValueError(f"{text!r} is not a host name or address")
+    return text
+
+
+_PREFIX = re.compile(r"[a-z][a-z0-9]{0,11}")
+
+
+def _token_prefix(text: str) -> str:
+    if not _PREFIX.fullmatch(text):
+        raise ValueError("must be 1-12 lowercase letters or digits, starting with a letter")
+    return text
+
+
+def _admin_token(text: str) -> Secret:
+    if len(text) < 32:
+        raise ValueError(f"must be at least 32 characters (got {len(text)})")
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError("must not contain spaces or control characters")
+    return Secret(text)
+
+
+def _path(text: str) -> Path:
+    if not text:
+        raise ValueError("must not be empty")
+    return Path(text)
+
+
+# ---------------------------------------------------------------- the settings
+
+
+def _setting(env: str, parse: Callable[[str], Any], default: str | None, help: str) -> Any:
+    """Declare a setting: its variable, parser, default (as text) and help line."""
+    return dataclasses.field(
+        metadata={"env": env, "parse": parse, "default": default, "help": help},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str | None = _setting(
+        "DATABASE_URL", _postgres_url, None, "postgresql://… (unset: embedded Postgres)"
+    )
+    data_dir: Path = _setting(
+        "GATEWAY_DATA_DIR", _path, "./.data", "directory for the embedded Postgres"
+    )
+    upstream_url: str | None = _setting(
+        "UPSTREAM_URL", _http_url, None, "base URL requests are forwarded to"
+    )
+    gateway_host: str = _setting("GATEWAY_HOST", _host, "127.0.0.1", "proxy listen address")
+    gateway_port: int = _setting("GATEWAY_PORT", _int_in(0, 65535), "8080", "proxy port")
+    gateway_workers: int = _setting(
+        "GATEWAY_WORKERS", _int_in(1, 64), "1", "proxy worker processes sharing the port"
+    )
+    metrics_port: int = _setting(
+        "GATEWAY_METRICS_PORT", _int_in(0, 65535), "8082", "port of /metrics, /healthz, /readyz"
+    )
+    admin_host: str = _setting("ADMIN_HOST", _host, "127.0.0.1", "admin API listen address")
+    admin_port: int = _setting("ADMIN_PORT", _int_in(0, 65535), "8081", "admin API port")
+    admin_token: Secret | None = _setting(
+        "ADMIN_TOKEN", _admin_token, None, "bearer secret of the admin API (>= 32 characters)"
+    )
+    token_prefix: str = _setting("TOKEN_PREFIX", _token_prefix, "tg", "first part of tokens")
+    token_cache_ttl: float = _setting(
+        "TOKEN_CACHE_TTL", _seconds(0, 3600), "30", "seconds token state is trusted"
+    )
+    rate_limit: Rate = _setting("RATE_LIMIT", parse_rate, "600/minute", "default per-token limit")
+    rate_limit_backend: Literal["local", "redis"] = _setting(
+        "RATE_LIMIT_BACKEND", _choice("local", "redis"), "local", "local or redis"
+    )
+    redis_url: str = _setting(
+        "REDIS_URL", _redis_url, "redis://127.0.0.1:6379/0", "Redis for the redis backend"
+    )
+    last_used_flush_interval: float = _setting(
+        "LAST_USED_FLUSH_INTERVAL", _seconds(0.01, 3600), "5", "seconds between last-used writes"
+    )
+    upstream_timeout: float = _setting(
+        "UPSTREAM_TIMEOUT", _seconds(0.001, 3600), "30", "seconds allowed for the upstream"
+    )
+    log_format: Literal["json", "text"] = _setting(
+        "LOG_FORMAT", _choice("json", "text"), "json", "access log format"
+    )
+    argon2_time_cost: int = _setting("ARGON2_TIME_COST", _int_in(1, 20), "2", "argon2id iterations")
+    argon2_memory_cost: int = _setting(
+        "ARGON2_MEMORY_COST", _int_in(1024, 4 * 1024 * 1024), "19456", "argon2id memory in KiB"
+    )
+    argon2_parallelism: int = _setting("ARGON2_PARALLELISM", _int_in(1, 16), "1", "argon2id lanes")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from ``environ``; raise ConfigError on the first bad value."""
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            meta = field.metadata
+            raw = environ.get(meta["env"])
+            if raw is None or raw == "":
+                raw = meta["default"]
+            if raw is None:
+                values[field.name] = None
+                continue
+            try:
+                values[field.name] = meta["parse"](raw)
+            except ValueError as err:
+                raise ConfigError(meta["env"], str(err)) from None
+        return cls(**values)
+
+    def require_upstream(self) -> str:
+        if self.upstream_url is None:
+            raise ConfigError("UPSTREAM_URL", "is required (the base URL of the API to protect)")
+        return self.upstream_url
+
+    def require_admin_token(self) -> Secret:
+        if self.admin_token is None:
+            raise ConfigError("ADMIN_TOKEN", "is required (at least 32 characters)")
+        return self.admin_token
+
+    def __repr__(self) -> str:
+        # Every URL may carry a password (a Secret masks itself): none reaches a log.
+        shown = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name.endswith("_url") and isinstance(value, str):
+                value = mask_url(value)
+            shown.append(f"{field.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+
+def settings_fields() -> list[dataclasses.Field[Any]]:
+    """The declared settings, for building command-line flags."""
+    return list(dataclasses.fields(Settings))

@@ -1,0 +1,62 @@
+"""Postgres connections: the URL (or the embedded server) and asyncpg pools.
+
+:data:`UNREACHABLE` is the one tuple of errors meaning "Postgres could not be asked":
+the network, the server going away, a timeout. Anything else a query raises (a
+missing table, a violated constraint) is a bug or a schema mismatch, and callers let
+it surface instead of treating it as an outage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from . import embedded
+from .config import ConfigError, Settings, mask_url
+
+CONNECT_TIMEOUT = 10.0
+
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable network (ConnectionError and its kin)
+    TimeoutError,
+    asyncpg.InterfaceError,  # the connection is closed or was lost mid-query
+    asyncpg.PostgresConnectionError,  # SQLSTATE 08: connection exceptions
+    asyncpg.CannotConnectNowError,  # 57P03: starting up, shutting down
+    asyncpg.AdminShutdownError,  # 57P01: terminated by an administrator or a restart
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.TooManyConnectionsError,  # 53300: overloaded
+)
+
+
+def database_url(settings: Settings) -> str:
+    """``DATABASE_URL``, or the URL of the embedded Postgres (started on demand)."""
+    if settings.database_url is not None:
+        return settings.database_url
+    return embedded.start(settings.data_dir)
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """An asyncpg pool; ConfigError if the database cannot be reached."""
+    try:
+        pool = await asyncpg.create_pool(
+            url, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT
+        )
+    except (*UNREACHABLE, asyncpg.PostgresError, ValueError) as err:
+        raise _unreachable(url, err) from None
+    assert pool is not None
+    return pool
+
+
+async def connect(url: str, **kwargs: Any) -> asyncpg.Connection:
+    """One connection (migrations, LISTEN); ConfigError if it cannot be made."""
+    try:
+        return await asyncpg.connect(url, timeout=CONNECT_TIMEOUT, **kwargs)
+    except (*UNREACHABLE, asyncpg.PostgresError, ValueError) as err:
+        raise _unreachable(url, err) from None
+
+
+def _unreachable(url: str, err: BaseException) -> ConfigError:
+    lines = str(err).strip().splitlines()
+    reason = lines[0] if lines else type(err).__name__
+    return ConfigError("DATABASE_URL", f"cannot connect to {mask_url(url)}: {reason}")

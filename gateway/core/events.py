@@ -1,0 +1,69 @@
+"""What the admin side tells every gateway through Postgres ``NOTIFY``, declared once.
+
+The store sends an event in the same transaction as the change it announces, so it
+is delivered exactly when, and only if, the change commits; the proxy's listener
+parses it with :func:`parse`. The payload is JSON::
+
+    {"kind": "token_revoked", "project_id": ..., "token_id": ..., "at": <epoch seconds>}
+
+``at`` is read just before the commit, so a listener can measure propagation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import asyncpg
+
+CHANNEL: Final = "tollgate_events"
+
+TOKEN_REVOKED: Final = "token_revoked"  # the token is gone (revoked or leaked)
+PROJECT_DELETED: Final = "project_deleted"  # the project and all its tokens are gone
+PROJECT_UPDATED: Final = "project_updated"  # a setting the gateway caches changed
+
+KINDS: Final = frozenset({TOKEN_REVOKED, PROJECT_DELETED, PROJECT_UPDATED})
+
+_NOTIFY: Final = (
+    "SELECT pg_notify($1, ($2::jsonb || "
+    "jsonb_build_object('at', extract(epoch FROM clock_timestamp())))::text)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: str
+    project_id: str
+    token_id: str | None = None
+    at: float | None = None  # epoch seconds just before the commit
+    extra: dict[str, Any] = field(default_factory=dict)  # informational (e.g. the new limit)
+
+
+async def notify(conn: asyncpg.Connection, kind: str, project_id: str, **extra: Any) -> None:
+    """Send ``kind`` for ``project_id`` inside the caller's transaction."""
+    assert kind in KINDS, kind
+    payload = {"kind": kind, "project_id": project_id, **extra}
+    await conn.execute(_NOTIFY, CHANNEL, json.dumps(payload))
+
+
+def parse(payload: str) -> Event | None:
+    """The event in a notification, or None when it is not one of ours or unreadable."""
+    try:
+        data = json.loads(payload)
+        kind, project_id = data.pop("kind"), data.pop("project_id")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if kind not in KINDS or not isinstance(project_id, str):
+        return None
+    token_id = data.pop("token_id", None)
+    at = data.pop("at", None)
+    if kind == TOKEN_REVOKED and not isinstance(token_id, str):
+        return None
+    return Event(
+        kind,
+        project_id,
+        token_id if isinstance(token_id, str) else None,
+        float(at) if isinstance(at, int | float) else None,
+        data,
+    )

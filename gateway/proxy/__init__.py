@@ -1,0 +1,1 @@
+"""The request path: bearer -> proof -> limit -> forward, and what keeps it current."""

@@ -1,0 +1,161 @@
+"""The gateway's resources, built in order in ONE context, and the app that serves them.
+
+:func:`running` opens, in this order (and closes in reverse): the Postgres pool, the
+upstream client, the argon2 thread pool and the authenticator, the LISTEN
+connection, the rate limiter, the last-used flusher and the access log; then it
+builds the complete :class:`~.handler.Handler` from them. Nothing is bound late and
+nothing does I/O at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from gateway.core import db
+from gateway.core.config import ConfigError, Settings
+from gateway.core.store import Store
+from gateway.core.tokens import Hasher
+
+from .accesslog import AccessLog
+from .auth import Authenticator
+from .forward import Forwarder
+from .handler import Handler
+from .lastused import LastUsed, flushing
+from .listener import Listener
+from .metrics import GatewayMetrics
+from .ratelimit import RateLimiter, create_limiter
+from .upstream import UpstreamClient
+
+# argon2 threads: CFFI releases the GIL, so threads verify in parallel, but at most
+# half the cores, so a burst of first uses cannot starve the event loop's core.
+VERIFY_THREADS = max(1, min(4, (os.cpu_count() or 2) // 2))
+# (Lowering the argon2 threads' priority (nice 10) was measured here and made cached
+# requests' p99 worse during first uses, 6-51 ms against 4-5 ms: a descheduled
+# low-priority thread can hold the GIL the event loop waits for. SCHED_IDLE was worse
+# still: cached p99 rise during 20 first uses/s +3.35 ms against +0.65 at -c1, and at
+# -c10 the starved verifications queued past the shedding limit, 96 of 213 first uses
+# got 503, p99 3 s.)
+# Verifications waiting or running per thread before new ones are shed (503): at
+# ~25 ms each, a longer queue only adds latency for everyone in it.
+VERIFY_QUEUE_PER_THREAD = 16
+POOL_SIZE = 4  # the request path asks Postgres only on cache misses
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """A running gateway: its handler and the parts health checks and tests look at."""
+
+    handler: Handler
+    auth: Authenticator
+    listener: Listener
+    limiter: RateLimiter
+    last_used: LastUsed
+    metrics: GatewayMetrics
+
+    def is_ready(self) -> bool:
+        """Accepting requests with the LISTEN connection (hence Postgres) up."""
+        return self.listener.connected
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings,
+    *,
+    metrics: GatewayMetrics | None = None,
+    hasher: Hasher | None = None,
+    access_log: AccessLog | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> AsyncIterator[Gateway]:
+    """Everything the request path needs, open while inside.
+
+    ``settings.database_url`` must be resolved (the embedded server is started by the
+    command, not here). ``hasher`` (argon2 parameters for new hashes; verification
+    reads them from the hash), ``access_log`` and ``clock`` (monotonic, for cache
+    lifetimes) are there for tests and embedding.
+    """
+    url = settings.database_url
+    if url is None:
+        raise ConfigError("DATABASE_URL", "is not resolved (call gateway.core.db.database_url)")
+    upstream = settings.require_upstream()
+    metrics = metrics or GatewayMetrics(CollectorRegistry())
+    access_log = access_log or AccessLog(settings.log_format)
+    async with contextlib.AsyncExitStack() as stack:
+        pool = await db.create_pool(url, min_size=1, max_size=POOL_SIZE)
+        stack.push_async_callback(pool.close)
+        store = Store(pool)
+        # The timeout bounds the connect, the wait for the answer's head and every wait
+        # for body bytes.
+        client = UpstreamClient(upstream, timeout=settings.upstream_timeout)
+        stack.push_async_callback(client.close)
+        executor = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="argon2")
+        stack.callback(executor.shutdown, wait=False, cancel_futures=True)
+        auth = Authenticator(
+            store,
+            hasher or Hasher.from_settings(settings),
+            executor,
+            metrics,
+            prefix=settings.token_prefix,
+            ttl=settings.token_cache_ttl,
+            default_rate=settings.rate_limit,
+            max_pending=VERIFY_THREADS * VERIFY_QUEUE_PER_THREAD,
+            clock=clock,
+        )
+        listener = Listener(url, auth, metrics)
+        await listener.start()
+        stack.push_async_callback(listener.close)
+        limiter = create_limiter(settings, metrics)
+        await limiter.start()
+        stack.push_async_callback(limiter.close)
+        last_used = await stack.enter_async_context(
+            flushing(LastUsed(store, metrics), settings.last_used_flush_interval)
+        )
+        stack.callback(access_log.flush)
+        handler = Handler(
+            auth=auth,
+            forwarder=Forwarder(client, upstream),
+            limiter=limiter,
+            last_used=last_used,
+            metrics=metrics,
+            access_log=access_log,
+        )
+        yield Gateway(handler, auth, listener, limiter, last_used, metrics)
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    metrics: GatewayMetrics | None = None,
+    hasher: Hasher | None = None,
+    access_log: AccessLog | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> web.Application:
+    """The proxy as an aiohttp app: :func:`running` in its one cleanup context."""
+    settings.require_upstream()
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        async with running(
+            settings, metrics=metrics, hasher=hasher, access_log=access_log, clock=clock
+        ) as gateway:
+            app[GATEWAY] = gateway
+            yield
+
+    # aiohttp's own access log off whatever runner serves the app: ours replaces it.
+    app = web.Application(handler_args={"access_log": None})
+    app.cleanup_ctx.append(resources)
+    app.router.add_route("*", "/{path:.*}", _dispatch)
+    return app
+
+
+async def _dispatch(request: web.Request) -> web.StreamResponse:
+    return await request.app[GATEWAY].handler(request)

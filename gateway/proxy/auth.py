@@ -1,0 +1,213 @@
+"""Proofs: a raw token in, the :class:`TokenState` of a proven, live token out.
+
+One pass, cheapest step first::
+
+    digest -> proof cache -> state cache                      (a token proven before)
+           -> negative cache -> checksum -> failure throttle   (a first use)
+           -> single flight -> one store lookup -> argon2 in the executor
+           -> both caches filled in :meth:`Authenticator._remember`, and only there
+
+argon2 runs at most once per token and process, never on the event loop. Unknown,
+wrong-secret and revoked tokens get the same 401, so an answer never tells whether a
+token id exists; only an expired (but genuine) token says so. The listener calls
+:meth:`~Authenticator.forget_token`, :meth:`~Authenticator.forget_project` and
+:meth:`~Authenticator.expire_all` when Postgres says something changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+
+from gateway.core import db, tokens
+from gateway.core.errors import ServiceUnavailable, TooManyRequests
+from gateway.core.rates import Rate, parse_rate
+from gateway.core.store import AuthRecord, Store
+
+from .bearer import expired_token, invalid_token
+from .caches import NegativeCache, ProofCache, StateCache, TokenState
+from .metrics import GatewayMetrics
+from .ratelimit.throttle import FailureThrottle
+from .singleflight import SingleFlight
+
+log = logging.getLogger(__name__)
+
+DB_TIMEOUT = 3.0  # seconds for one auth lookup before Postgres counts as unreachable
+STALE_RETRY = 1.0  # after a failed refresh, serve the stale state this long before retrying
+NEGATIVE_TTL = 60.0  # a wrong token is remembered this long (it can never become right)
+
+
+class Authenticator:
+    def __init__(
+        self,
+        store: Store,
+        hasher: tokens.Hasher,
+        executor: Executor,
+        metrics: GatewayMetrics,
+        *,
+        prefix: str,
+        ttl: float,
+        default_rate: Rate,
+        max_pending: int,
+        clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._executor = executor
+        self._prefix = prefix
+        self._default_rate = default_rate
+        self._max_pending = max_pending
+        self._pending = 0
+        self._wallclock = wallclock
+        self.proofs = ProofCache()
+        self.states = StateCache(ttl, clock=clock)
+        self._negatives = NegativeCache(NEGATIVE_TTL, clock=clock)
+        self._throttle = FailureThrottle(clock=clock)
+        self._verifications: SingleFlight[bytes, TokenState] = SingleFlight()
+        self._lookups: SingleFlight[str, AuthRecord | None] = SingleFlight()
+        self._db_down = False
+        self._hit = metrics.token_cache.labels("hit")
+        self._miss = metrics.token_cache.labels("miss")
+        self._negative = metrics.token_cache.labels("negative")
+        self._valid = metrics.verifications.labels("valid")
+        self._invalid = metrics.verifications.labels("invalid")
+
+    async def prove(self, raw: str) -> TokenState:
+        """The state of the live token ``raw``; raises the 401/429/503 to answer otherwise."""
+        key = tokens.digest(raw)
+        token_id = self.proofs.get(key)
+        if token_id is None:
+            state = await self._first_use(raw, key)
+        else:
+            self._hit.inc()
+            state = self.states.get(token_id) or await self._current(token_id)
+        if state.expires_at is not None and state.expires_at <= self._wallclock():
+            raise expired_token()
+        return state
+
+    # ------------------------------------------------------------ what the listener says
+
+    def forget_token(self, token_id: str) -> None:
+        self.states.evict(token_id)
+        self.proofs.evict(token_id)
+
+    def forget_project(self, project_id: str, *, deleted: bool) -> None:
+        for token_id in self.states.evict_project(project_id):
+            if deleted:
+                self.proofs.evict(token_id)
+
+    def expire_all(self) -> None:
+        """Events may have been missed: re-read every cached state before its next use."""
+        self.states.expire_all()
+
+    # ------------------------------------------------------------ first use
+
+    async def _first_use(self, raw: str, key: bytes) -> TokenState:
+        if key in self._negatives:
+            self._negative.inc()
+            raise invalid_token()
+        token = tokens.parse(raw, self._prefix)
+        if token is None:  # bad shape or checksum: no database or hash work
+            raise invalid_token()
+        self._miss.inc()
+        return await self._verifications.run(key, lambda: self._verify(token, key))
+
+    async def _verify(self, token: tokens.Token, key: bytes) -> TokenState:
+        wait = self._throttle.acquire(token.id)
+        if wait:
+            raise TooManyRequests(
+                "too many failed attempts with this token id; retry later",
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
+        try:
+            record = await self._lookup(token.id)
+            genuine = record is not None and await self._argon2(record.secret_hash, token.secret)
+        except ServiceUnavailable:
+            self._throttle.refund(token.id)  # nothing was tried: not a failed attempt
+            raise
+        if record is None or not genuine:
+            self._negatives.add(key)
+            raise invalid_token()
+        self._throttle.refund(token.id)
+        return self._remember(key, record)
+
+    async def _argon2(self, secret_hash: str, secret: str) -> bool:
+        if self._pending >= self._max_pending:
+            # Shedding: a queue of argon2 runs longer than this only adds latency.
+            raise ServiceUnavailable(
+                "too many token verifications in progress; retry shortly",
+                headers={"Retry-After": "1"},
+            )
+        self._pending += 1
+        try:
+            loop = asyncio.get_running_loop()
+            ok = await loop.run_in_executor(
+                self._executor, self._hasher.verify, secret_hash, secret
+            )
+        finally:
+            self._pending -= 1
+        (self._valid if ok else self._invalid).inc()
+        return ok
+
+    def _remember(self, key: bytes, record: AuthRecord) -> TokenState:
+        """The one place both caches are filled: a proven token and its current state."""
+        state = self._state(record)
+        self.states.put(state)
+        self.proofs.add(key, record.token_id)
+        return state
+
+    # ------------------------------------------------------------ a proven token
+
+    async def _current(self, token_id: str) -> TokenState:
+        """Fresh state from Postgres; the stale one if Postgres cannot answer."""
+        try:
+            record = await self._lookup(token_id)
+        except ServiceUnavailable:
+            stale = self.states.stale(token_id)
+            if stale is None:
+                raise
+            self.states.retry_later(stale, STALE_RETRY)
+            return stale
+        if record is None:  # revoked or deleted while we were not listening
+            self.forget_token(token_id)
+            raise invalid_token()
+        state = self._state(record)
+        self.states.put(state)
+        return state
+
+    # ------------------------------------------------------------ Postgres
+
+    async def _lookup(self, token_id: str) -> AuthRecord | None:
+        """The row, one query for all concurrent callers; 503 when Postgres cannot answer."""
+        return await self._lookups.run(token_id, lambda: self._fetch(token_id))
+
+    async def _fetch(self, token_id: str) -> AuthRecord | None:
+        try:
+            async with asyncio.timeout(DB_TIMEOUT):
+                record = await self._store.auth_record(token_id)
+        except db.UNREACHABLE as err:
+            if not self._db_down:
+                log.warning("Postgres unreachable for token lookups: %s", err)
+                self._db_down = True
+            raise ServiceUnavailable(
+                "token store unreachable; retry shortly", headers={"Retry-After": "1"}
+            ) from None
+        if self._db_down:
+            log.info("Postgres reachable again for token lookups")
+            self._db_down = False
+        return record
+
+    def _state(self, record: AuthRecord) -> TokenState:
+        rate = self._default_rate
+        if record.rate_limit is not None:
+            try:
+                rate = parse_rate(record.rate_limit)
+            except ValueError:
+                log.warning("project %s has an unreadable rate limit", record.project_id)
+        expires_at = None if record.expires_at is None else record.expires_at.timestamp()
+        return TokenState(record.token_id, record.project_id, expires_at, rate)

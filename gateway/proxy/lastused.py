@@ -1,0 +1,138 @@
+"""Last-used times, written behind the request path (SPEC §5 "Last used").
+
+The request path only calls :meth:`LastUsed.record`: one clock read and one dict
+store, no I/O and no datetime. A background task writes every pending entry in ONE
+statement (:meth:`Store.touch_last_used`, forward-only ``UPDATE … FROM unnest``)
+every ``LAST_USED_FLUSH_INTERVAL`` seconds, and once more at shutdown.
+
+A failed write keeps its entries: they are merged back with the ones recorded
+meanwhile (the later time wins) and go out with the next flush, so nothing is lost
+while Postgres is briefly unreachable. Tokens deleted meanwhile are skipped by the
+statement itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+from gateway.core import db
+from gateway.core.store import Store
+
+from .metrics import GatewayMetrics
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+# A write that hangs (Postgres unreachable without a reset) must not stall the loop
+# forever: give up, keep the entries, try again at the next interval.
+FLUSH_TIMEOUT = 10.0
+# At shutdown, quick retries for a few seconds, then give up on the last entries (the
+# process is going away; a supervisor waits only so long).
+SHUTDOWN_DEADLINE = 5.0
+SHUTDOWN_RETRY_DELAY = 0.2
+
+_FAILURES = db.UNREACHABLE
+
+
+class LastUsed:
+    """``token id -> latest use`` in memory, flushed in batches to the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        metrics: GatewayMetrics,
+        *,
+        clock: Clock = time.time,
+        timeout: float = FLUSH_TIMEOUT,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._timeout = timeout
+        self._pending: dict[str, float] = {}
+        self._in_flight = 0
+        self._lock = asyncio.Lock()
+        self._pending_gauge = metrics.last_used_pending
+        self._flushed_ok = metrics.last_used_flushes.labels("ok")
+        self._flushed_error = metrics.last_used_flushes.labels("error")
+
+    def record(self, token_id: str) -> None:
+        """Note that ``token_id`` was used now (hot path: a clock read and a dict store)."""
+        pending = self._pending
+        if token_id not in pending:
+            self._pending_gauge.inc()
+        pending[token_id] = self._clock()
+
+    @property
+    def pending(self) -> int:
+        """Distinct tokens whose last use is not written yet (including a write in flight)."""
+        return len(self._pending) + self._in_flight
+
+    async def flush(self) -> bool:
+        """Write every pending entry in one statement; True unless the write failed."""
+        async with self._lock:
+            batch, self._pending = self._pending, {}
+            if not batch:
+                return True
+            self._in_flight = len(batch)
+            written = False
+            try:
+                ids = list(batch)
+                times = [datetime.fromtimestamp(at, UTC) for at in batch.values()]
+                async with asyncio.timeout(self._timeout):
+                    await self._store.touch_last_used(ids, times)
+                written = True
+            except _FAILURES as err:
+                log.warning("writing %d last-used time(s) failed, will retry: %s", len(batch), err)
+            except Exception:  # a bug must not end the flusher: keep the entries, say why
+                log.exception("writing %d last-used time(s) failed, will retry", len(batch))
+            finally:
+                # Also on cancellation: entries not known to be written stay pending.
+                self._in_flight = 0
+                if not written:
+                    self._merge(batch)
+                self._pending_gauge.set(len(self._pending))
+            (self._flushed_ok if written else self._flushed_error).inc()
+            return written
+
+    def _merge(self, batch: dict[str, float]) -> None:
+        pending = self._pending
+        for token_id, at in batch.items():
+            newer = pending.get(token_id)
+            if newer is None or newer < at:
+                pending[token_id] = at
+
+    async def run(self, interval: float) -> None:
+        """Flush every ``interval`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            await self.flush()
+
+    async def close(self, *, within: float = SHUTDOWN_DEADLINE) -> None:
+        """Final flush at shutdown, retried while Postgres hiccups, for at most ``within`` s."""
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    if await self.flush():
+                        return
+                    await asyncio.sleep(SHUTDOWN_RETRY_DELAY)
+        except TimeoutError:
+            log.error("%d last-used time(s) could not be written at shutdown", self.pending)
+
+
+@contextlib.asynccontextmanager
+async def flushing(last_used: LastUsed, interval: float) -> AsyncIterator[LastUsed]:
+    """Flush every ``interval`` seconds while inside; once more, with retries, on the way out."""
+    task = asyncio.create_task(last_used.run(interval), name="last-used-flusher")
+    try:
+        yield last_used
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await last_used.close()

@@ -1,0 +1,215 @@
+"""The ``redis`` rate-limit backend: GCRA buckets shared by every gateway instance.
+
+Each hit is one round trip: ``EVALSHA`` of :data:`SCRIPT` (``EVAL`` once after a
+``NOSCRIPT``, which also caches it on the server). The script reads the server's
+clock (``TIME``), so instances with skewed clocks agree, and the step is atomic, so
+instances share each token's limit exactly. A key lives until its TAT (``PX``): an
+idle token costs nothing.
+
+Needs Redis 5 or later (scripts replicate their effects, so ``TIME`` may precede
+a write). When Redis fails (unreachable, timeout, any error), requests are limited
+by a local limiter instead, counted in ``gateway_rate_limit_fallbacks_total``; an
+outage is logged once when it starts and once when Redis answers again, and Redis
+is tried again only after a growing backoff, not on every request. Meanwhile each
+instance admits up to the full limit on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError, NoScriptError, RedisError
+
+from gateway.core.config import mask_url
+from gateway.core.rates import Rate
+
+from ..metrics import GatewayMetrics
+from .gcra import US, Decision, Tat, bucket, decide
+from .local import LocalLimiter
+
+log = logging.getLogger(__name__)
+
+PREFIX = "tollgate:rl:"
+# Redis answers in well under a millisecond; a stalled one must not stall requests.
+SOCKET_TIMEOUT = 0.5
+MAX_CONNECTIONS = 64  # per process; a hit holds one for a round trip
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 5.0
+
+# gcra.gcra in Lua. KEYS[1]: the bucket; ARGV: limit, period in µs. The value is
+# "<us> <frac>": the TAT is us + frac/limit µs (Lua numbers are doubles, exact below
+# 2^53, and epoch microseconds are about 2^51). Returns {allowed, now, us, frac}.
+SCRIPT = """
+local limit = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local us, frac = now, 0
+local state = redis.call('GET', KEYS[1])
+if state then
+  local s_us, s_frac = string.match(state, '^(%d+) (%d+)$')
+  s_us, s_frac = tonumber(s_us), tonumber(s_frac)
+  if s_us and (s_us > now or (s_us == now and s_frac > 0)) then
+    us, frac = s_us, math.min(s_frac, limit - 1)
+  end
+end
+local step = math.floor(period / limit)
+local rest = period - step * limit
+local new_us, new_frac = us + step, frac + rest
+if new_frac >= limit then
+  new_us, new_frac = new_us + 1, new_frac - limit
+end
+local ahead = new_us - now
+if ahead < period or (ahead == period and new_frac == 0) then
+  local value = string.format('%.0f %.0f', new_us, new_frac)
+  redis.call('SET', KEYS[1], value, 'PX', math.floor(ahead / 1000) + 1)
+  return {1, now, new_us, new_frac}
+end
+return {0, now, us, frac}
+"""
+
+
+class _Outage:
+    """Redis failing since ``started``: try it again at ``retry_at``."""
+
+    def __init__(self, started: float, backoff: float) -> None:
+        self.started = started
+        self.backoff = backoff
+        self.retry_at = started + backoff
+        self.fallbacks = 0
+
+    def may_retry(self, now: float) -> bool:
+        if now < self.retry_at:
+            return False
+        self.retry_at = now + self.backoff  # one probe at a time, the others go local
+        return True
+
+
+class RedisLimiter:
+    """``RateLimiter`` on a shared Redis, falling back to a local limiter while it fails."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        name: str = "Redis",
+        metrics: GatewayMetrics | None = None,
+        fallback: LocalLimiter | None = None,
+        prefix: str = PREFIX,
+        clock: Callable[[], float] = time.monotonic,
+        backoff: tuple[float, float] = (BACKOFF_FIRST, BACKOFF_MAX),
+    ) -> None:
+        self._client = client
+        self._name = name
+        self._metrics = metrics
+        self._fallback = fallback if fallback is not None else LocalLimiter()
+        self._prefix = prefix
+        self._clock = clock
+        self._backoff_first, self._backoff_max = backoff
+        self._sha = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
+        self._outage: _Outage | None = None
+        self._generation = 0  # counts outage starts and ends
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float = SOCKET_TIMEOUT, **options: Any) -> RedisLimiter:
+        """A limiter on its own client for ``url``; ``options`` as for the constructor."""
+        pool = BlockingConnectionPool.from_url(
+            url,
+            # A burst of requests waits for a pooled connection rather than failing
+            # ("Too many connections" would look like an outage).
+            max_connections=MAX_CONNECTIONS,
+            timeout=timeout * 2,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            # A stale pooled connection is retried once on a fresh one. A timeout is not
+            # retried: the script may have run, and the request would count twice.
+            retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
+        )
+        return cls(Redis.from_pool(pool), name=mask_url(url), **options)
+
+    async def start(self) -> None:
+        """Ask Redis once at startup, so a wrong ``REDIS_URL`` shows in the log at once.
+
+        A failure only starts an outage: requests are served with the local limiter.
+        """
+        try:
+            await self._client.ping()
+        except (RedisError, OSError) as err:
+            self._failed(err)
+        else:
+            log.info("rate limits: shared through %s", self._name)
+
+    @property
+    def degraded(self) -> bool:
+        """True while Redis fails and requests are limited per process."""
+        return self._outage is not None
+
+    async def hit(self, key: str, rate: Rate) -> Decision:
+        # The outage state a request saw when it started: answers of requests that
+        # started under an earlier state (in flight when Redis broke or came back)
+        # neither start nor end an outage, so the log says it once.
+        generation, outage = self._generation, self._outage
+        if outage is not None and not outage.may_retry(self._clock()):
+            return self._fall_back(key, rate)
+        try:
+            decision = await self._shared_hit(key, rate)
+        except (RedisError, OSError) as err:  # OSError includes the builtin TimeoutError
+            if generation == self._generation:
+                self._failed(err)
+            return self._fall_back(key, rate)
+        if outage is not None and generation == self._generation:
+            self._recovered()
+        return decision
+
+    async def _shared_hit(self, key: str, rate: Rate) -> Decision:
+        args = (self._prefix + bucket(key, rate), rate.limit, rate.period * US)
+        try:
+            reply = await self._client.evalsha(self._sha, 1, *args)
+        except NoScriptError:  # a restarted or flushed Redis: EVAL runs and caches it
+            reply = await self._client.eval(SCRIPT, 1, *args)
+        allowed, now, us, frac = (int(value) for value in reply)
+        return decide(bool(allowed), now, Tat(us, frac), rate)
+
+    def _fall_back(self, key: str, rate: Rate) -> Decision:
+        if self._metrics is not None:
+            self._metrics.rate_limit_fallbacks.inc()
+        if self._outage is not None:
+            self._outage.fallbacks += 1
+        return self._fallback.hit_now(key, rate)
+
+    def _failed(self, err: Exception) -> None:
+        now = self._clock()
+        if self._outage is not None:  # a probe failed: wait longer before the next one
+            self._outage.backoff = min(self._outage.backoff * 2, self._backoff_max)
+            self._outage.retry_at = now + self._outage.backoff
+            return
+        self._outage = _Outage(now, self._backoff_first)
+        self._generation += 1
+        log.warning(
+            "rate limits: %s failed (%s: %s); limiting per process until it answers",
+            self._name,
+            type(err).__name__,
+            err,
+        )
+
+    def _recovered(self) -> None:
+        assert self._outage is not None
+        outage, self._outage = self._outage, None
+        self._generation += 1
+        log.info(
+            "rate limits: %s answers again after %.1f s; %d requests were limited per process",
+            self._name,
+            self._clock() - outage.started,
+            outage.fallbacks,
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+        await self._fallback.close()

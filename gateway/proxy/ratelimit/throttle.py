@@ -1,0 +1,50 @@
+"""The failure throttle: how many unproven attempts one token id may cost."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+Clock = Callable[[], float]
+
+
+class FailureThrottle:
+    """Unproven attempts per token id: a burst of ``burst``, then one per ``period / burst``.
+
+    Taken before any work for a token that has no cached proof (and handed back
+    when the token proves genuine), so a flood of wrong secrets for one id cannot
+    buy more than a few argon2 runs, however many arrive at once. The owner, whose
+    proof is cached, never reaches it.
+    """
+
+    def __init__(
+        self,
+        burst: int = 5,
+        period: float = 60.0,
+        *,
+        clock: Clock = time.monotonic,
+        maxsize: int = 100_000,
+    ) -> None:
+        self._interval = period / burst
+        self._period = period
+        self._clock = clock
+        self._maxsize = maxsize
+        # GCRA's theoretical arrival time per id: one timestamp is all the state.
+        self._tats: dict[str, float] = {}
+
+    def acquire(self, token_id: str) -> float:
+        """Take one attempt: 0 when allowed, else the seconds until one is."""
+        now = self._clock()
+        tat = max(self._tats.get(token_id, now), now) + self._interval
+        if tat - now > self._period:
+            return tat - now - self._period
+        self._tats[token_id] = tat
+        if len(self._tats) > self._maxsize:
+            self._tats = {key: value for key, value in self._tats.items() if value > now}
+        return 0.0
+
+    def refund(self, token_id: str) -> None:
+        """Give back an attempt that proved genuine."""
+        tat = self._tats.get(token_id)
+        if tat is not None:
+            self._tats[token_id] = tat - self._interval

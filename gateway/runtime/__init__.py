@@ -1,0 +1,1 @@
+"""Processes and commands: the ``gateway`` CLI, the worker supervisor, health, ``up``."""

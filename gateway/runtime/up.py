@@ -1,0 +1,199 @@
+"""``gateway up``: the local all-in-one (what ``make run`` runs).
+
+One process, one event loop: the database (``DATABASE_URL`` or the embedded Postgres),
+migrations, the admin API, the proxy (one in-process worker), its metrics port and, unless
+``UPSTREAM_URL`` is set, the demo echo upstream on a free port. It then prints the
+addresses, the admin token and a copy-paste ``curl`` session. Ctrl-C or SIGTERM stops every
+listener (the proxy first, so buffered last-used times are written) and exits 0; the
+embedded Postgres is stopped by its package when the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import logging
+import secrets
+import shlex
+import signal
+from dataclasses import dataclass
+from types import FrameType
+
+import uvloop
+from aiohttp import web
+
+# The one module of gateway/ allowed to import admin: it composes everything for local use.
+from admin.app import create_app as create_admin_app
+from gateway.core import db, migrate
+from gateway.core.config import ConfigError, Secret, Settings, cannot_listen
+from gateway.proxy.app import GATEWAY
+from gateway.proxy.app import create_app as create_gateway_app
+
+from . import demo, health
+
+log = logging.getLogger(__name__)
+
+# Open connections get this long to finish once a stop is asked for.
+SHUTDOWN_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Addresses:
+    """Where everything ended up listening (ports may have been chosen by the OS)."""
+
+    gateway: str
+    admin: str
+    metrics: str | None
+    upstream: str
+    demo: bool
+
+
+def up(settings: Settings) -> int:
+    # Until the event loop takes over signals, a SIGTERM ends like Ctrl-C: through the
+    # normal exit path, so the embedded Postgres is still stopped by its package.
+    signal.signal(signal.SIGTERM, _interrupt)
+    embedded = settings.database_url is None
+    url = db.database_url(settings)
+    generated = settings.admin_token is None
+    token = settings.admin_token or Secret(secrets.token_urlsafe(32))
+    settings = dataclasses.replace(settings, database_url=url, admin_token=token)
+    if settings.gateway_workers > 1:
+        log.warning("gateway up runs one in-process proxy worker; GATEWAY_WORKERS is for serve")
+    return uvloop.run(_run(settings, embedded=embedded, generated=generated))
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+async def _run(settings: Settings, *, embedded: bool, generated: bool) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await migrate.apply(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        addresses = await _start_all(stack, settings)
+        print(banner(settings, addresses, embedded=embedded, generated=generated), flush=True)
+        await stop.wait()
+        print("\nstopping…", flush=True)
+    print("stopped.", flush=True)
+    return 0
+
+
+async def _start_all(stack: contextlib.AsyncExitStack, settings: Settings) -> Addresses:
+    """Start every listener; the stack stops them in reverse order (the proxy first)."""
+    upstream = settings.upstream_url
+    use_demo = upstream is None
+    if upstream is None:
+        port = await _listen(stack, demo.create_app(), "127.0.0.1", 0, "UPSTREAM_URL")
+        upstream = f"http://127.0.0.1:{port}"
+    settings = dataclasses.replace(settings, upstream_url=upstream)
+    admin_app = create_admin_app(settings)
+    admin_port = await _listen(
+        stack, admin_app, settings.admin_host, settings.admin_port, "ADMIN_PORT"
+    )
+    gateway_app = create_gateway_app(settings)
+    gateway_port = await _listen(
+        stack, gateway_app, settings.gateway_host, settings.gateway_port, "GATEWAY_PORT"
+    )
+    assert settings.database_url is not None  # resolved by up()
+    monitor = health.single_app(
+        lambda: gateway_app.get(GATEWAY), health.DatabaseCheck(settings.database_url)
+    )
+    host = settings.gateway_host
+    metrics_port = await _listen(
+        stack, monitor, host, settings.metrics_port, "GATEWAY_METRICS_PORT"
+    )
+    return Addresses(
+        gateway=_url(settings.gateway_host, gateway_port),
+        admin=_url(settings.admin_host, admin_port),
+        metrics=_url(host, metrics_port),
+        upstream=upstream,
+        demo=use_demo,
+    )
+
+
+async def _listen(
+    stack: contextlib.AsyncExitStack, app: web.Application, host: str, port: int, variable: str
+) -> int:
+    """Serve ``app`` on host:port; return the bound port. A busy port is a ConfigError."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            hint = "stop what holds it, or choose another port"
+            raise ConfigError(variable, f"{host}:{port} is already in use ({hint})") from None
+        raise cannot_listen(variable, host, port, err) from None
+    bound: int = runner.addresses[0][1]
+    return bound
+
+
+def _url(host: str, port: int) -> str:
+    """A URL a local shell can call (a wildcard listener is reached through loopback)."""
+    if host in ("0.0.0.0", ""):  # noqa: S104 - recognising the wildcard, not binding it
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def banner(settings: Settings, where: Addresses, *, embedded: bool, generated: bool) -> str:
+    """What ``gateway up`` prints once everything listens."""
+    token = settings.require_admin_token().reveal()
+    upstream = f"{where.upstream}  (the built-in demo: echoes each request as JSON)"
+    if not where.demo:
+        upstream = where.upstream
+    data = settings.data_dir.expanduser().resolve() / "pg"
+    database = f"embedded Postgres in {data}" if embedded else "DATABASE_URL"
+    origin = "generated for this run; set ADMIN_TOKEN to choose one" if generated else "ADMIN_TOKEN"
+    lines = [
+        "",
+        "Tollgate is up. Ctrl-C stops everything.",
+        "",
+        f"  gateway    {where.gateway}",
+        f"  upstream   {upstream}",
+        f"  admin API  {where.admin}/v1  (web console: {where.admin}/)",
+    ]
+    if where.metrics is not None:
+        lines.append(f"  metrics    {where.metrics}/metrics  (and /healthz, /readyz)")
+    lines += [
+        f"  database   {database}",
+        "",
+        f"Admin token ({origin}):",
+        f"  {token}",
+        "",
+        "Try it from another shell (copy-paste the whole block):",
+        "",
+        *("  " + line for line in walkthrough(where.admin, where.gateway, token)),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# A shell function printing one field of a JSON answer: python3 is there, jq may not be.
+_FIELD = "field() { python3 -c 'import json,sys;print(json.load(sys.stdin)[sys.argv[1]])' \"$1\"; }"
+_ADMIN = '-H "Authorization: Bearer $ADMIN_TOKEN" -H "Content-Type: application/json"'
+
+
+def walkthrough(admin: str, gateway: str, admin_token: str) -> list[str]:
+    """Shell lines: create a project, a token, and call the gateway with it (no jq needed)."""
+    project = '-d \'{"name": "demo"}\' "$ADMIN_URL/v1/projects"'
+    tokens = '"$ADMIN_URL/v1/projects/$PROJECT_ID/tokens"'
+    token = f'-d \'{{"description": "first token"}}\' {tokens}'
+    return [
+        f"export ADMIN_URL={admin} GATEWAY_URL={gateway}",
+        f"export ADMIN_TOKEN={shlex.quote(admin_token)}",
+        _FIELD,
+        f"PROJECT_ID=$(curl -sS {_ADMIN} {project} | field id)",
+        f"TOKEN=$(curl -sS {_ADMIN} {token} | field token)",
+        'curl -sS -H "Authorization: Bearer $TOKEN" "$GATEWAY_URL/hello?name=world"',
+    ]

@@ -1,0 +1,130 @@
+"""The OpenAPI document matches the admin app's real routes, fields and status codes."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from admin.app import create_app
+from admin.console import is_console_route
+from admin.openapi import SCHEMAS, document
+from gateway.core.config import Settings
+
+Operation = tuple[str, str]
+
+
+def served_operations(app: web.Application) -> set[Operation]:
+    """(method, path template) of every route the app answers, console files aside
+    (and catch-alls: "*" routes only refuse other methods with a 405)."""
+    return {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None and not is_console_route(route) and route.method != "*"
+    }
+
+
+def documented_operations(doc: dict[str, Any]) -> set[Operation]:
+    return {(method.upper(), path) for path, item in doc["paths"].items() for method in item}
+
+
+def test_every_route_is_documented_and_every_documented_route_exists(
+    settings: Settings,
+) -> None:
+    app = create_app(settings)
+    served, documented = served_operations(app), documented_operations(document())
+    assert served - documented == set(), "routes missing from the OpenAPI document"
+    assert documented - served == set(), "documented operations the app does not serve"
+    assert ("PATCH", "/v1/projects/{project_id}/tokens/{token_id}") in served
+
+
+def test_the_check_notices_an_undocumented_route(settings: Settings) -> None:
+    app = create_app(settings)
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response()
+
+    app.router.add_post("/v1/projects/{project_id}/rotate", handler)
+    assert served_operations(app) - documented_operations(document()) == {
+        ("POST", "/v1/projects/{project_id}/rotate")
+    }
+
+
+def test_console_files_are_not_in_the_document(settings: Settings) -> None:
+    paths = document()["paths"]
+    assert "/" not in paths and not any(p.startswith("/static") for p in paths)
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if "$ref" in node else []
+        return found + [r for value in node.values() for r in _refs(value)]
+    if isinstance(node, list):
+        return [r for value in node for r in _refs(value)]
+    return []
+
+
+def test_the_document_is_well_formed_openapi_3_1() -> None:
+    doc = document()
+    assert doc["openapi"] == "3.1.0"
+    assert doc["info"]["title"] and doc["info"]["version"]
+    for ref in _refs(doc):
+        section, kind, name = ref.removeprefix("#/").split("/")
+        assert name in doc[section][kind], ref
+    for path, item in doc["paths"].items():
+        templated = set(re.findall(r"{(\w+)}", path))
+        for method, operation in item.items():
+            assert method in {"get", "post", "patch", "put", "delete"}
+            assert operation["summary"] and operation["responses"]
+            assert all(re.fullmatch(r"[1-5]\d\d", status) for status in operation["responses"])
+            declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+            assert declared == templated, (method, path)
+            if "requestBody" in operation:
+                assert method in {"post", "patch"}
+
+
+def test_protected_operations_say_so() -> None:
+    doc = document()
+    assert doc["security"] == [{"adminToken": []}]
+    assert doc["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            public = operation.get("security") == []
+            assert public == (not path.startswith("/v1/") or path == "/v1/openapi.json")
+            if not public:
+                assert "401" in operation["responses"], (method, path)
+
+
+async def test_the_document_is_served_without_a_token(
+    aiohttp_client: Any, settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(settings))
+    response = await client.get("/v1/openapi.json")
+    assert response.status == 200 and response.content_type == "application/json"
+    assert await response.json() == document()
+
+
+@pytest.mark.parametrize(
+    ("schema", "path"),
+    [("Project", "project"), ("Token", "token"), ("NewToken", "new_token")],
+)
+async def test_documented_fields_are_the_real_fields(
+    admin_client: Any, schema: str, path: str
+) -> None:
+    project = await (await admin_client.post("/v1/projects", json={"name": "p"})).json()
+    tokens_path = f"/v1/projects/{project['id']}/tokens"
+    new_token = await (await admin_client.post(tokens_path, json={})).json()
+    token = await (await admin_client.get(f"{tokens_path}/{new_token['id']}")).json()
+    real = {"project": project, "token": token, "new_token": new_token}[path]
+    declared = SCHEMAS[schema]
+    if "allOf" in declared:
+        parts = [
+            SCHEMAS[p["$ref"].rsplit("/", 1)[1]] if "$ref" in p else p for p in declared["allOf"]
+        ]
+        required = {name for part in parts for name in part["required"]}
+    else:
+        required = set(declared["required"])
+        assert set(declared["properties"]) == required
+    assert set(real) == required

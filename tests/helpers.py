@@ -1,0 +1,85 @@
+"""What many tests need, written once: polling with a deadline, free ports, bearer
+headers, metric samples and issuing tokens straight in the store."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.core.store import Store
+from gateway.core.tokens import Hasher, generate
+from gateway.proxy.app import GATEWAY
+
+# argon2 parameters that keep tests fast; the gateway reads them from the hash.
+CHEAP_HASHER = Hasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+async def until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> float:
+    """Poll ``condition`` (sync or async) until it is true; return the seconds it took."""
+    started = time.monotonic()
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return time.monotonic() - started
+        assert time.monotonic() - started < timeout, what or "condition not met in time"
+        await asyncio.sleep(0.002)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (127.0.0.1)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def bearer(raw: str, **more: str) -> dict[str, str]:
+    """Request headers carrying ``raw`` as the Bearer token."""
+    return {"Authorization": f"Bearer {raw}", **more}
+
+
+def sample(app: Any, name: str, **labels: str) -> float:
+    """A metric of the gateway running in ``app`` (0 when absent)."""
+    value = app[GATEWAY].metrics.registry.get_sample_value(name, labels or None)
+    return 0.0 if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A token created straight in the store; ``raw`` is what a client sends."""
+
+    raw: str
+    token_id: str
+    project_id: str
+
+
+async def issue(
+    store: Store,
+    *,
+    project_id: str | None = None,
+    rate_limit: str | None = None,
+    expires_in_days: int | None = 30,
+    hasher: Hasher | None = None,
+    prefix: str = "tg",
+    project_name: str = "test project",
+) -> Issued:
+    """A token (in a new project unless ``project_id`` is given), hashed with ``hasher``."""
+    if project_id is None:
+        project_id = (await store.create_project(project_name, rate_limit)).id
+    token = generate(prefix)
+    secret_hash = (hasher or Hasher()).hash(token.secret)
+    info = await store.create_token(
+        project_id,
+        token.id,
+        secret_hash=secret_hash,
+        description="test",
+        expires_in_days=expires_in_days,
+    )
+    assert info is not None
+    return Issued(str(token), token.id, project_id)

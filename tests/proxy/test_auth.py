@@ -1,0 +1,217 @@
+"""The gateway's answers to credentials (SPEC §5, items 1-3), over real HTTP and Postgres."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import asyncpg
+import pytest
+from prometheus_client import CollectorRegistry
+
+from gateway.core import tokens
+from gateway.core.config import Settings
+from gateway.core.store import Store
+from gateway.proxy.app import GATEWAY, create_app, running
+from gateway.proxy.metrics import GatewayMetrics
+from tests.conftest import IssueToken
+from tests.helpers import bearer, sample
+from tests.relay import Relay
+
+REALM = 'Bearer realm="tollgate"'
+
+
+async def error_of(response: Any) -> tuple[str, str]:
+    body = await response.json()
+    assert set(body) == {"error"}
+    return body["error"]["code"], body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Token abc"}],
+    ids=["missing", "basic", "other-scheme"],
+)
+async def test_no_bearer_credentials_get_a_bare_challenge(
+    gateway_client: Any, headers: dict[str, str]
+) -> None:
+    response = await gateway_client.get("/anything", headers=headers)
+    assert response.status == 401
+    # RFC 6750 §3.1: no error code when the client sent no Bearer credentials at all.
+    assert response.headers["WWW-Authenticate"] == REALM
+    assert (await error_of(response))[0] == "unauthorized"
+    assert response.headers["X-Request-Id"]
+    assert sample(gateway_client.app, "gateway_requests_total", outcome="unauthenticated") == 1
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Bearer", "Bearer ", "Bearer  tg_abc", "Bearer tg_a tg_b", "Bearer\ttg_abc", "Bearer tg,abc"],
+    ids=["no-token", "empty", "two-spaces", "two-tokens", "tab", "bad-char"],
+)
+async def test_malformed_bearer_header_is_invalid_request(gateway_client: Any, value: str) -> None:
+    response = await gateway_client.get("/anything", headers={"Authorization": value})
+    assert response.status == 400
+    challenge = response.headers["WWW-Authenticate"]
+    assert challenge.startswith(REALM + ', error="invalid_request"')
+    assert (await error_of(response))[0] == "invalid_request"
+    assert sample(gateway_client.app, "gateway_requests_total", outcome="invalid_request") == 1
+
+
+async def test_two_authorization_headers_are_invalid_request(
+    gateway_client: Any, issue_token: IssueToken
+) -> None:
+    issued = await issue_token()
+    response = await gateway_client.get(
+        "/anything",
+        headers=[("Authorization", f"Bearer {issued.raw}"), ("Authorization", "Bearer other")],
+    )
+    assert response.status == 400
+    assert 'error="invalid_request"' in response.headers["WWW-Authenticate"]
+
+
+async def test_scheme_is_case_insensitive(gateway_client: Any, issue_token: IssueToken) -> None:
+    issued = await issue_token()
+    response = await gateway_client.get("/x", headers={"Authorization": f"bEaReR {issued.raw}"})
+    assert response.status == 200
+
+
+def bad_checksum(raw: str) -> str:
+    last = "A" if raw[-1] != "A" else "B"
+    return raw[:-1] + last
+
+
+async def invalid_tokens(issue_token: IssueToken) -> dict[str, str]:
+    genuine = await issue_token()
+    wrong_secret = tokens.Token("tg", genuine.token_id, tokens.generate("tg").secret)
+    return {
+        "garbage": "not-a-token",
+        "other-prefix": str(tokens.generate("xx")),
+        "bad-checksum": bad_checksum(genuine.raw),
+        "unknown-id": str(tokens.generate("tg")),
+        "wrong-secret": str(wrong_secret),
+    }
+
+
+async def test_invalid_tokens_get_the_same_401(
+    gateway_client: Any, issue_token: IssueToken
+) -> None:
+    for name, raw in (await invalid_tokens(issue_token)).items():
+        response = await gateway_client.get("/x", headers=bearer(raw))
+        assert response.status == 401, name
+        assert response.headers["WWW-Authenticate"] == (
+            f'{REALM}, error="invalid_token", error_description="invalid token"'
+        ), name
+        # One answer for all of them: nothing tells whether the token id exists.
+        assert await error_of(response) == ("invalid_token", "invalid token"), name
+    app = gateway_client.app
+    assert sample(app, "gateway_requests_total", outcome="invalid_token") == 5
+    # Only the genuine id with a wrong secret cost an argon2 run.
+    assert sample(app, "gateway_token_verifications_total", result="invalid") == 1
+
+
+async def test_wrong_secret_is_cached_negatively(
+    gateway_client: Any, issue_token: IssueToken
+) -> None:
+    genuine = await issue_token()
+    wrong = str(tokens.Token("tg", genuine.token_id, tokens.generate("tg").secret))
+    for _ in range(3):
+        assert (await gateway_client.get("/x", headers=bearer(wrong))).status == 401
+    app = gateway_client.app
+    assert sample(app, "gateway_token_verifications_total", result="invalid") == 1
+    assert sample(app, "gateway_token_cache_total", result="negative") == 2
+
+
+async def test_bad_checksum_needs_no_database(
+    gateway_settings: Settings, pg_pool: asyncpg.Pool, aiohttp_client: Any
+) -> None:
+    """A typo is refused before any database or hash work: even with no database."""
+    relay = Relay(gateway_settings.database_url or "")
+    await relay.start()
+    try:
+        app = create_app(dataclasses.replace(gateway_settings, database_url=relay.url))
+        client = await aiohttp_client(app)
+        genuine = tokens.generate("tg")
+        await relay.cut()
+        response = await client.get("/x", headers=bearer(bad_checksum(str(genuine))))
+        assert response.status == 401
+        assert sample(app, "gateway_requests_total", outcome="invalid_token") == 1
+        assert sample(app, "gateway_token_verifications_total", result="invalid") == 0
+    finally:
+        await relay.close()
+
+
+async def test_expired_token_says_so(
+    gateway_client: Any, issue_token: IssueToken, pg_pool: asyncpg.Pool
+) -> None:
+    issued = await issue_token()
+    await pg_pool.execute(
+        "UPDATE tokens SET expires_at = now() - interval '1 second' WHERE id = $1",
+        issued.token_id,
+    )
+    response = await gateway_client.get("/x", headers=bearer(issued.raw))
+    assert response.status == 401
+    assert response.headers["WWW-Authenticate"] == (
+        f'{REALM}, error="invalid_token", error_description="token expired"'
+    )
+    assert await error_of(response) == ("invalid_token", "token expired")
+    assert sample(gateway_client.app, "gateway_requests_total", outcome="expired_token") == 1
+
+
+async def test_expiry_is_checked_on_every_request(
+    gateway_client: Any, issue_token: IssueToken, pg_pool: asyncpg.Pool
+) -> None:
+    """A cached token stops at its expires_at, without waiting for the state to refresh."""
+    issued = await issue_token()
+    assert (await gateway_client.get("/x", headers=bearer(issued.raw))).status == 200
+    state = gateway_client.app[GATEWAY].auth.states.get(issued.token_id)
+    assert state is not None
+    state.expires_at = 0.0  # what the cache would hold for a token whose time came
+    response = await gateway_client.get("/x", headers=bearer(issued.raw))
+    assert response.status == 401
+    assert (await error_of(response))[1] == "token expired"
+
+
+async def test_never_expiring_token_works(gateway_client: Any, issue_token: IssueToken) -> None:
+    issued = await issue_token(expires_in_days=None)
+    assert (await gateway_client.get("/x", headers=bearer(issued.raw))).status == 200
+
+
+async def test_revoked_and_deleted_tokens_are_refused(
+    gateway_client: Any, issue_token: IssueToken, store: Store
+) -> None:
+    revoked = await issue_token()
+    deleted = await issue_token()
+    for issued in (revoked, deleted):
+        assert (await gateway_client.get("/x", headers=bearer(issued.raw))).status == 200
+    assert await store.revoke_token(revoked.project_id, revoked.token_id)
+    assert await store.delete_project(deleted.project_id)
+    for issued in (revoked, deleted):
+        response = await gateway_client.get("/x", headers=bearer(issued.raw))
+        assert response.status == 401
+        assert (await error_of(response))[0] == "invalid_token"
+
+
+async def test_token_is_proven_once_then_served_from_cache(
+    gateway_client: Any, issue_token: IssueToken
+) -> None:
+    issued = await issue_token()
+    for _ in range(5):
+        assert (await gateway_client.get("/x", headers=bearer(issued.raw))).status == 200
+    app = gateway_client.app
+    assert sample(app, "gateway_token_verifications_total", result="valid") == 1
+    assert sample(app, "gateway_token_cache_total", result="miss") == 1
+    assert sample(app, "gateway_token_cache_total", result="hit") == 4
+    # The cache holds digests, never the token.
+    proofs = app[GATEWAY].auth.proofs
+    assert issued.raw not in repr(vars(proofs))
+    assert proofs.get(tokens.digest(issued.raw)) == issued.token_id
+
+
+async def test_gateway_metrics_are_per_app(gateway_settings: Settings, pg_pool: Any) -> None:
+    registry = CollectorRegistry()
+    metrics = GatewayMetrics(registry)
+    async with running(gateway_settings, metrics=metrics) as gateway:
+        assert gateway.metrics is metrics
+    async with running(gateway_settings) as other:
+        assert other.metrics is not metrics

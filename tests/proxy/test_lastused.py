@@ -1,0 +1,265 @@
+"""Last-used write-behind on a real Postgres: batching, ordering, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import asyncpg
+import pytest
+from prometheus_client import CollectorRegistry
+
+from gateway.core.config import Settings
+from gateway.core.store import Store
+from gateway.core.tokens import generate
+from gateway.proxy.lastused import LastUsed, flushing
+from gateway.proxy.metrics import GatewayMetrics
+from tests.relay import Relay
+
+T0 = 1_800_000_000.0  # a fixed epoch second, so written times can be compared exactly
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def metrics() -> GatewayMetrics:
+    return GatewayMetrics(CollectorRegistry())
+
+
+@pytest.fixture
+async def update_statements(pg_pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
+    """Counts UPDATE statements on ``tokens`` with a statement-level trigger (Postgres'
+    own count, whatever the client does); yields the pool to read ``update_count``."""
+    await pg_pool.execute(
+        """
+        CREATE TABLE IF NOT EXISTS test_update_statements (n bigint NOT NULL);
+        TRUNCATE test_update_statements;
+        INSERT INTO test_update_statements VALUES (0);
+        CREATE OR REPLACE FUNCTION test_count_update() RETURNS trigger LANGUAGE plpgsql AS
+          $$ BEGIN UPDATE test_update_statements SET n = n + 1; RETURN NULL; END $$;
+        CREATE OR REPLACE TRIGGER test_count_update AFTER UPDATE ON tokens
+          FOR EACH STATEMENT EXECUTE FUNCTION test_count_update();
+        """
+    )
+    try:
+        yield pg_pool
+    finally:
+        await pg_pool.execute(
+            "DROP TRIGGER IF EXISTS test_count_update ON tokens;"
+            "DROP TABLE IF EXISTS test_update_statements"
+        )
+
+
+async def update_count(pool: asyncpg.Pool) -> int:
+    n: int = await pool.fetchval("SELECT n FROM test_update_statements")
+    return n
+
+
+async def make_tokens(store: Store, count: int) -> list[str]:
+    project = await store.create_project("p", None)
+    ids = []
+    for _ in range(count):
+        token = generate("tg")
+        await store.create_token(
+            project.id, token.id, secret_hash="$argon2id$x", description="", expires_in_days=30
+        )
+        ids.append(token.id)
+    return ids
+
+
+async def last_used_at(pool: asyncpg.Pool, token_id: str) -> float | None:
+    at: datetime | None = await pool.fetchval(
+        "SELECT last_used_at FROM tokens WHERE id = $1", token_id
+    )
+    return None if at is None else at.timestamp()
+
+
+def flushes(metrics: GatewayMetrics, result: str) -> float | None:
+    return metrics.registry.get_sample_value("gateway_last_used_flushes_total", {"result": result})
+
+
+def pending_gauge(metrics: GatewayMetrics) -> float | None:
+    return metrics.registry.get_sample_value("gateway_last_used_pending")
+
+
+async def test_one_statement_per_flush_whatever_the_request_count(
+    store: Store, update_statements: asyncpg.Pool, metrics: GatewayMetrics
+) -> None:
+    ids = await make_tokens(store, 40)
+    clock = Clock()
+    last_used = LastUsed(store, metrics, clock=clock)
+    for i in range(2000):
+        clock.now = T0 + i
+        last_used.record(ids[i % len(ids)])
+    assert pending_gauge(metrics) == len(ids)
+
+    assert await last_used.flush()
+
+    assert await update_count(update_statements) == 1
+    for k, token_id in enumerate(ids):
+        # the latest of the uses of token k: i = 2000 - 40 + k
+        assert await last_used_at(update_statements, token_id) == T0 + 1960 + k
+    assert pending_gauge(metrics) == 0
+    assert flushes(metrics, "ok") == 1
+
+    assert await last_used.flush()  # nothing pending: no statement at all
+    assert await update_count(update_statements) == 1
+
+
+async def test_last_used_never_moves_backwards(
+    store: Store, pg_pool: asyncpg.Pool, metrics: GatewayMetrics
+) -> None:
+    [token_id] = await make_tokens(store, 1)
+    clock = Clock(T0 + 100)
+    last_used = LastUsed(store, metrics, clock=clock)
+    last_used.record(token_id)
+    await last_used.flush()
+
+    # Another process (or a late flush) holding an older time must not win.
+    clock.now = T0 + 50
+    last_used.record(token_id)
+    assert await last_used.flush()
+
+    assert await last_used_at(pg_pool, token_id) == T0 + 100
+
+
+async def test_deleted_tokens_are_skipped(
+    store: Store, pg_pool: asyncpg.Pool, metrics: GatewayMetrics
+) -> None:
+    kept, revoked = await make_tokens(store, 2)
+    project_id = await pg_pool.fetchval("SELECT project_id FROM tokens WHERE id = $1", kept)
+    last_used = LastUsed(store, metrics, clock=Clock())
+    last_used.record(kept)
+    last_used.record(revoked)
+    assert await store.revoke_token(project_id, revoked)
+
+    assert await last_used.flush()
+
+    assert await last_used_at(pg_pool, kept) == T0
+    assert await pg_pool.fetchval("SELECT count(*) FROM tokens WHERE id = $1", revoked) == 0
+    assert last_used.pending == 0
+
+
+async def test_entries_survive_a_database_outage(
+    database_url: str, pg_pool: asyncpg.Pool, metrics: GatewayMetrics
+) -> None:
+    ids = await make_tokens(Store(pg_pool), 3)
+    relay = Relay(database_url)
+    await relay.start()
+    relayed = await asyncpg.create_pool(relay.url, min_size=1, max_size=2)
+    try:
+        clock = Clock()
+        last_used = LastUsed(Store(relayed), metrics, clock=clock, timeout=5)
+        for token_id in ids:
+            last_used.record(token_id)
+
+        await relay.cut()
+        assert not await last_used.flush()
+        assert flushes(metrics, "error") == 1
+        assert pending_gauge(metrics) == 3
+
+        # Uses during the outage merge with the failed batch; the later time wins.
+        clock.now = T0 + 7
+        last_used.record(ids[0])
+        assert not await last_used.flush()
+        assert pending_gauge(metrics) == 3
+
+        await relay.restore()
+        assert await last_used.flush()
+    finally:
+        await relayed.close()
+        await relay.close()
+
+    assert [await last_used_at(pg_pool, t) for t in ids] == [T0 + 7, T0, T0]
+    assert flushes(metrics, "ok") == 1
+    assert pending_gauge(metrics) == 0
+
+
+async def test_uses_during_a_failing_write_are_merged_later_time_wins(
+    store: Store, pg_pool: asyncpg.Pool, metrics: GatewayMetrics
+) -> None:
+    ids = await make_tokens(store, 2)
+    clock = Clock()
+    last_used = LastUsed(store, metrics, clock=clock)
+    for token_id in ids:
+        last_used.record(token_id)
+
+    async with pg_pool.acquire() as locker:
+        # Hold the row so the flush's UPDATE waits, record a newer use meanwhile, then
+        # kill the flush's backend: the write fails while newer entries already exist.
+        held = locker.transaction()
+        await held.start()
+        await locker.execute("SELECT 1 FROM tokens WHERE id = $1 FOR UPDATE", ids[0])
+        flush = asyncio.create_task(last_used.flush())
+        backend = await waiting_update(pg_pool)
+        clock.now = T0 + 7
+        last_used.record(ids[0])
+        await pg_pool.execute("SELECT pg_terminate_backend($1)", backend)
+        assert not await flush
+        await held.rollback()
+
+    assert flushes(metrics, "error") == 1
+    assert await last_used.flush()
+    assert [await last_used_at(pg_pool, t) for t in ids] == [T0 + 7, T0]
+
+
+async def waiting_update(pool: asyncpg.Pool) -> int:
+    """The backend pid of the last-used UPDATE once it waits on a row lock."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pid: int | None = await pool.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query LIKE 'UPDATE tokens%'"
+        )
+        if pid is not None:
+            return pid
+        await asyncio.sleep(0.01)
+    raise AssertionError("the last-used UPDATE never waited on the lock")
+
+
+async def test_the_flusher_writes_on_its_interval_and_on_the_way_out(
+    settings: Settings, store: Store, pg_pool: asyncpg.Pool, metrics: GatewayMetrics
+) -> None:
+    periodic, at_exit = await make_tokens(store, 2)
+    # LAST_USED_FLUSH_INTERVAL=0.05 in tests
+    async with flushing(LastUsed(store, metrics), settings.last_used_flush_interval) as last_used:
+        last_used.record(periodic)
+        deadline = time.monotonic() + 10
+        while await last_used_at(pg_pool, periodic) is None:
+            assert time.monotonic() < deadline, "the background flush never wrote"
+            await asyncio.sleep(0.01)
+        # A use just before shutdown is written on the way out, not lost.
+        last_used.record(at_exit)
+    assert await last_used_at(pg_pool, at_exit) is not None
+
+
+async def test_shutdown_flush_gives_up_after_its_deadline(
+    database_url: str,
+    pg_pool: asyncpg.Pool,
+    metrics: GatewayMetrics,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    [token_id] = await make_tokens(Store(pg_pool), 1)
+    relay = Relay(database_url)
+    await relay.start()
+    relayed = await asyncpg.create_pool(relay.url, min_size=1, max_size=2)
+    try:
+        last_used = LastUsed(Store(relayed), metrics, clock=Clock())
+        last_used.record(token_id)
+        await relay.cut()
+        started = time.monotonic()
+        await last_used.close(within=0.5)
+        assert time.monotonic() - started < 3  # a stopping process is not held hostage
+        assert last_used.pending == 1
+        assert "1 last-used time(s) could not be written at shutdown" in caplog.text
+    finally:
+        await relayed.close()
+        await relay.close()

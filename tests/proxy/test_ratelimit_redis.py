@@ -1,0 +1,266 @@
+"""The redis backend on the real Redis at 127.0.0.1:6379: shared limits, the Lua step equal
+to the Python one, one round trip per request, and serving on through an outage.
+
+Each test uses its own key prefix and deletes its keys. Outages are made with a TCP relay
+in front of Redis (never by stopping the shared server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("redis", reason="the redis extra is not installed")
+
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from gateway.core.rates import Rate, parse_rate
+from gateway.proxy.metrics import GatewayMetrics
+from gateway.proxy.ratelimit.gcra import US, Tat, decide, gcra
+from gateway.proxy.ratelimit.redis import SCRIPT, RedisLimiter
+from tests.relay import Relay
+
+REDIS_URL = "redis://127.0.0.1:6379"
+FALLBACKS = "gateway_rate_limit_fallbacks_total"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    client = Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as err:
+        await client.aclose()
+        pytest.skip(f"no Redis at {REDIS_URL}: {err}")
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def prefix(redis: Redis) -> AsyncIterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    prefix = f"tollgate:test:{secrets.token_hex(6)}:"
+    yield prefix
+    keys = [key async for key in redis.scan_iter(match=prefix + "*")]
+    if keys:
+        await redis.delete(*keys)
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[Relay]:
+    relay = Relay(REDIS_URL)
+    await relay.start()
+    yield relay
+    await relay.close()
+
+
+@contextlib.asynccontextmanager
+async def limiter_at(url: str, prefix: str, **kwargs: Any) -> AsyncIterator[RedisLimiter]:
+    limiter = RedisLimiter.from_url(url, prefix=prefix, **kwargs)
+    try:
+        yield limiter
+    finally:
+        await limiter.close()
+
+
+def fallbacks(metrics: GatewayMetrics) -> float:
+    value = metrics.registry.get_sample_value(FALLBACKS)
+    assert value is not None
+    return value
+
+
+async def test_two_limiters_share_one_limit_exactly(prefix: str) -> None:
+    rate = parse_rate("25/minute")
+    async with limiter_at(REDIS_URL, prefix) as one, limiter_at(REDIS_URL, prefix) as two:
+        decisions = await asyncio.gather(
+            *(limiter.hit("token", rate) for _ in range(30) for limiter in (one, two))
+        )
+        admitted = [d for d in decisions if d.allowed]
+        assert len(admitted) == 25
+        # Atomic steps: every admitted request saw a different remaining count.
+        assert sorted(d.remaining for d in admitted) == list(range(25))
+        refused = [d for d in decisions if not d.allowed]
+        assert {d.headers()["Retry-After"] for d in refused} == {"3"}  # 2.4 s, rounded up
+        assert (await one.hit("other", rate)).remaining == 24  # a separate bucket
+
+
+async def test_the_lua_step_equals_the_python_step(redis: Redis, prefix: str) -> None:
+    # Replays every reply of the script through gateway.ratelimit.gcra at the server's
+    # own clock: admission and the kept TAT must agree exactly, across limit changes.
+    rates = [Rate(7, 60), Rate(3, 1), Rate(999_999_937, 3600), Rate(2, 1), Rate(13, 3600)]
+    rng = random.Random(5)
+    key = prefix + "token"
+    model: Tat | None = None
+    admitted = 0
+    for _ in range(400):
+        rate = rng.choice(rates)
+        reply = await redis.eval(SCRIPT, 1, key, rate.limit, rate.period * US)
+        allowed, now, us, frac = (int(value) for value in reply)
+        decision, model = gcra(model, now, rate)
+        assert decision == decide(bool(allowed), now, Tat(us, frac), rate)
+        stored_us, stored_frac = map(int, (await redis.get(key)).split())
+        assert Tat(stored_us, stored_frac) == model
+        ttl = await redis.pttl(key)
+        assert 0 < ttl <= -(-(stored_us - now) // 1000) + 1  # the key lives until its TAT
+        admitted += allowed
+    assert 0 < admitted < 400  # both branches were exercised
+
+
+async def test_one_round_trip_per_request(redis: Redis, prefix: str) -> None:
+    rate = parse_rate("1000/minute")
+    async with limiter_at(REDIS_URL, prefix) as limiter:
+        await limiter.hit("warm-up", rate)  # connects, and loads the script if needed
+        me = (await limiter._client.client_info())["addr"]
+        before = await redis.info("commandstats")
+        async with redis.monitor() as monitor:
+            for n in range(20):
+                await limiter.hit(f"token-{n % 3}", rate)
+            await limiter._client.echo("end of test")
+            commands = []
+            while True:
+                seen = await asyncio.wait_for(monitor.next_command(), 5)
+                if f"{seen['client_address']}:{seen['client_port']}" == me:
+                    commands.append(seen["command"].split()[0].upper())
+                    if commands[-1] == "ECHO":
+                        break
+        after = await redis.info("commandstats")
+    assert commands == ["EVALSHA"] * 20 + ["ECHO"]
+    calls = after["cmdstat_evalsha"]["calls"] - before["cmdstat_evalsha"]["calls"]
+    assert calls >= 20  # other test sessions may share this Redis
+
+
+async def test_a_flushed_script_cache_costs_one_eval(redis: Redis, prefix: str) -> None:
+    rate = parse_rate("5/second")
+    async with limiter_at(REDIS_URL, prefix) as limiter:
+        assert (await limiter.hit("token", rate)).remaining == 4
+        await redis.script_flush()  # as after a Redis restart
+        assert (await limiter.hit("token", rate)).remaining == 3
+        assert (await redis.script_exists(limiter._sha)) == [True]
+
+
+async def test_outage_serves_locally_counts_and_logs_once(
+    prefix: str, relay: Relay, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.proxy.ratelimit.redis")
+    metrics = GatewayMetrics(CollectorRegistry())
+    clock = Clock()
+    rate = parse_rate("3/minute")
+    async with limiter_at(
+        relay.url, prefix, metrics=metrics, clock=clock, backoff=(1.0, 4.0)
+    ) as limiter:
+        assert [(await limiter.hit("token", rate)).allowed for _ in range(2)] == [True, True]
+        assert fallbacks(metrics) == 0
+
+        await relay.cut()
+        during = [await limiter.hit("token", rate) for _ in range(5)]
+        # Still limited, now per process (the local bucket starts full): never an error.
+        assert [d.allowed for d in during] == [True, True, True, False, False]
+        assert limiter.degraded
+        assert fallbacks(metrics) == 5
+
+        await relay.restore()
+        await limiter.hit("token", rate)  # Redis is back, but the backoff has not elapsed
+        assert fallbacks(metrics) == 6
+        clock.now += 1.0
+        shared = await limiter.hit("token", rate)  # the probe: Redis answers again
+        assert (shared.allowed, shared.remaining) == (True, 0)  # the shared bucket kept its 2
+        assert not (await limiter.hit("token", rate)).allowed
+        assert not limiter.degraded
+        assert fallbacks(metrics) == 6
+
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert len(messages) == 2, messages
+    assert messages[0][0] == "WARNING"
+    assert "limiting per process until it answers" in messages[0][1]
+    assert messages[1] == (
+        "INFO",
+        f"rate limits: {relay.url} answers again after 1.0 s; 6 requests were limited per process",
+    )
+
+
+async def test_backoff_grows_while_redis_stays_down(prefix: str, relay: Relay) -> None:
+    clock = Clock()
+    rate = parse_rate("100/second")
+    async with limiter_at(relay.url, prefix, clock=clock, backoff=(1.0, 4.0)) as limiter:
+        await relay.cut()
+        await limiter.hit("token", rate)  # fails: next try after 1 s
+        for wait in (1.0, 2.0, 4.0, 4.0):
+            clock.now += wait
+            await limiter.hit("token", rate)  # a probe that fails again
+            await relay.restore()
+            clock.now += wait - 0.001  # not yet time for the next probe
+            await limiter.hit("token", rate)
+            assert limiter.degraded
+            await relay.cut()
+            clock.now -= wait - 0.001
+        await relay.restore()
+        clock.now += 4.0
+        await limiter.hit("token", rate)
+        assert not limiter.degraded
+
+
+async def test_a_stalled_redis_times_out_into_the_local_limiter(
+    prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.proxy.ratelimit.redis")
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while await reader.read(65536):
+                pass  # never answers, like a hung server
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    metrics = GatewayMetrics(CollectorRegistry())
+    try:
+        async with limiter_at(
+            f"redis://127.0.0.1:{port}/0", prefix, timeout=0.2, metrics=metrics
+        ) as limiter:
+            started = time.monotonic()
+            decisions = await asyncio.gather(
+                *(limiter.hit("token", parse_rate("2/minute")) for _ in range(10))
+            )
+            elapsed = time.monotonic() - started
+            assert limiter.degraded
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert [d.allowed for d in decisions] == [True, True] + [False] * 8
+    assert fallbacks(metrics) == 10
+    assert elapsed < 1.5  # bounded by the socket timeout, not by the hung server
+    # Ten requests timed out together: one outage, one line.
+    assert [r.levelname for r in caplog.records] == ["WARNING"], caplog.text
+
+
+async def test_an_unreachable_redis_at_startup_is_logged_and_served_locally(
+    prefix: str, relay: Relay, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.proxy.ratelimit.redis")
+    metrics = GatewayMetrics(CollectorRegistry())
+    await relay.cut()
+    async with limiter_at(relay.url, prefix, metrics=metrics) as limiter:
+        await limiter.start()
+        assert limiter.degraded
+        assert (await limiter.hit("token", parse_rate("1/minute"))).allowed
+        assert fallbacks(metrics) == 1
+    assert [r.levelname for r in caplog.records] == ["WARNING"], caplog.text
+    assert f"rate limits: {relay.url} failed (ConnectionError" in caplog.records[0].getMessage()
