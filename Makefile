@@ -22,6 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check gateway admin tests bench
 	$(BIN)/ruff format --check gateway admin tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest
