@@ -1,10 +1,11 @@
 """Health: the status files workers write, and the port that reads them.
 
 ``GATEWAY_METRICS_PORT`` serves ``/metrics``, ``/healthz`` and ``/readyz``.
-``/metrics`` sums every worker's metrics with prometheus-client's multiprocess mode:
-a fresh registry and ``MultiProcessCollector`` per scrape, over the directory the
-workers write to, after asking each serving worker to flush its buffered values
-(:func:`flush_workers`). ``/healthz`` is 200 once every worker accepts connections;
+``/metrics`` sums every worker's metrics with prometheus-client's public multiprocess
+mode: the parent sets :data:`MULTIPROC_ENV` before it spawns any worker, each worker's
+metric updates go straight to its own files in that directory (so a scrape counts
+every answer already sent), and each scrape reads them with a fresh registry and a
+``MultiProcessCollector``. ``/healthz`` is 200 once every worker accepts connections;
 ``/readyz`` also needs Postgres reachable and every worker ready (its LISTEN
 connection up).
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +33,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.core import db
 from gateway.proxy.app import Gateway
+
+# prometheus-client's multiprocess mode: set in the parent, inherited by every worker.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # ---------------------------------------------------------------- status files
 
@@ -79,49 +82,12 @@ def read(directory: Path, pid: int) -> WorkerStatus | None:
 def remove(directory: Path, pid: int | None = None) -> None:
     pid = os.getpid() if pid is None else pid
     _path(directory, pid).unlink(missing_ok=True)
-    _flushed_path(directory, pid).unlink(missing_ok=True)
-
-
-def _flushed_path(directory: Path, pid: int) -> Path:
-    return directory / f"{pid}.flushed"
-
-
-def write_flushed(directory: Path) -> None:
-    """Say that this worker's metrics reached their files just now (asked before a scrape)."""
-    _replace(_flushed_path(directory, os.getpid()), repr(time.time()))
-
-
-def read_flushed(directory: Path, pid: int) -> float:
-    """When ``pid`` last said its metrics were flushed on request; 0 if never."""
-    try:
-        return float(_flushed_path(directory, pid).read_text())
-    except (OSError, ValueError):
-        return 0.0
 
 
 # ---------------------------------------------------------------- the port
 
 
 DB_CHECK_TIMEOUT = 2.0
-FLUSH_WAIT = 0.5  # a worker whose loop is stuck this long does not hold up the scrape
-
-
-async def flush_workers(status_dir: Path, pids: Sequence[int], wait: float = FLUSH_WAIT) -> None:
-    """Ask each worker to copy its in-memory metrics to its files now (SIGUSR1) and wait
-    until each says it did, so a scrape sees every answer sent before it (the workers'
-    own timer flushes only once a second)."""
-    asked = time.time()
-    pending = []
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGUSR1)
-        except ProcessLookupError:
-            continue
-        pending.append(pid)
-    deadline = time.monotonic() + wait
-    while pending and time.monotonic() < deadline:
-        await asyncio.sleep(0.002)
-        pending = [pid for pid in pending if read_flushed(status_dir, pid) < asked]
 
 
 def exposition(metrics_dir: Path) -> bytes:
@@ -168,7 +134,6 @@ class Monitor:
         workers: Callable[[], Sequence[int]],
         database: Callable[[], Awaitable[bool]],
         clock: Callable[[], float] = time.time,
-        flush: Callable[[Sequence[int]], Awaitable[None]] | None = None,
     ) -> None:
         self.metrics_dir = metrics_dir
         self.status_dir = status_dir
@@ -176,7 +141,6 @@ class Monitor:
         self.workers = workers  # pids of the worker processes alive now
         self.database = database
         self.clock = clock
-        self.flush = flush  # asks the given (serving) workers to flush their metrics
 
     def statuses(self) -> list[WorkerStatus]:
         """Statuses of live workers that are serving (fresh heartbeat)."""
@@ -185,8 +149,6 @@ class Monitor:
         return [status for status in found if status is not None and status.fresh(now)]
 
     async def metrics(self, request: web.Request) -> web.Response:
-        if self.flush is not None:
-            await self.flush([status.pid for status in self.statuses()])
         body = await asyncio.to_thread(exposition, self.metrics_dir)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

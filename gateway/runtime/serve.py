@@ -47,7 +47,7 @@ from gateway.core.config import ConfigError, Settings, cannot_listen
 from gateway.core.migrate import migrate as apply_migrations
 
 from . import health, worker
-from .metricfiles import MULTIPROC_ENV
+from .health import MULTIPROC_ENV
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,6 @@ class Supervisor:
             expected=self._settings.gateway_workers,
             workers=lambda: list(self._workers),
             database=database,
-            flush=lambda pids: health.flush_workers(self._status_dir, pids),
         )
         runner = web.AppRunner(monitor.app(), access_log=None)
         await runner.setup()

@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import uvloop
@@ -26,7 +25,7 @@ from gateway.core.clikit import EXIT_USAGE, setup_logging
 from gateway.core.config import ConfigError, Settings, cannot_listen
 from gateway.proxy.app import GATEWAY, create_app
 
-from . import health, metricfiles
+from . import health
 
 log = logging.getLogger(__name__)
 
@@ -36,34 +35,25 @@ SHUTDOWN_TIMEOUT = 10.0
 def main(settings: Settings, status_dir: str) -> None:
     """Process entry point (``multiprocessing`` spawn target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Outside the loop's handler (below), a flush request must not kill the worker.
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     setup_logging()
-    flush_metrics = metricfiles.install()  # before create_app makes any metric
     try:
-        uvloop.run(_serve(settings, Path(status_dir), os.getppid(), flush_metrics))
+        uvloop.run(_serve(settings, Path(status_dir), os.getppid()))
     except ConfigError as err:
         print(f"gateway: {err}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
-    finally:
-        signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the closed loop restored the default
 
 
-async def _serve(
-    settings: Settings, status_dir: Path, parent: int, flush_metrics: Callable[[], None]
-) -> None:
+async def _serve(settings: Settings, status_dir: Path, parent: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    # Before the first status file: the parent asks only serving workers to flush.
-    loop.add_signal_handler(signal.SIGUSR1, _flush_on_request, flush_metrics, status_dir)
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     try:
         await _listen(runner, settings)
         log.info("worker %d accepting connections", os.getpid())
-        heartbeat = asyncio.create_task(_heartbeat(app, status_dir, parent, stop, flush_metrics))
+        heartbeat = asyncio.create_task(_heartbeat(app, status_dir, parent, stop))
         await stop.wait()
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -72,14 +62,6 @@ async def _serve(
         health.remove(status_dir)
     finally:
         await runner.cleanup()
-        flush_metrics()  # the last requests and the final last-used flush
-
-
-def _flush_on_request(flush_metrics: Callable[[], None], status_dir: Path) -> None:
-    """SIGUSR1 from the parent before each scrape: ``/metrics`` then counts every answer
-    already sent, not only those of the last heartbeat's flush."""
-    flush_metrics()
-    health.write_flushed(status_dir)
 
 
 async def _listen(runner: web.AppRunner, settings: Settings) -> None:
@@ -92,19 +74,14 @@ async def _listen(runner: web.AppRunner, settings: Settings) -> None:
 
 
 async def _heartbeat(
-    app: web.Application,
-    status_dir: Path,
-    parent: int,
-    stop: asyncio.Event,
-    flush_metrics: Callable[[], None],
+    app: web.Application, status_dir: Path, parent: int, stop: asyncio.Event
 ) -> None:
-    """Every second: metrics to their files, then this worker's status for the parent."""
+    """Every second: this worker's status for the parent."""
     while True:
         if os.getppid() != parent:
             # The parent died without stopping us (SIGKILL): do not hold the port forever.
             log.error("gateway parent process is gone; worker %d stops", os.getpid())
             stop.set()
             return
-        flush_metrics()
         health.write(status_dir, ready=app[GATEWAY].is_ready())
         await asyncio.sleep(health.HEARTBEAT)
