@@ -1,41 +1,53 @@
-"""Health: the status files workers write, and the port that reads them.
+"""Health: the files workers write for the parent, and the port that reads them.
 
-``GATEWAY_METRICS_PORT`` serves ``/metrics``, ``/healthz`` and ``/readyz``.
-``/metrics`` sums every worker's metrics with prometheus-client's public multiprocess
-mode: the parent sets :data:`MULTIPROC_ENV` before it spawns any worker, each worker's
-metric updates go straight to its own files in that directory (so a scrape counts
-every answer already sent), and each scrape reads them with a fresh registry and a
-``MultiProcessCollector``. ``/healthz`` is 200 once every worker accepts connections;
-``/readyz`` also needs Postgres reachable and every worker ready (its LISTEN
-connection up).
+``GATEWAY_METRICS_PORT`` serves ``/metrics`` (every worker's metrics summed),
+``/healthz`` (200 once every worker accepts connections) and ``/readyz`` (also needs
+Postgres reachable and every worker ready: its LISTEN connection up).
 
 Status files: each worker rewrites ``<dir>/<pid>.json`` (atomically, by rename) every
 :data:`HEARTBEAT` seconds once its listener accepts connections. The parent reads the
 files of the workers it knows are alive. A file older than :data:`STALE_AFTER` means a
 worker whose event loop is stuck: it counts as not serving. A worker removes its own
 file on the way out and the parent removes the file of a worker that died.
+
+Metric snapshots: each worker keeps its metrics in its own registry, in memory, as
+``gateway up`` does, and writes what the registry holds (its public ``collect()``, as
+JSON) to ``<dir>/<pid>.json`` of the metrics directory with every heartbeat and once
+more on its way out. A scrape sums them: counters and histograms over every snapshot,
+those of workers that died included (so no count ever goes back), gauges over live
+workers only. The parent folds the snapshot of a worker that died into one
+:data:`RETIRED` file, so a scrape reads one file per live worker plus one, however
+many came and went.
+
+Why not prometheus-client's multiprocess mode: it writes every update to an mmap'd
+file (a lock, ``os.getpid()``, a struct pack per value; 0.73 µs per counter ``inc``
+and 1.64 µs per histogram ``observe`` here, against 0.29 and 0.68 µs in memory), and
+``make bench --baseline`` measured that at 12-15 % of proxied throughput (README,
+Metrics). In exchange a scrape sees a worker's answers up to one heartbeat late, and
+a worker killed outright loses at most that much.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
 from gateway.core import db
 from gateway.proxy.app import Gateway
 
-# prometheus-client's multiprocess mode: set in the parent, inherited by every worker.
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- status files
 
@@ -84,16 +96,95 @@ def remove(directory: Path, pid: int | None = None) -> None:
     _path(directory, pid).unlink(missing_ok=True)
 
 
+# ---------------------------------------------------------------- metric snapshots
+
+RETIRED = "retired.json"
+
+# [[family, help, type, [[sample, labels, value], ...]], ...]
+Snapshot = list[tuple[str, str, str, list[tuple[str, dict[str, str], float]]]]
+
+
+def snapshot(collector: Collector) -> Snapshot:
+    """What ``collector`` holds, without ``_created`` samples (a sum of start times
+    means nothing; multiprocess mode never showed them either)."""
+    taken: Snapshot = []
+    for metric in collector.collect():
+        samples = [(s.name, s.labels, s.value) for s in metric.samples]
+        kept = [sample for sample in samples if not sample[0].endswith("_created")]
+        taken.append((metric.name, metric.documentation, metric.type, kept))
+    return taken
+
+
+def write_metrics(directory: Path, registry: CollectorRegistry, pid: int | None = None) -> None:
+    pid = os.getpid() if pid is None else pid
+    _replace(_path(directory, pid), json.dumps(snapshot(registry)))
+
+
+class MetricsSum(Collector):
+    """Snapshots added up sample by sample, families in the order first seen."""
+
+    def __init__(self) -> None:
+        self._families: dict[str, tuple[str, str]] = {}
+        self._values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+
+    def add(self, taken: Snapshot, *, gauges: bool) -> None:
+        for name, documentation, kind, samples in taken:
+            if kind == "gauge" and not gauges:
+                continue
+            self._families.setdefault(name, (documentation, kind))
+            values = self._values.setdefault(name, {})
+            for sample, labels, value in samples:
+                key = (sample, tuple(labels.items()))
+                values[key] = values.get(key, 0.0) + value
+
+    def read(self, path: Path, *, gauges: bool) -> None:
+        try:
+            self.add(json.loads(path.read_text()), gauges=gauges)
+        except FileNotFoundError:
+            pass  # a worker that has not written one yet, or no worker has died
+        except (OSError, ValueError, TypeError) as err:
+            log.warning("metrics of %s left out: %s", path.name, err)
+
+    def collect(self) -> Iterator[Metric]:
+        for name, (documentation, kind) in self._families.items():
+            metric = Metric(name, documentation, kind)
+            for (sample, labels), value in self._values[name].items():
+                metric.add_sample(sample, dict(labels), value)
+            yield metric
+
+
+def exposition(directory: Path, live: Collection[int]) -> bytes:
+    """Every worker's metrics summed, in the text format.
+
+    Runs on the parent's event loop, as :func:`retire` does, so a scrape never sees a
+    dead worker's counts both in its own file and in the retired one, or in neither.
+    A few small files: about 2 ms per scrape.
+    """
+    total = MetricsSum()
+    total.read(directory / RETIRED, gauges=False)
+    for pid in live:
+        total.read(_path(directory, pid), gauges=True)
+    registry = CollectorRegistry()
+    registry.register(total)
+    return generate_latest(registry)
+
+
+def retire(directory: Path, pid: int) -> None:
+    """Fold the snapshot of ``pid``, which died, into the retired file."""
+    path = _path(directory, pid)
+    if not path.exists():
+        return
+    total = MetricsSum()
+    total.read(directory / RETIRED, gauges=False)
+    total.read(path, gauges=False)
+    _replace(directory / RETIRED, json.dumps(snapshot(total)))
+    path.unlink()
+
+
 # ---------------------------------------------------------------- the port
 
 
 DB_CHECK_TIMEOUT = 2.0
-
-
-def exposition(metrics_dir: Path) -> bytes:
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
-    return generate_latest(registry)
 
 
 class DatabaseCheck:
@@ -149,7 +240,7 @@ class Monitor:
         return [status for status in found if status is not None and status.fresh(now)]
 
     async def metrics(self, request: web.Request) -> web.Response:
-        body = await asyncio.to_thread(exposition, self.metrics_dir)
+        body = exposition(self.metrics_dir, self.workers())
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(self, request: web.Request) -> web.Response:

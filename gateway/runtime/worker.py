@@ -32,28 +32,29 @@ log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT = 10.0
 
 
-def main(settings: Settings, status_dir: str) -> None:
+def main(settings: Settings, status_dir: str, metrics_dir: str) -> None:
     """Process entry point (``multiprocessing`` spawn target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup_logging()
     try:
-        uvloop.run(_serve(settings, Path(status_dir), os.getppid()))
+        uvloop.run(_serve(settings, Path(status_dir), Path(metrics_dir), os.getppid()))
     except ConfigError as err:
         print(f"gateway: {err}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
 
 
-async def _serve(settings: Settings, status_dir: Path, parent: int) -> None:
+async def _serve(settings: Settings, status_dir: Path, metrics_dir: Path, parent: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
+    registry = app[GATEWAY].metrics.registry
     try:
         await _listen(runner, settings)
         log.info("worker %d accepting connections", os.getpid())
-        heartbeat = asyncio.create_task(_heartbeat(app, status_dir, parent, stop))
+        heartbeat = asyncio.create_task(_heartbeat(app, status_dir, metrics_dir, parent, stop))
         await stop.wait()
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -62,6 +63,7 @@ async def _serve(settings: Settings, status_dir: Path, parent: int) -> None:
         health.remove(status_dir)
     finally:
         await runner.cleanup()
+        health.write_metrics(metrics_dir, registry)  # the last requests and last-used flush
 
 
 async def _listen(runner: web.AppRunner, settings: Settings) -> None:
@@ -74,14 +76,15 @@ async def _listen(runner: web.AppRunner, settings: Settings) -> None:
 
 
 async def _heartbeat(
-    app: web.Application, status_dir: Path, parent: int, stop: asyncio.Event
+    app: web.Application, status_dir: Path, metrics_dir: Path, parent: int, stop: asyncio.Event
 ) -> None:
-    """Every second: this worker's status for the parent."""
+    """Every second: this worker's metrics, then its status, for the parent."""
     while True:
         if os.getppid() != parent:
             # The parent died without stopping us (SIGKILL): do not hold the port forever.
             log.error("gateway parent process is gone; worker %d stops", os.getpid())
             stop.set()
             return
+        health.write_metrics(metrics_dir, app[GATEWAY].metrics.registry)
         health.write(status_dir, ready=app[GATEWAY].is_ready())
         await asyncio.sleep(health.HEARTBEAT)

@@ -11,11 +11,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client import CollectorRegistry, generate_latest
 from pytest_aiohttp import AiohttpServer
 
 from gateway.core.store import Store
 from gateway.core.tokens import Token, generate, parse
+from gateway.runtime.health import RETIRED, MetricsSum
 from tests.gatewayproc import (
     GatewayProcess,
     echo_app,
@@ -58,19 +59,15 @@ async def serve_env(environ: dict[str, str], aiohttp_server: AiohttpServer) -> d
 
 
 def proxied_per_worker(gateway: GatewayProcess) -> list[float]:
-    """Each worker's own count, read from its multiprocess file."""
+    """Each live worker's own count, read from its metrics snapshot."""
     [run_dir] = gateway.runtime_dirs()
     counts = []
-    for path in sorted((run_dir / "metrics").glob("counter_*.db")):
-        merged = MultiProcessCollector.merge([str(path)])
-        counts.append(
-            sum(
-                s.value
-                for metric in merged
-                for s in metric.samples
-                if s.name == "gateway_requests_total" and s.labels == PROXIED
-            )
-        )
+    for pid in gateway.worker_pids():
+        worker = MetricsSum()
+        worker.read(run_dir / "metrics" / f"{pid}.json", gauges=True)
+        registry = CollectorRegistry()
+        registry.register(worker)
+        counts.append(sample(generate_latest(registry).decode(), "gateway_requests_total", PROXIED))
     return counts
 
 
@@ -107,8 +104,8 @@ async def counted(
 async def test_a_scrape_counts_every_answer_already_sent(
     serve_env: dict[str, str], store: Store, tmp_path: Path
 ) -> None:
-    """A script that scrapes right after its requests sees them all, round after round:
-    each worker's updates are in its multiprocess files as they happen."""
+    """A script that scrapes a moment after its requests sees them all (each worker
+    writes its snapshot every second), round after round, none counted twice."""
     raw, _ = await issue_token(store)
     async with running_gateway(serve_env, tmp_path) as (gateway, session):
         totals = {"proxied": 0.0, "unauthenticated": 0.0}
@@ -122,29 +119,25 @@ async def test_a_scrape_counts_every_answer_already_sent(
             assert await counted(session, gateway, totals) == totals
 
 
-async def test_stuck_and_killed_workers_answers_stay_counted(
+async def test_counts_of_killed_workers_stay_in_the_sum(
     serve_env: dict[str, str], store: Store, tmp_path: Path
 ) -> None:
-    """Nothing waits for a worker's cooperation: the answers of workers whose event loop
-    is frozen (SIGSTOP) are counted by the next scrape, and still after those workers
-    were killed (-9) and replaced: a dead worker's counter files stay in the sum."""
+    """Workers killed (-9) and replaced: what they had counted is still in ``/metrics``
+    (no counter goes back), and a scrape reads one file per live worker plus one."""
     raw, _ = await issue_token(store)
     async with running_gateway(serve_env, tmp_path) as (gateway, session):
         assert await send(gateway, 10, f"Bearer {raw}") == [200] * 10
-        stuck = gateway.worker_pids()
-        assert len(stuck) == 2
-        for pid in stuck:
-            os.kill(pid, signal.SIGSTOP)
-        try:
-            assert await counted(session, gateway, {"proxied": 10}) == {"proxied": 10}
-        finally:
-            for pid in stuck:
-                os.kill(pid, signal.SIGKILL)
-                os.kill(pid, signal.SIGCONT)
-        await until_replaced(gateway, session, stuck)
+        assert await counted(session, gateway, {"proxied": 10}) == {"proxied": 10}
+        dead = gateway.worker_pids()
+        for pid in dead:
+            os.kill(pid, signal.SIGKILL)
+        await until_replaced(gateway, session, dead)
         assert await counted(session, gateway, {"proxied": 10}) == {"proxied": 10}
         assert await send(gateway, 5, f"Bearer {raw}") == [200] * 5
         assert await counted(session, gateway, {"proxied": 15}) == {"proxied": 15}
+        [run_dir] = gateway.runtime_dirs()
+        files = {path.name for path in (run_dir / "metrics").iterdir()}
+        assert files == {RETIRED} | {f"{pid}.json" for pid in gateway.worker_pids()}
 
 
 async def until_replaced(
