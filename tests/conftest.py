@@ -67,19 +67,19 @@ def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
         asyncio.run(_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+async def _migrate(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
 def database_url(server_url: str) -> Iterator[str]:
     """A fresh, migrated database for this test session, dropped afterwards."""
-
-    async def apply(url: str) -> None:
-        conn = await asyncpg.connect(url)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-
     with scratch_database(server_url, "tollgate_test") as url:
-        asyncio.run(apply(url))
+        asyncio.run(_migrate(url))
         yield url
 
 
@@ -88,6 +88,13 @@ def empty_database(server_url: str) -> Iterator[str]:
     """A brand-new, unmigrated database, dropped afterwards."""
     with scratch_database(server_url, "tollgate_empty") as url:
         yield url
+
+
+@pytest.fixture
+async def own_database(empty_database: str) -> str:
+    """A fresh, migrated database of this test's own, for tests that break its schema."""
+    await _migrate(empty_database)
+    return empty_database
 
 
 @pytest.fixture
