@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from gateway.core.config import ConfigError, Settings
+from gateway.core.config import ConfigError, Settings, settings_fields
 from gateway.core.rates import Rate
 from tests.conftest import ADMIN_TOKEN
 
@@ -171,3 +172,12 @@ def test_an_unreachable_listen_url_stops_serve_at_start(database_url: str, tmp_p
     assert line.startswith(
         "gateway: DATABASE_LISTEN_URL: cannot connect to postgresql://postgres@127.0.0.1:1/x: "
     )
+
+
+def test_every_setting_has_a_row_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    documented = {name for row in rows for name in re.findall(r"`([A-Z0-9_]+)`", row)}
+    declared = {field.metadata["env"] for field in settings_fields()}
+    assert declared - documented == set(), "settings missing from README's Configuration table"
