@@ -21,6 +21,7 @@ from gateway.core.config import Settings
 from gateway.core.migrate import migrate
 from gateway.core.store import Store
 from tests.helpers import Issued, issue
+from tests.pgbouncer import BINARY, MISSING, PgBouncer, running_pgbouncer
 
 ADMIN_TOKEN = "test-admin-token-" + "x" * 32
 
@@ -88,6 +89,16 @@ def empty_database(server_url: str) -> Iterator[str]:
     """A brand-new, unmigrated database, dropped afterwards."""
     with scratch_database(server_url, "tollgate_empty") as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(server_url: str) -> Iterator[PgBouncer]:
+    """A real PgBouncer in transaction pooling mode in front of ``server_url``
+    (tests/pgbouncer.py); its ``url(database_url)`` reaches any database through it."""
+    if BINARY is None:
+        pytest.skip(MISSING)
+    with running_pgbouncer(server_url) as bouncer:
+        yield bouncer
 
 
 @pytest.fixture

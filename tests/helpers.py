@@ -1,5 +1,5 @@
-"""What many tests need, written once: polling with a deadline, free ports, bearer
-headers, metric samples and issuing tokens straight in the store."""
+"""What many tests need, written once: polling with a deadline, free ports, Postgres
+addresses, bearer headers, metric samples and issuing tokens straight in the store."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from gateway.core.store import Store
 from gateway.core.tokens import Hasher, generate
@@ -37,6 +38,14 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def server_address(url: str) -> tuple[str, int]:
+    """Where a postgresql:// URL points: (host or Unix socket directory, port)."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    host = query.get("host") or parts.hostname or "127.0.0.1"
+    return host, int(query.get("port") or parts.port or 5432)
 
 
 def bearer(raw: str, **more: str) -> dict[str, str]:

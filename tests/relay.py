@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from tests.helpers import server_address
+
 # Client bytes remembered per connection for drop(): the startup packet and first queries.
 _REMEMBERED = 64 * 1024
 
@@ -123,10 +125,7 @@ class Relay:
 
 def _target(url: str) -> str | tuple[str, int]:
     """Where ``url`` points: a Unix socket path (``?host=/dir``) or ``(host, port)``."""
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    host = query.get("host") or parts.hostname or "127.0.0.1"
-    port = int(query.get("port") or parts.port or 5432)
+    host, port = server_address(url)
     if host.startswith("/"):
         return f"{host}/.s.PGSQL.{port}"
     return host, port

@@ -201,6 +201,14 @@ class Settings:
     database_url: str | None = _setting(
         "DATABASE_URL", _postgres_url, None, "postgresql://… (unset: embedded Postgres)"
     )
+    # LISTEN needs a session of its own, which a pooler in transaction mode (PgBouncer)
+    # cannot give: this URL goes straight to Postgres while DATABASE_URL may be pooled.
+    database_listen_url: str | None = _setting(
+        "DATABASE_LISTEN_URL",
+        _postgres_url,
+        None,
+        "postgresql://… where LISTEN connects, straight to Postgres (unset: DATABASE_URL)",
+    )
     data_dir: Path = _setting(
         "GATEWAY_DATA_DIR", _path, "./.data", "directory for the embedded Postgres"
     )
@@ -262,6 +270,11 @@ class Settings:
                 values[field.name] = meta["parse"](raw)
             except ValueError as err:
                 raise ConfigError(meta["env"], str(err)) from None
+        if values["database_listen_url"] is not None and values["database_url"] is None:
+            raise ConfigError(
+                "DATABASE_LISTEN_URL",
+                "needs DATABASE_URL (without it the embedded Postgres serves both directly)",
+            )
         return cls(**values)
 
     def require_upstream(self) -> str:

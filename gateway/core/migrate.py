@@ -1,8 +1,14 @@
 """Schema migrations: ``NNNN_name.sql`` files applied in order, once each.
 
 Several instances starting at once is normal, so the whole run holds a Postgres
-advisory lock. Each file runs in its own transaction together with its row in
-``schema_migrations``; a file edited after it was applied is refused (checksum).
+advisory lock. It is a *transaction-level* lock and the run is one transaction: a
+session-level lock does not survive a pooler in transaction mode (PgBouncer), where
+the unlock, or the next file, may run on another server connection than the lock, so
+two runs could apply the same file and a lock could stay behind on a pooled server
+connection. Each file runs in its own savepoint together with its row in
+``schema_migrations``: when one fails, the files before it stay applied and the error
+is raised once they are committed. A file edited after it was applied is refused
+(checksum).
 """
 
 from __future__ import annotations
@@ -58,27 +64,34 @@ def bundled_migrations() -> list[Migration]:
 async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None = None) -> list[str]:
     """Apply pending migrations; return the names applied by this call."""
     todo = bundled_migrations() if migrations is None else migrations
-    await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
-    try:
+    done: list[str] = []
+    failed: asyncpg.PostgresError | None = None
+    async with conn.transaction():
+        # Held until this transaction ends; a concurrent run waits here, then finds
+        # everything applied.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
         await conn.execute(_CREATE_TABLE)
         rows = await conn.fetch("SELECT name, checksum FROM schema_migrations")
         applied = {row["name"]: row["checksum"] for row in rows}
         _check_applied(todo, applied)
-        done = []
         for migration in todo:
             if migration.name in applied:
                 continue
-            async with conn.transaction():
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)",
-                    migration.name,
-                    migration.checksum,
-                )
+            try:
+                async with conn.transaction():  # a savepoint: a failing file undoes only itself
+                    await conn.execute(migration.sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)",
+                        migration.name,
+                        migration.checksum,
+                    )
+            except asyncpg.PostgresError as err:
+                failed = err
+                break
             done.append(migration.name)
-        return done
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+    if failed is not None:
+        raise failed
+    return done
 
 
 def _check_applied(migrations: list[Migration], applied: dict[str, str]) -> None:

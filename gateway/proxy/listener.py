@@ -1,10 +1,13 @@
 """Instant revocation: a dedicated Postgres connection LISTENing to the store's events.
 
 A listener on a pooled connection vanishes when the connection returns to the
-pool, so this one owns its connection. A dead connection is noticed by asyncpg's
-termination callback or, for a silent network, by a periodic ping; it is then
-replaced with backoff. Notifications sent meanwhile are lost, so every cached
-token state is treated as stale after each (re)connect.
+pool, so this one owns its connection, to ``DATABASE_LISTEN_URL`` (default
+``DATABASE_URL``): Postgres itself, because LISTEN through a pooler in transaction
+mode (PgBouncer) lands on a server connection that is handed to other clients.
+A dead connection is noticed by asyncpg's termination callback or, for a silent
+network, by a periodic ping; it is then replaced with backoff. Notifications sent
+meanwhile are lost, so every cached token state is treated as stale after each
+(re)connect.
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ class Listener:
         delay = BACKOFF_START
         while True:
             try:
-                conn = await db.connect(self._url)
+                conn = await db.connect(self._url, variable="DATABASE_LISTEN_URL")
             except _CONNECT_ERRORS as err:
                 if delay == BACKOFF_START:  # once per outage, not once per attempt
                     log.warning("LISTEN connection failed, retrying: %s", err)

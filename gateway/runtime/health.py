@@ -2,7 +2,9 @@
 
 ``GATEWAY_METRICS_PORT`` serves ``/metrics`` (every worker's metrics summed),
 ``/healthz`` (200 once every worker accepts connections) and ``/readyz`` (also needs
-Postgres reachable and every worker ready: its LISTEN connection up).
+Postgres reachable and every worker ready: its LISTEN connection up). ``/metrics``
+also carries ``gateway_ready``, 1 exactly when ``/readyz`` answers 200, so the alert
+on lost readiness needs nothing but the scrape.
 
 Status files: each worker rewrites ``<dir>/<pid>.json`` (atomically, by rename) every
 :data:`HEARTBEAT` seconds once its listener accepts connections. The parent reads the
@@ -41,7 +43,7 @@ from pathlib import Path
 import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from gateway.core import db
@@ -187,6 +189,24 @@ def retire(directory: Path, pid: int) -> None:
 DB_CHECK_TIMEOUT = 2.0
 
 
+class _Ready:
+    """The ``gateway_ready`` gauge of one scrape (a collector: computed, not stored)."""
+
+    def __init__(self, ready: bool) -> None:
+        self._ready = ready
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "gateway_ready", "1 when /readyz answers 200, else 0.", value=float(self._ready)
+        )
+
+
+def ready_exposition(ready: bool) -> bytes:
+    registry = CollectorRegistry()
+    registry.register(_Ready(ready))
+    return generate_latest(registry)
+
+
 class DatabaseCheck:
     """``SELECT 1`` on one connection kept open between probes, reopened after a failure."""
 
@@ -200,7 +220,7 @@ class DatabaseCheck:
             try:
                 async with asyncio.timeout(DB_CHECK_TIMEOUT):
                     if self._conn is None or self._conn.is_closed():
-                        self._conn = await asyncpg.connect(self._url)
+                        self._conn = await asyncpg.connect(self._url, **db.POOLER_SAFE)
                     await self._conn.fetchval("SELECT 1")
                 return True
             except db.UNREACHABLE:
@@ -240,7 +260,8 @@ class Monitor:
         return [status for status in found if status is not None and status.fresh(now)]
 
     async def metrics(self, request: web.Request) -> web.Response:
-        body = exposition(self.metrics_dir, self.workers())
+        ready, _ = await self.readiness()
+        body = exposition(self.metrics_dir, self.workers()) + ready_exposition(ready)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -252,16 +273,21 @@ class Monitor:
         }
         return web.json_response(body, status=200 if ok else 503)
 
-    async def readyz(self, request: web.Request) -> web.Response:
+    async def readiness(self) -> tuple[bool, dict[str, object]]:
+        """Whether every worker is ready and Postgres answers, and the body saying so."""
         statuses = self.statuses()
         ready = sum(status.ready for status in statuses)
         database = await self.database()
         ok = database and len(statuses) >= self.expected and ready >= self.expected
-        body = {
+        body: dict[str, object] = {
             "status": "ready" if ok else "not_ready",
             "database": database,
             "workers": {"expected": self.expected, "serving": len(statuses), "ready": ready},
         }
+        return ok, body
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        ok, body = await self.readiness()
         return web.json_response(body, status=200 if ok else 503)
 
     def app(self) -> web.Application:
@@ -279,9 +305,16 @@ def single_app(gateway: Callable[[], Gateway | None], database: DatabaseCheck) -
     single gateway, so its own registry is the whole story.
     """
 
+    async def readiness() -> tuple[bool, bool]:
+        """(ready, Postgres reachable)."""
+        reachable = await database()
+        running = gateway()
+        return reachable and running is not None and running.is_ready(), reachable
+
     async def metrics(request: web.Request) -> web.Response:
         running = gateway()
         body = b"" if running is None else generate_latest(running.metrics.registry)
+        body += ready_exposition((await readiness())[0])
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(request: web.Request) -> web.Response:
@@ -289,9 +322,7 @@ def single_app(gateway: Callable[[], Gateway | None], database: DatabaseCheck) -
         return web.json_response({"status": "ok", "workers": {"expected": 1, "serving": 1}})
 
     async def readyz(request: web.Request) -> web.Response:
-        reachable = await database()
-        running = gateway()
-        ok = reachable and running is not None and running.is_ready()
+        ok, reachable = await readiness()
         body = {"status": "ready" if ok else "not_ready", "database": reachable}
         return web.json_response(body, status=200 if ok else 503)
 

@@ -66,14 +66,14 @@ def serve(settings: Settings, *, migrate: bool) -> int:
     if settings.metrics_port == settings.gateway_port != 0:
         raise ConfigError("GATEWAY_METRICS_PORT", "must differ from GATEWAY_PORT")
     url = db.database_url(settings)
-    asyncio.run(_prepare_database(url, migrate=migrate))
+    asyncio.run(_prepare_database(url, settings.database_listen_url, migrate=migrate))
     port = _check_port(settings.gateway_host, settings.gateway_port)
     settings = dataclasses.replace(settings, database_url=url, gateway_port=port)
     with _runtime_dir() as run_dir:
         return asyncio.run(Supervisor(settings, run_dir).run())
 
 
-async def _prepare_database(url: str, *, migrate: bool) -> None:
+async def _prepare_database(url: str, listen_url: str | None, *, migrate: bool) -> None:
     conn = await db.connect(url)  # ConfigError when unreachable
     try:
         if migrate:
@@ -82,6 +82,8 @@ async def _prepare_database(url: str, *, migrate: bool) -> None:
                 log.info("applied %d migration(s): %s", len(applied), ", ".join(applied))
     finally:
         await conn.close()
+    if listen_url is not None:  # LISTEN's own URL: unreachable now is a mistake to report now
+        await (await db.connect(listen_url, variable="DATABASE_LISTEN_URL")).close()
 
 
 def _check_port(host: str, port: int) -> int:

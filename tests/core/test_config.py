@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from gateway.core.config import ConfigError, Settings
+from gateway.core.config import ConfigError, Settings, settings_fields
 from gateway.core.rates import Rate
 from tests.conftest import ADMIN_TOKEN
 
@@ -17,6 +18,7 @@ from tests.conftest import ADMIN_TOKEN
 def test_defaults_match_the_spec() -> None:
     settings = Settings.from_env({})
     assert settings.database_url is None
+    assert settings.database_listen_url is None  # LISTEN goes where DATABASE_URL goes
     assert settings.data_dir == Path("./.data")
     assert (settings.gateway_host, settings.gateway_port) == ("127.0.0.1", 8080)
     assert (settings.admin_host, settings.admin_port) == ("127.0.0.1", 8081)
@@ -46,6 +48,7 @@ def test_defaults_match_the_spec() -> None:
         ("UPSTREAM_URL", "ftp://example.com", "http:// or https://"),
         ("UPSTREAM_URL", "http://example.com/?a=1", "query"),
         ("DATABASE_URL", "mysql://x", "postgresql://"),
+        ("DATABASE_LISTEN_URL", "mysql://x", "postgresql://"),
         ("ADMIN_TOKEN", "short", "at least 32 characters"),
         ("RATE_LIMIT_BACKEND", "memcached", "local, redis"),
         ("LOG_FORMAT", "xml", "json, text"),
@@ -62,11 +65,16 @@ def test_bad_values_name_the_variable(variable: str, value: str, says: str) -> N
 
 def test_secrets_print_masked() -> None:
     settings = Settings.from_env(
-        {"ADMIN_TOKEN": ADMIN_TOKEN, "DATABASE_URL": "postgresql://u:hunter2@db/x"}
+        {
+            "ADMIN_TOKEN": ADMIN_TOKEN,
+            "DATABASE_URL": "postgresql://u:hunter2@pgbouncer/x",
+            "DATABASE_LISTEN_URL": "postgresql://u:swordfish@db/x",
+        }
     )
     shown = repr(settings) + str(settings.admin_token)
     assert ADMIN_TOKEN not in shown
     assert "hunter2" not in shown
+    assert "swordfish" not in shown and "postgresql://u:***@db/x" in shown
     assert settings.admin_token is not None
     assert settings.admin_token.reveal() == ADMIN_TOKEN
 
@@ -81,6 +89,17 @@ def test_flags_override_the_environment() -> None:
     settings = settings_from(args, {"RATE_LIMIT": "1/hour"})
     assert settings.rate_limit == Rate(5, 1)
     assert settings.upstream_url == "http://u:1"
+
+
+def test_the_listen_url_is_a_flag_and_needs_database_url() -> None:
+    from gateway.core.clikit import settings_from
+    from gateway.runtime.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--database-listen-url", "postgresql://db/x"])
+    settings = settings_from(args, {"DATABASE_URL": "postgresql://pgbouncer/x"})
+    assert settings.database_listen_url == "postgresql://db/x"
+    with pytest.raises(ConfigError, match=r"^DATABASE_LISTEN_URL: needs DATABASE_URL"):
+        settings_from(args, {})
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -139,3 +158,26 @@ def test_configuration_mistakes_exit_2_with_one_line(
     assert len(lines) == 1, result.stderr
     assert says in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_listen_url_stops_serve_at_start(database_url: str, tmp_path: Path) -> None:
+    env = {
+        "DATABASE_URL": database_url,
+        "DATABASE_LISTEN_URL": "postgresql://postgres@127.0.0.1:1/x",
+        "UPSTREAM_URL": "http://127.0.0.1:9",
+    }
+    result = _run(["gateway", "serve", "--no-migrate"], env, tmp_path)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(
+        "gateway: DATABASE_LISTEN_URL: cannot connect to postgresql://postgres@127.0.0.1:1/x: "
+    )
+
+
+def test_every_setting_has_a_row_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    documented = {name for row in rows for name in re.findall(r"`([A-Z0-9_]+)`", row)}
+    declared = {field.metadata["env"] for field in settings_fields()}
+    assert declared - documented == set(), "settings missing from README's Configuration table"

@@ -29,6 +29,7 @@ SECRET_VALUES: dict[str, list[str]] = {
         f"postgresql://app:{SECRET}@db.internal/tollgate?sslpassword={SECRET}",
         f"postgresql://app:p%40ss{SECRET}%23x@db.internal/tollgate",
     ],
+    "DATABASE_LISTEN_URL": [f"postgresql://listener:{SECRET}@db.internal:5432/tollgate"],
     "REDIS_URL": [
         f"redis://:{SECRET}@127.0.0.1:6379/0",
         f"redis://limiter:{SECRET}@127.0.0.1:6379/0",
@@ -65,7 +66,7 @@ def test_secret_settings_that_are_not_urls_are_secrets() -> None:
     [(variable, value) for variable, values in SECRET_VALUES.items() for value in values],
 )
 def test_repr_and_str_of_settings_mask_every_secret(variable: str, value: str) -> None:
-    settings = Settings.from_env({variable: value})
+    settings = Settings.from_env({"DATABASE_URL": "postgresql://db.internal/x", variable: value})
     for shown in (repr(settings), str(settings), f"{settings}", f"{settings!r}"):
         assert SECRET not in shown
         assert "hunter2" not in shown

@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from gateway.core.migrate import Migration, MigrationError, bundled_migrations, migrate
+from tests.pgbouncer import PgBouncer
 
 
 @pytest.fixture
@@ -67,24 +68,40 @@ async def test_a_failing_file_leaves_nothing_behind(conn: asyncpg.Connection) ->
     assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 1
 
 
+@pytest.fixture(params=["direct", "pgbouncer"])
+def migrate_url(request: pytest.FixtureRequest, empty_database: str) -> str:
+    """The empty database, straight or through PgBouncer in transaction pooling mode."""
+    if request.param == "direct":
+        return empty_database
+    bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
+    asyncio.run(bouncer.fill_pool(empty_database))
+    return bouncer.url(empty_database)
+
+
 def test_four_processes_at_once_apply_each_file_exactly_once(
-    empty_database: str, tmp_path: Path
+    migrate_url: str, empty_database: str, tmp_path: Path
 ) -> None:
-    procs = [_gateway(["migrate"], empty_database, tmp_path) for _ in range(4)]
+    procs = [_gateway(["migrate"], migrate_url, tmp_path) for _ in range(4)]
     outputs = [proc.communicate(timeout=60) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0, 0, 0], outputs
     applied = [out for out, _ in outputs if out.startswith("applied")]
     assert len(applied) == 1, outputs
     assert sum("up to date" in out for out, _ in outputs) == 3
 
-    async def rows() -> list[str]:
+    async def rows_and_locks() -> tuple[list[str], int]:
         conn = await asyncpg.connect(empty_database)
         try:
-            return [r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")]
+            rows = await conn.fetch("SELECT name FROM schema_migrations")
+            # No lock stays behind, not even on a server connection a pooler keeps open.
+            locks = await conn.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+            return sorted(r["name"] for r in rows), locks
         finally:
             await conn.close()
 
-    assert sorted(asyncio.run(rows())) == [m.name for m in bundled_migrations()]
+    assert asyncio.run(rows_and_locks()) == ([m.name for m in bundled_migrations()], 0)
 
 
 def test_cli_refuses_an_edited_file_with_one_line(empty_database: str, tmp_path: Path) -> None:

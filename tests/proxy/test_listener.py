@@ -184,6 +184,26 @@ async def test_listen_connection_cut_and_restored(
     assert sample(client.app, "gateway_token_verifications_total", result="valid") == 2
 
 
+async def test_listen_connects_to_database_listen_url(
+    gateway_settings: Settings,
+    aiohttp_client: Any,
+    issue_token: IssueToken,
+    relay: Relay,
+) -> None:
+    # Queries straight to Postgres, LISTEN through the relay: cutting it ends only LISTEN.
+    settings = dataclasses.replace(gateway_settings, database_listen_url=relay.url)
+    client = await aiohttp_client(create_app(settings))
+    listener = client.app[GATEWAY].listener
+    assert listener.connected
+    await relay.cut()
+    await until(lambda: not listener.connected, timeout=5)
+    assert not client.app[GATEWAY].is_ready()
+    # The pool on DATABASE_URL still answers: a token never seen before is verified.
+    assert (await client.get("/x", headers=bearer((await issue_token()).raw))).status == 200
+    await relay.restore()
+    await until(lambda: listener.connected, timeout=10)
+
+
 class FreezingRelay(Relay):
     """A relay that can go silent without closing anything (a network partition)."""
 

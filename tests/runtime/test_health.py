@@ -114,6 +114,23 @@ async def test_ready_needs_the_database_and_every_worker_ready(
     assert status == 503 and body["database"] is False  # type: ignore[index]
 
 
+async def ready_gauge(client: TestClient) -> list[str]:
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    return [line for line in (await resp.text()).splitlines() if line.startswith("gateway_ready")]
+
+
+async def test_the_ready_gauge_says_what_readyz_says(world: World, client: TestClient) -> None:
+    # What the readiness alert reads: /readyz itself is no metric.
+    world.report(101, ready=True)
+    world.report(102, ready=False)
+    assert await ready_gauge(client) == ["gateway_ready 0.0"]
+    world.report(102, ready=True)
+    assert await ready_gauge(client) == ["gateway_ready 1.0"]
+    world.database_up = False
+    assert await ready_gauge(client) == ["gateway_ready 0.0"]
+
+
 class Worker:
     """The metrics of one worker process, as the request path updates them."""
 

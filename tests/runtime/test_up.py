@@ -201,6 +201,7 @@ def test_up_serves_a_token_through_the_gateway_and_stops_cleanly(up: Up, data_di
         exposition = answer.read().decode()
     assert 'gateway_requests_total{outcome="proxied"} 1.0' in exposition
     assert 'gateway_requests_total{outcome="invalid_token"} 1.0' in exposition
+    assert "gateway_ready 1.0" in exposition.splitlines()
 
     up.process.send_signal(signal.SIGTERM)
     try:
