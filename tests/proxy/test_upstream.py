@@ -273,7 +273,6 @@ async def test_stale_keep_alive_connection_is_retried_once() -> None:
         b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         b"ICY 200 OK\r\n\r\n",
-        b"HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n",
         # A bare LF or CR in a field value or the reason phrase (RFC 9112 §2.2).
         b"HTTP/1.1 200 OK\r\nX-A: a\nb\r\nContent-Length: 0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 0\r\n\r\n",

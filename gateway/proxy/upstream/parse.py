@@ -12,7 +12,7 @@ What it leaves to its user is checked here:
 - no control character in the reason phrase (RFC 9112 §4; llhttp refuses only CR and
   LF there, and aiohttp would refuse to send the rest when answering the client);
 - only ``chunked`` as transfer coding (any other would reach the client still coded,
-  as nginx also refuses); only HTTP/1.0 and 1.1;
+  as nginx also refuses);
 - a 101 only to a request that asked to upgrade;
 - bytes after a complete answer mean the upstream is out of step: the answer is refused
   when they came with it, and the connection is never reused;
@@ -41,7 +41,6 @@ from .response import Link, UpstreamResponse
 MAX_HEAD: Final = 64 * 1024  # non-body bytes of an answer beyond its chunks' allowance
 CHUNK_LINE: Final = 256  # non-body bytes allowed per chunk (size line, extensions, CRLF)
 
-_VERSIONS: Final = frozenset({"1.1", "1.0"})
 _NO_BODY: Final = frozenset({204, 304})
 _CONTROL: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # HTAB, SP, VCHAR, obs-text pass
 
@@ -52,7 +51,7 @@ class AnswerParser:
     def __init__(self, conn: Link) -> None:
         self._conn = conn
         self._parser = HttpResponseParser(self)
-        self._expecting = False
+        self.idle = True  # no answer is expected: bytes now are out of step
         self.keep_alive = False  # the connection may carry another request afterwards
         self.switched: bytes | None = None  # after a 101: the new protocol's first bytes
         self._answer: UpstreamResponse | None = None  # head complete, not yet handed out
@@ -66,14 +65,9 @@ class AnswerParser:
         self._fed = self._body = 0
         self._budget = MAX_HEAD
 
-    @property
-    def idle(self) -> bool:
-        """No answer is expected (the last one is complete): bytes now are out of step."""
-        return not self._expecting
-
     def expect(self, method: str, upgrade: bool) -> None:
         """A request went out: its answer comes next."""
-        self._expecting = True
+        self.idle = False
         self._head_only = method == "HEAD"
         self._upgrade = upgrade
         self._until_close = False
@@ -85,13 +79,13 @@ class AnswerParser:
         """Parse ``data``; returns the answer once, when its head is complete."""
         self._fed += len(data)
         try:
-            if self._head_only and self._expecting:
+            if self._head_only:
                 self._feed_head_only(data)
             else:
                 self._parser.feed_data(data)
         except HttpParserUpgrade as switched:
             self.switched = data[switched.args[0] :]
-            self._expecting = False
+            self.idle = True
         except HttpParserCallbackError as err:
             cause = err.__context__
             if isinstance(cause, UpstreamBroken):
@@ -109,7 +103,7 @@ class AnswerParser:
         """The upstream closed the connection: the end of a body framed by the close,
         else a body cut short."""
         response, self._response = self._response, None
-        self._expecting = False
+        self.idle = True
         if response is None:
             return
         if self._until_close:
@@ -121,7 +115,7 @@ class AnswerParser:
         """The answer being received will not complete."""
         response, self._response = self._response, None
         self._answer = None
-        self._expecting = False
+        self.idle = True
         if response is not None:
             response._finish(error)
 
@@ -129,7 +123,7 @@ class AnswerParser:
         # Up to each "\r\n\r\n" (llhttp refuses a bare CR or LF, so the first one ends
         # a head): interim answers are parsed in turn, the final head is the last byte
         # llhttp sees of this answer.
-        while data and self._expecting:
+        while data and not self.idle:
             joined = self._tail + data
             end = joined.find(b"\r\n\r\n")
             if end < 0:
@@ -140,7 +134,7 @@ class AnswerParser:
             self._tail = b""
             self._parser.feed_data(data[:cut])
             data = data[cut:]
-        if not self._expecting:
+        if self.idle:
             self._parser = HttpResponseParser(self)  # the old one waits for a body
             if data:
                 raise UpstreamBroken("bytes after the upstream's answer")
@@ -148,7 +142,7 @@ class AnswerParser:
     # -- llhttp's callbacks (through httptools)
 
     def on_message_begin(self) -> None:
-        if not self._expecting:
+        if self.idle:
             raise UpstreamBroken("bytes after the upstream's answer")
         self._reason = b""
         self._headers = []
@@ -170,19 +164,18 @@ class AnswerParser:
             if status == 101:
                 raise UpstreamBroken("upstream switched protocols unasked")
             return  # interim (100 Continue, 103 Early Hints): the final answer follows
-        if parser.get_http_version() not in _VERSIONS:
-            raise UpstreamBroken("upstream answered in another protocol than HTTP/1.x")
-        if _CONTROL.search(self._reason) is not None:
+        reason = self._reason
+        if not reason.isalpha() and _CONTROL.search(reason) is not None:
             raise UpstreamBroken("control character in the upstream's reason phrase")
         headers = CIMultiDictProxy(CIMultiDict(self._headers))
-        reason = self._reason.decode("utf-8", "surrogateescape")
-        self._answer = answer = UpstreamResponse(self._conn, status, reason, headers)
+        text = reason.decode("utf-8", "surrogateescape")
+        self._answer = answer = UpstreamResponse(self._conn, status, text, headers)
         self.keep_alive = parser.should_keep_alive()
         if status == 101:
             self.keep_alive = False  # llhttp pauses next; the bytes after are the tunnel's
             return
         if self._head_only:
-            self._expecting = False
+            self.idle = True
             answer._finish()
             return
         if status not in _NO_BODY:
@@ -205,5 +198,5 @@ class AnswerParser:
         response = self._response
         if response is not None:  # else an interim answer, a 101 or a HEAD answer
             self._response = None
-            self._expecting = False
+            self.idle = True
             response._finish()
