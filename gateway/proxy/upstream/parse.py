@@ -181,7 +181,7 @@ class AnswerParser:
         if status not in _NO_BODY:
             codings = headers.getall("Transfer-Encoding", None)
             if codings is not None and (len(codings) > 1 or codings[0].lower() != "chunked"):
-                raise UpstreamBroken(f"unsupported upstream Transfer-Encoding: {codings}")
+                raise UpstreamBroken("unsupported upstream Transfer-Encoding")
             self._until_close = codings is None and "Content-Length" not in headers
         self._response = answer
 
