@@ -31,9 +31,9 @@ from gateway.core.tokens import Hasher
 
 from . import console, openapi, routes
 from .auth import admin_auth
+from .jsonbody import MAX_BODY
 from .keys import ADMIN_METRICS, HASHER, OPENAPI, POOL, SETTINGS, STORE
 from .metrics import AdminMetrics, metrics_middleware
-from .schemas import MAX_BODY
 
 log = logging.getLogger(__name__)
 
