@@ -90,6 +90,12 @@ def operation_of(handler: object) -> Operation:
         raise LookupError(f"{name} is not @documented: the API description needs it") from None
 
 
+def is_public(handler: object) -> bool:
+    """Whether a handler is declared to need no admin token (undeclared ones do)."""
+    operation = _DECLARED.get(handler)
+    return operation is not None and operation.public
+
+
 def _answer(operation: Operation, reply: Reply) -> web.StreamResponse:
     answer = operation.answer
     if answer is None:

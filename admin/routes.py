@@ -17,7 +17,7 @@ from gateway.core import db
 from gateway.core.errors import MethodNotAllowed, ServiceUnavailable
 
 from . import projects, schemas, tokens
-from .endpoints import Answer, Given, Operation, Reply, documented
+from .endpoints import Answer, Given, Operation, Reply, documented, is_public
 from .keys import ADMIN_METRICS, HASHER, OPENAPI, POOL, SETTINGS, STORE
 from .metrics import exposition
 from .views import new_token_view, project_list_view, project_view, token_page_view, token_view
@@ -220,6 +220,15 @@ async def healthz(request: web.Request, given: Given) -> Reply:
 )
 async def metrics(request: web.Request, given: Given) -> Reply:
     return exposition(request.app[ADMIN_METRICS])
+
+
+def public_paths() -> frozenset[str]:
+    """The paths of the routes declared public: they need no admin token."""
+    return frozenset(
+        route.path
+        for route in ROUTES
+        if isinstance(route, web.RouteDef) and is_public(route.handler)
+    )
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -233,3 +233,16 @@ async def test_answers_documented_as_secret_are_never_cached(admin_client: Any) 
     assert response.status == 201
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["Pragma"] == "no-cache"
+
+
+async def test_what_the_document_calls_public_needs_no_token_and_the_rest_does(
+    aiohttp_client: Any, settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(settings))
+    doc = document()
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            url = re.sub(r"{\w+}", "x", path)
+            response = await client.request(method.upper(), url)
+            public = operation.get("security") == []
+            assert (response.status != 401) == public, (method, path, response.status)

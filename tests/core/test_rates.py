@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.core.config import ConfigError, Settings
 from gateway.core.rates import PATTERN, Rate, parse_rate
 
 
@@ -67,3 +68,9 @@ def test_every_accepted_spelling_round_trips_to_a_canonical_one(limit: int, unit
     assert canonical.split("/")[1] in {"second", "minute", "hour"}
     assert str(parse_rate(canonical)) == canonical
     assert PATTERN.fullmatch(canonical)
+
+
+def test_the_rate_limit_setting_reads_short_spellings_too() -> None:
+    assert Settings.from_env({"RATE_LIMIT": "10/min"}).rate_limit == Rate(10, 60)
+    with pytest.raises(ConfigError, match="RATE_LIMIT"):
+        Settings.from_env({"RATE_LIMIT": "10/m"})
