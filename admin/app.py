@@ -31,9 +31,9 @@ from gateway.core.tokens import Hasher
 
 from . import console, openapi, routes
 from .auth import admin_auth
+from .jsonbody import MAX_BODY
 from .keys import ADMIN_METRICS, HASHER, OPENAPI, POOL, SETTINGS, STORE
 from .metrics import AdminMetrics, metrics_middleware
-from .schemas import MAX_BODY
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[
             metrics_middleware(metrics),
             error_middleware,
-            admin_auth(settings.require_admin_token()),
+            admin_auth(settings.require_admin_token(), routes.public_paths()),
             database_unavailable,
         ],
         client_max_size=MAX_BODY,

@@ -1,12 +1,14 @@
 """The admin bearer check: ``Authorization: Bearer $ADMIN_TOKEN`` on every ``/v1`` route.
 
 The token is compared in constant time. Answers without it are 401 with
-``WWW-Authenticate`` (RFC 6750); the API's own description stays public.
+``WWW-Authenticate`` (RFC 6750); the routes declared public (the API's own description)
+need none, whatever the method.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Collection
 from typing import Final
 
 from aiohttp import web
@@ -17,11 +19,11 @@ from gateway.core.errors import Unauthorized
 
 REALM: Final = 'Bearer realm="tollgate-admin"'
 PROTECTED_PREFIX: Final = "/v1/"
-PUBLIC_PATHS: Final = frozenset({"/v1/openapi.json"})
 
 
-def needs_admin(path: str) -> bool:
-    return (path == "/v1" or path.startswith(PROTECTED_PREFIX)) and path not in PUBLIC_PATHS
+def needs_admin(path: str, public: Collection[str]) -> bool:
+    """Every ``/v1`` request, routed or not, but for the ``public`` paths."""
+    return (path == "/v1" or path.startswith(PROTECTED_PREFIX)) and path not in public
 
 
 def presented_token(request: web.Request) -> bytes | None:
@@ -36,12 +38,13 @@ def presented_token(request: web.Request) -> bytes | None:
     return credential.encode("utf-8", "surrogateescape")
 
 
-def admin_auth(admin_token: Secret) -> Middleware:
+def admin_auth(admin_token: Secret, public: Collection[str]) -> Middleware:
+    """``public``: the paths of the routes declared public (``routes.public_paths``)."""
     expected = admin_token.reveal().encode()
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if needs_admin(request.path):
+        if needs_admin(request.path, public):
             given = presented_token(request)
             if given is None:
                 raise Unauthorized(

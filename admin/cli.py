@@ -23,8 +23,8 @@ from gateway.core.errors import BadRequest, TollgateError
 from gateway.core.store import Project, Store, TokenInfo
 from gateway.core.tokens import Hasher
 
-from . import projects, serve, tokens
-from .views import project_view, token_view
+from . import projects, schemas, serve, tokens
+from .views import new_token_view, project_list_view, project_view, token_view
 
 T = TypeVar("T")
 
@@ -106,7 +106,8 @@ def _token_rows(found: Sequence[TokenInfo], prefix: str) -> str:
 
 
 async def _projects_create(settings: Settings, args: argparse.Namespace, store: Store) -> int:
-    project = await projects.create(store, name=args.name, rate_limit=args.project_rate_limit)
+    given = schemas.PROJECT_CREATE.check({"name": args.name, "rate_limit": args.project_rate_limit})
+    project = await projects.create(store, **given)
     if args.json:
         _print_json(project_view(project))
     else:
@@ -117,25 +118,24 @@ async def _projects_create(settings: Settings, args: argparse.Namespace, store: 
 async def _projects_list(settings: Settings, args: argparse.Namespace, store: Store) -> int:
     found = await projects.list_all(store)
     if args.json:
-        _print_json({"projects": [project_view(p) for p in found]})
+        _print_json(project_list_view(found))
     else:
         print(_project_rows(found) if found else "no projects yet")
     return 0
 
 
 async def _tokens_create(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    given = schemas.TOKEN_CREATE.check(
+        {"description": args.description, "expires_in": args.expires_in}
+    )
+    prefix = settings.token_prefix
     issued = await tokens.issue(
-        store,
-        Hasher.from_settings(settings),
-        settings.token_prefix,
-        args.project,
-        description=args.description,
-        expires_in=args.expires_in,
+        store, Hasher.from_settings(settings), prefix, args.project, **given
     )
     if args.json:
-        _print_json({**token_view(issued.info, settings.token_prefix), "token": issued.token})
+        _print_json(new_token_view(issued, prefix))
     else:
-        print(_token_rows([issued.info], settings.token_prefix))
+        print(_token_rows([issued.info], prefix))
         print(f"\ntoken: {issued.token}")
         print("This is the only time the token is shown: store it now.", file=sys.stderr)
     return 0

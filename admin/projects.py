@@ -1,4 +1,8 @@
-"""Project use cases, shared by the HTTP API and the command line."""
+"""Project use cases, shared by the HTTP API and the command line.
+
+Their arguments are already checked: both callers pass what a client sent through the
+declarations of ``schemas`` first (``PROJECT_CREATE``, ``PROJECT_UPDATE``).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,7 @@ from gateway.core.errors import NotFound
 from gateway.core.store import UNSET, Project, Store, Unset
 from gateway.core.tokens import is_token_id
 
-from . import schemas
-
 NAME_MAX: Final = 200
-
-
-def check_name(name: str) -> str:
-    name = schemas.text("name", name, min_len=1, max_len=NAME_MAX)
-    if not name.strip():
-        raise schemas.field_error("invalid_value", "name", "must not be blank")
-    return name
 
 
 def not_found() -> NotFound:
@@ -26,9 +21,7 @@ def not_found() -> NotFound:
 
 
 async def create(store: Store, *, name: str, rate_limit: str | None = None) -> Project:
-    return await store.create_project(
-        check_name(name), schemas.rate_limit("rate_limit", rate_limit)
-    )
+    return await store.create_project(name, rate_limit)
 
 
 async def list_all(store: Store) -> list[Project]:
@@ -51,10 +44,6 @@ async def update(
     rate_limit: str | Unset | None = UNSET,
 ) -> Project:
     """Rename or change the rate limit; gateways hear of a new limit at once."""
-    if not isinstance(name, Unset):
-        name = check_name(name)
-    if not isinstance(rate_limit, Unset):
-        rate_limit = schemas.rate_limit("rate_limit", rate_limit)
     if not is_token_id(project_id):
         raise not_found()
     project = await store.update_project(project_id, name=name, rate_limit=rate_limit)

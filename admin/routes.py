@@ -1,82 +1,98 @@
-"""The admin HTTP API's routes: thin handlers and the route table (SPEC §4).
+"""The admin HTTP API's routes (SPEC §4): the route table, each handler under its declaration.
 
-Each handler reads its input, calls a use case from ``projects``/``tokens`` and
-answers JSON. Errors are raised as ``gateway.errors`` classes and rendered by the
-error middleware.
+A handler gets its input checked (``given``), calls a use case from ``projects``/``tokens``
+and returns a view; ``@documented`` renders it as the declared answer, and the OpenAPI
+document is generated from these same declarations. Errors are raised as
+``gateway.core.errors`` classes and rendered by the error middleware.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from gateway.core import db
 from gateway.core.errors import MethodNotAllowed, ServiceUnavailable
-from gateway.core.store import UNSET
 
 from . import projects, schemas, tokens
+from .endpoints import Answer, Given, Operation, Reply, documented, is_public
 from .keys import ADMIN_METRICS, HASHER, OPENAPI, POOL, SETTINGS, STORE
 from .metrics import exposition
-from .views import project_view, token_view
+from .views import new_token_view, project_list_view, project_view, token_page_view, token_view
 
 HEALTH_TIMEOUT: Final = 2.0
 
-_TEXT = (str,)
-_TEXT_OR_NULL = (str, type(None))
+PROJECTS: Final = "/v1/projects"
+PROJECT: Final = "/v1/projects/{project_id}"
+TOKENS: Final = "/v1/projects/{project_id}/tokens"
+TOKEN: Final = "/v1/projects/{project_id}/tokens/{token_id}"
 
+# The routes the app serves, in this order (see add_routes).
+ROUTES: Final = web.RouteTableDef()
 
-def _json(data: Any, status: int = 200, location: str | None = None) -> web.Response:
-    response = web.json_response(data, status=status)
-    if location is not None:
-        response.headers["Location"] = location
-    return response
-
-
-def _no_content() -> web.Response:
-    return web.Response(status=204)
+_BODY_ERRORS: Final = (400, 401, 413, 415)
+_PROJECT: Final = Answer(200, "The project.", "Project")
 
 
 # ---------------------------------------------------------------- projects
 
 
-async def create_project(request: web.Request) -> web.Response:
-    body = await schemas.json_object(request)
-    schemas.check_fields(body, {"name": _TEXT, "rate_limit": _TEXT_OR_NULL}, required=("name",))
-    project = await projects.create(
-        request.app[STORE], name=body["name"], rate_limit=body.get("rate_limit")
+@ROUTES.post(PROJECTS)
+@documented(
+    Operation(
+        "Create a project",
+        Answer(201, "The project.", "Project", location="/v1/projects/{id}"),
+        _BODY_ERRORS,
+        body=schemas.PROJECT_CREATE,
     )
-    return _json(project_view(project), 201, f"/v1/projects/{project.id}")
+)
+async def create_project(request: web.Request, given: Given) -> Reply:
+    return project_view(await projects.create(request.app[STORE], **given.body))
 
 
-async def list_projects(request: web.Request) -> web.Response:
-    found = await projects.list_all(request.app[STORE])
-    return _json({"projects": [project_view(p) for p in found]})
+@ROUTES.get(PROJECTS)
+@documented(
+    Operation("List projects, newest first", Answer(200, "Every project.", "ProjectList"), (401,))
+)
+async def list_projects(request: web.Request, given: Given) -> Reply:
+    return project_list_view(await projects.list_all(request.app[STORE]))
 
 
-async def get_project(request: web.Request) -> web.Response:
-    project = await projects.get(request.app[STORE], request.match_info["project_id"])
-    return _json(project_view(project))
+@ROUTES.get(PROJECT)
+@documented(Operation("Get a project", _PROJECT, (401, 404)))
+async def get_project(request: web.Request, given: Given) -> Reply:
+    return project_view(await projects.get(request.app[STORE], request.match_info["project_id"]))
 
 
-async def update_project(request: web.Request) -> web.Response:
-    body = await schemas.json_object(request)
-    schemas.check_fields(body, {"name": _TEXT, "rate_limit": _TEXT_OR_NULL})
-    project = await projects.update(
-        request.app[STORE],
-        request.match_info["project_id"],
-        name=body.get("name", UNSET),
-        rate_limit=body.get("rate_limit", UNSET),
+@ROUTES.patch(PROJECT)
+@documented(
+    Operation(
+        "Rename a project or change its rate limit",
+        _PROJECT,
+        (*_BODY_ERRORS, 404),
+        "A new rate limit reaches every gateway at once.",
+        body=schemas.PROJECT_UPDATE,
     )
-    return _json(project_view(project))
+)
+async def update_project(request: web.Request, given: Given) -> Reply:
+    project_id = request.match_info["project_id"]
+    return project_view(await projects.update(request.app[STORE], project_id, **given.body))
 
 
-async def delete_project(request: web.Request) -> web.Response:
+@ROUTES.delete(PROJECT)
+@documented(
+    Operation(
+        "Delete a project and its tokens",
+        Answer(204, "Deleted."),
+        (401, 404),
+        "Its tokens stop working at once on every gateway.",
+    )
+)
+async def delete_project(request: web.Request, given: Given) -> Reply:
     await projects.delete(request.app[STORE], request.match_info["project_id"])
-    return _no_content()
+    return None
 
 
 # ---------------------------------------------------------------- tokens
@@ -86,52 +102,74 @@ def _prefix(request: web.Request) -> str:
     return request.app[SETTINGS].token_prefix
 
 
-async def create_token(request: web.Request) -> web.Response:
-    body = await schemas.json_object(request)
-    schemas.check_fields(body, {"description": _TEXT, "expires_in": _TEXT})
-    issued = await tokens.issue(
-        request.app[STORE],
-        request.app[HASHER],
-        _prefix(request),
-        request.match_info["project_id"],
-        description=body.get("description", ""),
-        expires_in=body.get("expires_in", tokens.DEFAULT_PRESET),
+@ROUTES.post(TOKENS)
+@documented(
+    Operation(
+        "Issue a token",
+        Answer(
+            201,
+            "The new token.",
+            "NewToken",
+            location="/v1/projects/{project_id}/tokens/{id}",
+            secret=True,
+        ),
+        (*_BODY_ERRORS, 404),
+        "The answer is the only place the token itself ever appears.",
+        body=schemas.TOKEN_CREATE,
     )
-    view = token_view(issued.info, _prefix(request))
-    location = f"/v1/projects/{issued.info.project_id}/tokens/{issued.info.id}"
-    # The only answer that ever carries the plaintext token.
-    return _json({**view, "token": issued.token}, 201, location)
+)
+async def create_token(request: web.Request, given: Given) -> Reply:
+    app, project_id = request.app, request.match_info["project_id"]
+    issued = await tokens.issue(app[STORE], app[HASHER], _prefix(request), project_id, **given.body)
+    return new_token_view(issued, _prefix(request))
 
 
-async def list_tokens(request: web.Request) -> web.Response:
-    page = await tokens.list_page(
-        request.app[STORE],
-        request.match_info["project_id"],
-        limit=schemas.page_limit(request.query),
-        cursor=request.query.get("cursor") or None,
+@ROUTES.get(TOKENS)
+@documented(
+    Operation(
+        "List a project's tokens, newest first",
+        Answer(200, "A page of tokens.", "TokenPage"),
+        (400, 401, 404),
+        query=schemas.TOKEN_PAGE,
     )
-    views = [token_view(info, _prefix(request)) for info in page.tokens]
-    return _json({"tokens": views, "next_cursor": page.next_cursor})
+)
+async def list_tokens(request: web.Request, given: Given) -> Reply:
+    project_id = request.match_info["project_id"]
+    page = await tokens.list_page(request.app[STORE], project_id, **given.query)
+    return token_page_view(page, _prefix(request))
 
 
-async def get_token(request: web.Request) -> web.Response:
-    info = await tokens.get(
-        request.app[STORE], request.match_info["project_id"], request.match_info["token_id"]
+@ROUTES.get(TOKEN)
+@documented(
+    Operation("Get a token (never its secret)", Answer(200, "The token.", "Token"), (401, 404))
+)
+async def get_token(request: web.Request, given: Given) -> Reply:
+    ids = request.match_info["project_id"], request.match_info["token_id"]
+    return token_view(await tokens.get(request.app[STORE], *ids), _prefix(request))
+
+
+@ROUTES.delete(TOKEN)
+@documented(
+    Operation(
+        "Revoke a token",
+        Answer(204, "Revoked."),
+        (401, 404),
+        "Deletes it: it stops working at once on every gateway.",
     )
-    return _json(token_view(info, _prefix(request)))
-
-
-async def revoke_token(request: web.Request) -> web.Response:
-    await tokens.revoke(
-        request.app[STORE], request.match_info["project_id"], request.match_info["token_id"]
-    )
-    return _no_content()
+)
+async def revoke_token(request: web.Request, given: Given) -> Reply:
+    ids = request.match_info["project_id"], request.match_info["token_id"]
+    await tokens.revoke(request.app[STORE], *ids)
+    return None
 
 
 _TOKEN_ALLOW: Final = {"Allow": "GET, DELETE"}
 
 
-async def token_immutable(request: web.Request) -> web.Response:
+@ROUTES.put(TOKEN)
+@ROUTES.patch(TOKEN)
+@documented(Operation("Not allowed: tokens are immutable", None, (401, 405)))
+async def token_immutable(request: web.Request, given: Given) -> Reply:
     raise MethodNotAllowed(
         "tokens are immutable: create a new one and revoke this one",
         code="token_immutable",
@@ -139,6 +177,7 @@ async def token_immutable(request: web.Request) -> web.Response:
     )
 
 
+@ROUTES.route("*", TOKEN)  # last: any other method; not an operation of its own
 async def token_other_method(request: web.Request) -> web.Response:
     # aiohttp's own 405 would offer PATCH and PUT, the routes that always refuse.
     raise MethodNotAllowed(headers=_TOKEN_ALLOW)
@@ -147,58 +186,53 @@ async def token_other_method(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- service
 
 
-async def healthz(request: web.Request) -> web.Response:
+@ROUTES.get("/v1/openapi.json")
+@documented(Operation("This document", Answer(200, "The OpenAPI document."), public=True))
+async def openapi(request: web.Request, given: Given) -> Reply:
+    return request.app[OPENAPI]
+
+
+@ROUTES.get("/healthz")
+@documented(
+    Operation(
+        "Whether the admin API and its database answer",
+        Answer(200, "Healthy."),
+        (503,),
+        public=True,
+    )
+)
+async def healthz(request: web.Request, given: Given) -> Reply:
     """200 when the database answers a query, 503 otherwise."""
     try:
         await asyncio.wait_for(request.app[POOL].fetchval("SELECT 1"), HEALTH_TIMEOUT)
     except db.UNREACHABLE:
         raise ServiceUnavailable("the database is not answering") from None
-    return _json({"status": "ok"})
+    return {"status": "ok"}
 
 
-async def metrics(request: web.Request) -> web.Response:
+@ROUTES.get("/metrics")
+@documented(
+    Operation(
+        "Prometheus metrics of the admin API",
+        Answer(200, "Metrics.", media_type="text/plain"),
+        public=True,
+    )
+)
+async def metrics(request: web.Request, given: Given) -> Reply:
     return exposition(request.app[ADMIN_METRICS])
 
 
-async def openapi(request: web.Request) -> web.Response:
-    return _json(request.app[OPENAPI])
-
-
-# ---------------------------------------------------------------- route table
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    method: str
-    path: str
-    handler: Handler
-
-
-PROJECTS: Final = "/v1/projects"
-PROJECT: Final = "/v1/projects/{project_id}"
-TOKENS: Final = "/v1/projects/{project_id}/tokens"
-TOKEN: Final = "/v1/projects/{project_id}/tokens/{token_id}"
-
-ROUTES: Final = (
-    Route("POST", PROJECTS, create_project),
-    Route("GET", PROJECTS, list_projects),
-    Route("GET", PROJECT, get_project),
-    Route("PATCH", PROJECT, update_project),
-    Route("DELETE", PROJECT, delete_project),
-    Route("POST", TOKENS, create_token),
-    Route("GET", TOKENS, list_tokens),
-    Route("GET", TOKEN, get_token),
-    Route("DELETE", TOKEN, revoke_token),
-    Route("PATCH", TOKEN, token_immutable),
-    Route("PUT", TOKEN, token_immutable),
-    Route("*", TOKEN, token_other_method),  # last: any other method
-    Route("GET", "/v1/openapi.json", openapi),
-    Route("GET", "/healthz", healthz),
-    Route("GET", "/metrics", metrics),
-)
+def public_paths() -> frozenset[str]:
+    """The paths of the routes declared public: they need no admin token."""
+    return frozenset(
+        route.path
+        for route in ROUTES
+        if isinstance(route, web.RouteDef) and is_public(route.handler)
+    )
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
     for route in ROUTES:
+        assert isinstance(route, web.RouteDef)
         # add_route, unlike add_get, adds no implicit HEAD: the table is exactly what is served.
-        router.add_route(route.method, route.path, route.handler)
+        router.add_route(route.method, route.path, route.handler, **route.kwargs)

@@ -79,10 +79,10 @@ export const api = {
   getProject: (id) => request("GET", `/v1/projects/${enc(id)}`),
   updateProject: (id, fields) => request("PATCH", `/v1/projects/${enc(id)}`, { body: fields }),
   deleteProject: (id) => request("DELETE", `/v1/projects/${enc(id)}`),
-  listTokens: (id, cursor, limit) => {
-    const query = new URLSearchParams({ limit: String(limit) });
-    if (cursor) query.set("cursor", cursor);
-    return request("GET", `/v1/projects/${enc(id)}/tokens?${query}`);
+  // Pages of the API's default size.
+  listTokens: (id, cursor) => {
+    const query = cursor ? `?${new URLSearchParams({ cursor })}` : "";
+    return request("GET", `/v1/projects/${enc(id)}/tokens${query}`);
   },
   createToken: (id, fields) => request("POST", `/v1/projects/${enc(id)}/tokens`, { body: fields }),
   revokeToken: (id, tokenId) =>

@@ -4,6 +4,7 @@ import { session, setUnauthorizedHandler } from "./api.js";
 import { $, wireCloseButtons } from "./dom.js";
 import * as project from "./project.js";
 import * as projects from "./projects.js";
+import * as schema from "./schema.js";
 import * as signin from "./signin.js";
 
 const PROJECT_ROUTE = /^#\/projects\/([^/?#]+)$/;
@@ -62,4 +63,6 @@ function start() {
   route();
 }
 
+// The API's own description first: the views take their limits from it.
+await schema.load();
 start();

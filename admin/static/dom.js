@@ -11,6 +11,27 @@ export function showError(element, error) {
 export function clearError(element) {
   element.textContent = "";
   element.hidden = true;
+  const input = element.dataset.field && $(element.dataset.field);
+  if (input) input.removeAttribute("aria-invalid");
+  delete element.dataset.field;
+}
+
+// Show `message` as the error of one `input`: marked invalid and focused until it changes.
+export function showFieldError(element, input, message) {
+  clearError(element);
+  showError(element, message);
+  element.dataset.field = input.id;
+  input.setAttribute("aria-invalid", "true");
+  input.focus();
+}
+
+// A field's error in `element` goes away as soon as that field of `form` changes.
+export function clearFieldErrorsOnChange(form, element) {
+  const clear = (event) => {
+    if (element.dataset.field && event.target.id === element.dataset.field) clearError(element);
+  };
+  form.addEventListener("input", clear);
+  form.addEventListener("change", clear);
 }
 
 // Run `action` with `button` disabled, so a double click cannot send the request twice.

@@ -1,19 +1,23 @@
 // A project's page: the Settings section (name, rate limit) and the Access Tokens section.
 
 import { api } from "./api.js";
-import { timeElement } from "./format.js";
 import {
   $,
   clearError,
+  clearFieldErrorsOnChange,
   focusHeading,
   isCurrent,
   nextGeneration,
   openDialog,
   showError,
+  showFieldError,
   showView,
   whileBusy,
 } from "./dom.js";
+import { firstProblem, fromApi } from "./fields.js";
+import { timeElement } from "./format.js";
 import * as projects from "./projects.js";
+import { field, limitInput } from "./schema.js";
 import * as tokens from "./tokens.js";
 
 let current = null; // the project shown, as the API last returned it
@@ -109,14 +113,23 @@ export function init() {
   const form = $("settings-form");
   const error = $("settings-error");
   const saved = $("settings-saved");
+  limitInput($("settings-name"), field("ProjectUpdate", "name"));
+  clearFieldErrorsOnChange(form, error);
+  form.addEventListener("input", () => {
+    saved.textContent = "";
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearError(error);
     saved.textContent = "";
     if (!current) return;
     if (!$("settings-name").value.trim()) {
-      showError(error, "The project needs a name.");
-      $("settings-name").focus();
+      showFieldError(error, $("settings-name"), "The project needs a name.");
+      return;
+    }
+    const wrong = firstProblem(form, "ProjectUpdate", ["name", "rate_limit"]);
+    if (wrong) {
+      showFieldError(error, ...wrong);
       return;
     }
     const fields = changes();
@@ -131,7 +144,9 @@ export function init() {
       fill(project);
       saved.textContent = "Saved.";
     } catch (failure) {
-      showError(error, failure);
+      const about = fromApi(form, "ProjectUpdate", failure);
+      if (about) showFieldError(error, ...about);
+      else showError(error, failure);
     }
   });
 }

@@ -1,18 +1,22 @@
 // The projects list and the "New project" dialog.
 
 import { api } from "./api.js";
-import { timeElement } from "./format.js";
 import {
   $,
   clearError,
+  clearFieldErrorsOnChange,
   focusHeading,
   isCurrent,
   nextGeneration,
   openDialog,
   showError,
+  showFieldError,
   showView,
   whileBusy,
 } from "./dom.js";
+import { firstProblem, fromApi } from "./fields.js";
+import { timeElement } from "./format.js";
+import { field, limitInput } from "./schema.js";
 
 export function projectHref(id) {
   return `#/projects/${encodeURIComponent(id)}`;
@@ -69,6 +73,8 @@ export function init() {
   const dialog = $("dialog-project");
   const form = $("project-form");
   const error = $("project-form-error");
+  limitInput($("project-name"), field("ProjectCreate", "name"));
+  clearFieldErrorsOnChange(form, error);
 
   $("new-project").addEventListener("click", () => {
     form.reset();
@@ -82,8 +88,12 @@ export function init() {
     const name = $("project-name").value.trim();
     const rate = $("project-rate").value.trim();
     if (!name) {
-      showError(error, "Give the project a name.");
-      $("project-name").focus();
+      showFieldError(error, $("project-name"), "Give the project a name.");
+      return;
+    }
+    const wrong = firstProblem(form, "ProjectCreate", ["name", "rate_limit"]);
+    if (wrong) {
+      showFieldError(error, ...wrong);
       return;
     }
     const fields = { name };
@@ -94,7 +104,9 @@ export function init() {
         api.createProject(fields),
       );
     } catch (failure) {
-      showError(error, failure);
+      const about = fromApi(form, "ProjectCreate", failure);
+      if (about) showFieldError(error, ...about);
+      else showError(error, failure);
       return;
     }
     dialog.close();

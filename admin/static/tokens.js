@@ -3,13 +3,23 @@
 //
 // The raw token exists only in the create answer and, while the reveal dialog is open, as the
 // text of #reveal-token. It is never copied into a variable that outlives the create handler,
-// an input value, storage or the URL, and closing the dialog empties that element.
+// an input value, storage or the URL, and closing the dialog empties that element. Escape
+// before the token was copied asks first (a second Escape, or "Close without copying", closes).
 
 import { api } from "./api.js";
+import {
+  $,
+  clearError,
+  clearFieldErrorsOnChange,
+  openDialog,
+  showError,
+  showFieldError,
+  whileBusy,
+} from "./dom.js";
+import { firstProblem, fromApi } from "./fields.js";
 import { timeElement } from "./format.js";
-import { $, clearError, openDialog, showError, whileBusy } from "./dom.js";
+import { field, limitInput } from "./schema.js";
 
-const PAGE_SIZE = 20;
 const SVG = "http://www.w3.org/2000/svg";
 
 let projectOf = () => null; // the project on screen
@@ -117,7 +127,7 @@ export async function load(projectId, isCurrent) {
   clearError($("load-more-error"));
   let page;
   try {
-    page = await api.listTokens(projectId, null, PAGE_SIZE);
+    page = await api.listTokens(projectId, null);
   } catch (failure) {
     if (isCurrent()) showError($("tokens-error"), failure);
     return;
@@ -136,7 +146,7 @@ async function loadMore() {
   const isCurrent = stillCurrent;
   let page;
   try {
-    page = await whileBusy($("load-more"), () => api.listTokens(project.id, nextCursor, PAGE_SIZE));
+    page = await whileBusy($("load-more"), () => api.listTokens(project.id, nextCursor));
   } catch (failure) {
     if (isCurrent()) showError(error, failure);
     return;
@@ -156,6 +166,35 @@ async function loadMore() {
 
 // ------------------------------------------------------------------ create and reveal
 
+// "30d" reads "30 days"; a preset the console does not know yet reads as the API names it.
+const PRESET_LABELS = { "180d": "6 months", "365d": "1 year", never: "Never" };
+
+function presetLabel(preset) {
+  const days = /^(\d+)d$/.exec(preset);
+  return PRESET_LABELS[preset] ?? (days ? `${days[1]} days` : preset);
+}
+
+// The expiration choices are the API's presets, its default selected. Without the API's
+// description there is one choice, the server's default (the field is then not sent).
+function fillExpirations() {
+  const schema = field("TokenCreate", "expires_in");
+  const presets = schema.enum ?? [""];
+  const select = $("token-expiration");
+  select.replaceChildren(
+    ...presets.map((preset) => {
+      const chosen = preset === (schema.default ?? "");
+      return new Option(preset ? presetLabel(preset) : "Server default", preset, chosen, chosen);
+    }),
+  );
+}
+
+function describeDescription() {
+  const schema = field("TokenCreate", "description");
+  limitInput($("token-description"), schema);
+  $("token-description-max").textContent =
+    schema.maxLength === undefined ? "" : `, up to ${schema.maxLength} characters`;
+}
+
 function openCreate() {
   const form = $("token-form");
   form.reset();
@@ -166,39 +205,50 @@ function openCreate() {
 async function submitCreate(event) {
   event.preventDefault();
   const project = projectOf();
+  const form = $("token-form");
   const error = $("token-form-error");
   clearError(error);
   if (!project) return;
-  const fields = {
-    description: $("token-description").value.trim(),
-    expires_in: $("token-expiration").value,
-  };
+  const wrong = firstProblem(form, "TokenCreate", ["description"]);
+  if (wrong) {
+    showFieldError(error, ...wrong);
+    return;
+  }
+  const fields = { description: $("token-description").value.trim() };
+  if ($("token-expiration").value) fields.expires_in = $("token-expiration").value;
   let created;
   try {
-    created = await whileBusy($("token-form").querySelector("button[type=submit]"), () =>
+    created = await whileBusy(form.querySelector("button[type=submit]"), () =>
       api.createToken(project.id, fields),
     );
   } catch (failure) {
-    showError(error, failure);
+    const about = fromApi(form, "TokenCreate", failure);
+    if (about) showFieldError(error, ...about);
+    else showError(error, failure);
     return;
   }
-  $("token-form").reset();
+  form.reset();
   const dialog = $("dialog-token");
   if (dialog.open) dialog.close();
   reveal(created, project.id);
 }
+
+let copied = false; // the token on show went to the clipboard (button or Ctrl+C)
 
 // Show the raw token once. Only the DOM holds it from here on; `created` loses it at once.
 function reveal(created, projectId) {
   const secret = $("reveal-token");
   secret.textContent = created.token;
   delete created.token;
+  copied = false;
+  asking(false);
   $("reveal-status").textContent = "";
   openDialog($("dialog-reveal"), {
     returnFocus: () => $("create-token"),
     onClose: () => {
       secret.textContent = "";
       $("reveal-status").textContent = "";
+      asking(false);
       window.getSelection()?.removeAllRanges();
       const project = projectOf();
       if (project && project.id === projectId) {
@@ -211,6 +261,21 @@ function reveal(created, projectId) {
   $("reveal-copy").focus();
 }
 
+// The question "close without copying?" in place of the dialog's buttons, or back.
+function asking(ask) {
+  $("reveal-ask").hidden = !ask;
+  $("reveal-actions").hidden = ask;
+  if (ask) $("reveal-back").focus();
+}
+
+// Escape (the browser's close request). Once asked, Escape again closes: browsers let a
+// page hold a dialog open against one close request, not against the next.
+function closeRequested(event) {
+  if (copied || !$("reveal-ask").hidden || !$("reveal-token").textContent) return;
+  event.preventDefault();
+  asking(true);
+}
+
 // The async Clipboard API needs a secure context (https or localhost); elsewhere fall back
 // to selecting the text and the legacy copy command, and as a last resort ask for Ctrl+C.
 async function copyToken() {
@@ -219,25 +284,26 @@ async function copyToken() {
   if (!secret.textContent) return;
   try {
     await navigator.clipboard.writeText(secret.textContent);
-    status.textContent = "Copied to the clipboard.";
-    return;
+    copied = true;
   } catch {
-    // Fall through to the selection-based copy.
+    copied = copyBySelection(secret);
   }
+  status.textContent = copied
+    ? "Copied to the clipboard."
+    : "Copying is blocked here: the token is selected, press Ctrl+C (⌘C on a Mac).";
+}
+
+function copyBySelection(secret) {
   const range = document.createRange();
   range.selectNodeContents(secret);
   const selection = window.getSelection();
   selection.removeAllRanges();
   selection.addRange(range);
-  let copied = false;
   try {
-    copied = document.execCommand("copy");
+    return document.execCommand("copy");
   } catch {
-    copied = false;
+    return false;
   }
-  status.textContent = copied
-    ? "Copied to the clipboard."
-    : "Copying is blocked here: the token is selected, press Ctrl+C (⌘C on a Mac).";
 }
 
 // ------------------------------------------------------------------ revoke
@@ -249,10 +315,19 @@ function neighbourButton(row) {
   return next ? next.querySelector("button.revoke") : null;
 }
 
+// "Programs using “CI runner” (tg_…)", or "Programs using the token tg_…" without a description.
+function revokeWho(token) {
+  const masked = document.createElement("code");
+  masked.textContent = token.masked;
+  if (!token.description) return ["Programs using the token ", masked];
+  const name = document.createElement("strong");
+  name.textContent = token.description;
+  return ["Programs using “", name, "” (", masked, ")"];
+}
+
 function confirmRevoke(token, row) {
   pendingRevoke = { token, row };
-  $("revoke-name").textContent = descriptionOf(token);
-  $("revoke-masked").textContent = token.masked;
+  $("revoke-who").replaceChildren(...revokeWho(token));
   clearError($("revoke-error"));
   const focusAfter = neighbourButton(row);
   openDialog($("dialog-revoke"), {
@@ -290,10 +365,24 @@ async function submitRevoke(event) {
 
 export function init(currentProject) {
   projectOf = currentProject;
+  fillExpirations();
+  describeDescription();
+  clearFieldErrorsOnChange($("token-form"), $("token-form-error"));
   $("create-token").addEventListener("click", openCreate);
   $("token-form").addEventListener("submit", submitCreate);
+  const reveal = $("dialog-reveal");
   $("reveal-copy").addEventListener("click", copyToken);
-  $("reveal-done").addEventListener("click", () => $("dialog-reveal").close());
+  $("reveal-done").addEventListener("click", () => reveal.close());
+  reveal.addEventListener("cancel", closeRequested);
+  // Ctrl+C on the selected token counts as a copy too.
+  reveal.addEventListener("copy", () => {
+    copied = true;
+  });
+  $("reveal-back").addEventListener("click", () => {
+    asking(false);
+    $("reveal-copy").focus();
+  });
+  $("reveal-discard").addEventListener("click", () => reveal.close());
   $("revoke-form").addEventListener("submit", submitRevoke);
   $("load-more").addEventListener("click", loadMore);
 }

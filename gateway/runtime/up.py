@@ -3,9 +3,9 @@
 One process, one event loop: the database (``DATABASE_URL`` or the embedded Postgres),
 migrations, the admin API, the proxy (one in-process worker), its metrics port and, unless
 ``UPSTREAM_URL`` is set, the demo echo upstream on a free port. It then prints the
-addresses, the admin token and a copy-paste ``curl`` session. Ctrl-C or SIGTERM stops every
-listener (the proxy first, so buffered last-used times are written) and exits 0; the
-embedded Postgres is stopped by its package when the process exits.
+addresses, the admin token and the README's walk-through, ready to paste. Ctrl-C or
+SIGTERM stops every listener (the proxy first, so buffered last-used times are written)
+and exits 0; the embedded Postgres is stopped by its package when the process exits.
 """
 
 from __future__ import annotations
@@ -173,27 +173,58 @@ def banner(settings: Settings, where: Addresses, *, embedded: bool, generated: b
         "",
         "Try it from another shell (copy-paste the whole block):",
         "",
-        *("  " + line for line in walkthrough(where.admin, where.gateway, token)),
+        *(f"  {line}".rstrip() for line in walkthrough(where.admin, where.gateway, token)),
         "",
     ]
     return "\n".join(lines)
 
 
-# A shell function printing one field of a JSON answer: python3 is there, jq may not be.
-_FIELD = "field() { python3 -c 'import json,sys;print(json.load(sys.stdin)[sys.argv[1]])' \"$1\"; }"
-_ADMIN = '-H "Authorization: Bearer $ADMIN_TOKEN" -H "Content-Type: application/json"'
+# `field` prints one field of a JSON answer (python3 is there, jq may not be); when the
+# field is missing it prints the whole answer, the API's error, and fails.
+_FIELD = (
+    "field() { python3 -c 'import json,sys;k=sys.argv[1];"
+    'a=json.loads(sys.stdin.read() or "{}");'
+    'print(a[k]) if k in a else sys.exit("no "+k+" in the answer: "+json.dumps(a))\' "$1"; }'
+)
+# The same for every run. -w '\n' ends each answer with a line break.
+_STEPS = r"""
+# 1. Create a project (a team or customer) and keep its id.
+PROJECT_ID=$(curl -sS -H "Authorization: Bearer $ADMIN_TOKEN" -H "Content-Type: application/json" \
+  -d '{"name": "demo"}' "$ADMIN_URL/v1/projects" | field id)
+
+# 2. Create a token. It expires in 30 days ("expires_in": 30d by default; 90d, 180d, 365d or
+#    never). The raw token is in this answer only: store it now.
+CREATED=$(curl -sS -H "Authorization: Bearer $ADMIN_TOKEN" -H "Content-Type: application/json" \
+  -d '{"description": "first token"}' "$ADMIN_URL/v1/projects/$PROJECT_ID/tokens")
+TOKEN=$(echo "$CREATED" | field token)
+TOKEN_ID=$(echo "$CREATED" | field id)
+
+# 3. Call the API through the gateway. The demo upstream echoes what it received:
+#    X-Project-Id, X-Token-Id and X-Request-Id are there, Authorization is not.
+curl -sS -i -w '\n' -H "Authorization: Bearer $TOKEN" "$GATEWAY_URL/hello?name=world"
+
+# 4. List the project's tokens: masked, never the secret. last_used_at shows the call once
+#    the gateway has written it (every LAST_USED_FLUSH_INTERVAL, 5 seconds by default).
+curl -sS -w '\n' -H "Authorization: Bearer $ADMIN_TOKEN" \
+  "$ADMIN_URL/v1/projects/$PROJECT_ID/tokens"
+
+# 5. Revoke the token (204). Every gateway hears of it at once through Postgres NOTIFY,
+#    and the token then gets 401 invalid_token.
+curl -sS -i -w '\n' -X DELETE -H "Authorization: Bearer $ADMIN_TOKEN" \
+  "$ADMIN_URL/v1/projects/$PROJECT_ID/tokens/$TOKEN_ID"
+curl -sS -i -w '\n' -H "Authorization: Bearer $TOKEN" "$GATEWAY_URL/hello"
+"""
 
 
 def walkthrough(admin: str, gateway: str, admin_token: str) -> list[str]:
-    """Shell lines: create a project, a token, and call the gateway with it (no jq needed)."""
-    project = '-d \'{"name": "demo"}\' "$ADMIN_URL/v1/projects"'
-    tokens = '"$ADMIN_URL/v1/projects/$PROJECT_ID/tokens"'
-    token = f'-d \'{{"description": "first token"}}\' {tokens}'
+    """The README's walk-through with these addresses and admin token, line by line.
+
+    Pasted into a shell it creates a project and a token, calls the gateway with it, lists
+    the project's tokens, revokes the token and shows the gateway refusing it.
+    """
     return [
         f"export ADMIN_URL={admin} GATEWAY_URL={gateway}",
         f"export ADMIN_TOKEN={shlex.quote(admin_token)}",
         _FIELD,
-        f"PROJECT_ID=$(curl -sS {_ADMIN} {project} | field id)",
-        f"TOKEN=$(curl -sS {_ADMIN} {token} | field token)",
-        'curl -sS -H "Authorization: Bearer $TOKEN" "$GATEWAY_URL/hello?name=world"',
+        *_STEPS.splitlines(),
     ]

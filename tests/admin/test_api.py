@@ -171,6 +171,24 @@ async def test_create_get_list_update_delete_a_project(admin_client: Client) -> 
     await error_of(await admin_client.patch(path, json={"name": "x"}), 404)
 
 
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [("10/sec", "10/second"), ("10/min", "10/minute"), ("10/hr", "10/hour"), ("7/h", "7/hour")],
+)
+async def test_short_rate_spellings_are_stored_canonically(
+    admin_client: Client, given: str, stored: str
+) -> None:
+    project = await new_project(admin_client, rate_limit=given)
+    assert project["rate_limit"] == stored
+    path = f"/v1/projects/{project['id']}"
+    changed = await (await admin_client.patch(path, json={"rate_limit": given.upper()})).json()
+    assert changed["error"]["code"] == "invalid_value"  # units are lower case
+    changed = await (
+        await admin_client.patch(path, json={"rate_limit": " 2/" + given.split("/")[1]})
+    ).json()
+    assert changed["rate_limit"] == f"2/{stored.split('/')[1]}"
+
+
 async def test_project_names_need_not_be_unique(admin_client: Client) -> None:
     first, second = await new_project(admin_client), await new_project(admin_client)
     assert first["id"] != second["id"] and first["name"] == second["name"]
@@ -355,6 +373,16 @@ async def test_issue_a_token(admin_client: Client, settings: Settings) -> None:
     assert token["status"] == "active" and token["last_used_at"] is None
     assert when(token["expires_at"]) - when(token["created_at"]) == timedelta(days=30)
     assert response.headers["Location"] == f"/v1/projects/{project['id']}/tokens/{token['id']}"
+
+
+async def test_the_answer_carrying_a_new_token_is_never_cached(admin_client: Client) -> None:
+    project = await new_project(admin_client)
+    created = await admin_client.post(f"/v1/projects/{project['id']}/tokens", json={})
+    assert created.status == 201
+    assert created.headers["Cache-Control"] == "no-store"
+    assert created.headers["Pragma"] == "no-cache"
+    shown = await admin_client.get(f"/v1/projects/{project['id']}/tokens")
+    assert "no-store" not in shown.headers.get("Cache-Control", "")  # no secret in it
 
 
 async def test_a_token_can_be_issued_with_no_body_at_all(admin_client: Client) -> None:

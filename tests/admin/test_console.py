@@ -297,9 +297,10 @@ async def test_sign_in_create_reveal_call_and_revoke(console: Console, servers: 
         assert await gateway_status(gateway_url, raw) == 200
         if number == 1:
             await console.screenshot("reveal-dialog.png")
-        # Both ways out of the reveal dialog: the Done button and Escape.
+        # Both ways out of the reveal dialog: the Done button, and Escape (which asks first).
         if number % 2:
             await page.keyboard.press("Escape")
+            await console.button("Close without copying").click()
         else:
             await console.button("Done").click()
         await expect(console.dialog("Your new token")).to_be_hidden()
@@ -419,12 +420,17 @@ async def test_expired_badge_and_local_dates(console: Console, servers: Servers)
 # ---------------------------------------------------------------- errors and settings
 
 
-async def test_api_errors_show_next_to_the_action(console: Console) -> None:
-    page = console.page
+async def refused_new_project(console: Console, name: str, rate_limit: str) -> Locator:
+    """Sign in, submit the New project dialog with a bad rate limit: the dialog, still open."""
     await console.open()
     await console.sign_in()
-    await console.create_project("Bad limit", "lots")
-    dialog = console.dialog("New project")
+    await console.create_project(name, rate_limit)
+    return console.dialog("New project")
+
+
+async def test_api_errors_show_next_to_the_action(console: Console) -> None:
+    page = console.page
+    dialog = await refused_new_project(console, "Bad limit", "lots")
     await expect(dialog.get_by_role("alert")).to_contain_text("rate")
     await expect(dialog).to_be_visible()
     await dialog.get_by_label("Rate limit").fill("5/second")
@@ -522,6 +528,9 @@ async def test_keyboard_only_create_and_revoke(console: Console) -> None:
     await page.keyboard.press("Enter")
     await expect(console.button("Copy")).to_be_focused()
     await page.keyboard.press("Escape")
+    await expect(console.button("Back to the token")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Enter")  # Close without copying
     await expect(console.button("Create token")).to_be_focused()
 
     await console.row("typed").get_by_role("button", name="Revoke").focus()
@@ -575,3 +584,199 @@ async def test_layout_fits_from_phone_to_desktop(console: Console) -> None:
     for width in (414, 768, 1024, 1100, 1280, 1920):
         await page.set_viewport_size({"width": width, "height": 900})
         await console.fits()
+
+
+# ---------------------------------------------------------------- the only copy of a token
+
+
+async def test_escape_asks_before_the_only_copy_of_a_token_is_thrown_away(
+    console: Console,
+) -> None:
+    page = console.page
+    await open_project(console, "Careful")
+    raw = await console.create_token("precious", "Never")
+    reveal = console.dialog("Your new token")
+
+    await page.mouse.click(5, 5)  # the backdrop
+    await expect(reveal.locator("code")).to_have_text(raw)
+    await page.keyboard.press("Escape")
+    await expect(reveal.get_by_role("alert")).to_contain_text("Close without copying the token?")
+    await expect(reveal.locator("code")).to_have_text(raw)  # still there to copy
+    await expect(console.button("Back to the token")).to_be_focused()
+    await console.screenshot("reveal-ask.png")
+
+    await console.button("Back to the token").click()
+    await expect(reveal.get_by_role("alert")).to_be_hidden()
+    await expect(console.button("Copy")).to_be_focused()
+    await page.keyboard.press("Escape")  # asks again
+    await console.button("Close without copying").click()
+    await expect(reveal).to_be_hidden()
+    await expect(console.button("Create token")).to_be_focused()
+    await expect(console.row("precious")).to_be_visible()  # added once the dialog's close ran
+    await assert_secret_gone(page, raw)
+
+
+async def test_escape_twice_closes(console: Console) -> None:
+    await open_project(console, "Twice")
+    raw = await console.create_token("gone", "Never")
+    await console.page.keyboard.press("Escape")
+    await expect(console.button("Close without copying")).to_be_visible()
+    await console.page.keyboard.press("Escape")
+    await expect(console.dialog("Your new token")).to_be_hidden()
+    await expect(console.row("gone")).to_be_visible()  # added once the dialog's close ran
+    await assert_secret_gone(console.page, raw)
+
+
+@pytest.mark.parametrize("copy_with", ["button", "keys"])
+async def test_once_copied_escape_closes_at_once(console: Console, copy_with: str) -> None:
+    page = console.page
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    await open_project(console, f"Copied with {copy_with}")
+    raw = await console.create_token("kept", "Never")
+    reveal = console.dialog("Your new token")
+    if copy_with == "button":
+        await console.button("Copy").click()
+        await expect(reveal.get_by_role("status")).to_have_text("Copied to the clipboard.")
+    else:
+        await reveal.locator("code").select_text()
+        await page.keyboard.press("Control+C")
+    assert await page.evaluate("navigator.clipboard.readText()") == raw
+    await page.keyboard.press("Escape")
+    await expect(reveal).to_be_hidden()
+    await expect(console.button("Create token")).to_be_focused()
+    await expect(console.row("kept")).to_be_visible()  # added once the dialog's close ran
+    await assert_secret_gone(page, raw)
+
+
+# ---------------------------------------------------------------- words for people
+
+
+async def test_a_bad_rate_limit_is_explained_with_an_example(console: Console) -> None:
+    page = console.page
+    dialog = await refused_new_project(console, "Explained", "lots")
+    alert = dialog.get_by_role("alert")
+    await expect(alert).to_contain_text("requests per second, minute or hour")
+    await expect(alert).to_contain_text("for example 600/minute")
+    for jargon in ("null", "rate_limit", "N/"):
+        assert jargon not in await alert.inner_text()
+    rate = dialog.get_by_label("Rate limit")
+    await expect(rate).to_have_attribute("aria-invalid", "true")
+    await expect(rate).to_be_focused()
+    await console.screenshot("rate-limit-error.png")
+
+    await rate.press("Backspace")  # the field changes: its error goes
+    await expect(alert).to_be_hidden()
+    await expect(rate).not_to_have_attribute("aria-invalid", "true")
+
+    await rate.fill("10/min")  # a short spelling, stored canonically
+    await dialog.get_by_role("button", name="Create", exact=True).click()
+    settings = page.get_by_role("region", name="Settings")
+    await expect(settings.get_by_label("Rate limit")).to_have_value("10/minute")
+
+    await settings.get_by_label("Rate limit").fill("often")
+    await settings.get_by_role("button", name="Save settings").click()
+    await expect(settings.get_by_role("alert")).to_contain_text("for example 600/minute")
+    await settings.get_by_label("Rate limit").fill("5/sec")
+    await expect(settings.get_by_role("alert")).to_be_hidden()
+    await settings.get_by_role("button", name="Save settings").click()
+    await expect(settings.get_by_label("Rate limit")).to_have_value("5/second")
+
+
+async def test_an_api_refusal_is_told_in_the_console_words(console: Console) -> None:
+    """Without the API's description the console cannot check first: the API's own
+    refusal is then shown next to the field, in the console's words."""
+    page = console.page
+    await page.route("**/v1/openapi.json", lambda route: route.fulfill(status=404, body="not here"))
+    dialog = await refused_new_project(console, "Unchecked", "lots")
+    alert = dialog.get_by_role("alert")
+    await expect(alert).to_contain_text("requests per second, minute or hour")
+    assert "null" not in await alert.inner_text()
+    assert "rate_limit" not in await alert.inner_text()
+    await expect(dialog.get_by_label("Rate limit")).to_have_attribute("aria-invalid", "true")
+    await dialog.get_by_label("Rate limit").fill("")
+    await expect(alert).to_be_hidden()
+
+
+async def test_a_token_without_a_description_reads_naturally_when_revoked(
+    console: Console,
+) -> None:
+    project_id = await open_project(console, "Nameless")
+    path = f"/v1/projects/{project_id}/tokens"
+    token = await admin_api(console.base, "POST", path, {})
+    named = await admin_api(console.base, "POST", path, {"description": "CI runner"})
+    await console.page.reload()
+
+    await console.row(named["masked"]).get_by_role("button", name="Revoke").click()
+    text = console.dialog("Revoke token?").locator("#revoke-text")
+    await expect(text).to_have_text(
+        f"Programs using “CI runner” ({named['masked']}) will be refused at once. "
+        "This cannot be undone."
+    )
+    await console.button("Cancel").click()
+
+    await console.row(token["masked"]).get_by_role("button", name="Revoke").click()
+    await expect(text).to_have_text(
+        f"Programs using the token {token['masked']} will be refused at once. "
+        "This cannot be undone."
+    )
+
+
+# ---------------------------------------------------------------- limits from the API
+
+
+async def test_the_console_takes_its_limits_from_the_api_description(
+    console: Console, servers: Servers
+) -> None:
+    """A description with other limits (as a newer server might have) changes the console."""
+    page = console.page
+    real = await admin_api(console.base, "GET", "/v1/openapi.json")
+    bodies = real["components"]["schemas"]
+    assert bodies["ProjectCreate"]["properties"]["name"]["maxLength"] == 200
+    bodies["ProjectCreate"]["properties"]["name"]["maxLength"] = 12
+    bodies["ProjectUpdate"]["properties"]["name"]["maxLength"] = 13
+    bodies["TokenCreate"]["properties"]["description"]["maxLength"] = 7
+    bodies["TokenCreate"]["properties"]["expires_in"]["enum"] = ["90d", "never"]
+    bodies["TokenCreate"]["properties"]["expires_in"]["default"] = "never"
+
+    async def other(route: Any) -> None:
+        await route.fulfill(json=real)
+
+    await page.route("**/v1/openapi.json", other)
+    await console.open()
+    await console.sign_in()
+    await console.button("New project").click()
+    await expect(console.dialog("New project").get_by_label("Name")).to_have_attribute(
+        "maxlength", "12"
+    )
+    await console.button("Cancel").click()
+    await admin_api(console.base, "POST", "/v1/projects", {"name": "Limits"})
+    await page.reload()
+    await page.get_by_role("link", name="Limits", exact=True).click()
+    await expect(page.locator("#settings-name")).to_have_attribute("maxlength", "13")
+
+    await console.button("Create token").click()
+    dialog = console.dialog("Create token")
+    await expect(dialog.get_by_label("Description")).to_have_attribute("maxlength", "7")
+    await expect(dialog).to_contain_text("up to 7 characters")
+    expiration = dialog.get_by_label("Expiration")
+    await expect(expiration.locator("option")).to_have_text(["90 days", "Never"])
+    await expect(expiration).to_have_value("never")
+    await dialog.get_by_label("Description").fill("much longer than seven")
+    await expect(dialog.get_by_label("Description")).to_have_value("much lo")
+    await dialog.get_by_role("button", name="Create", exact=True).click()
+    await expect(console.dialog("Your new token")).to_be_visible()
+    await console.button("Done").click()
+    await expect(console.row("much lo").get_by_role("cell").nth(3)).to_have_text("Never")
+
+
+async def test_the_real_limits_are_the_api_limits(console: Console) -> None:
+    page = console.page
+    await open_project(console, "Real limits")
+    await expect(page.locator("#settings-name")).to_have_attribute("maxlength", "200")
+    await console.button("Create token").click()
+    dialog = console.dialog("Create token")
+    await expect(dialog.get_by_label("Description")).to_have_attribute("maxlength", "200")
+    await expect(dialog.get_by_label("Expiration").locator("option")).to_have_text(
+        ["30 days", "90 days", "6 months", "1 year", "Never"]
+    )
+    await expect(dialog.get_by_label("Expiration")).to_have_value("30d")

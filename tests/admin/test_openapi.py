@@ -128,3 +128,121 @@ async def test_documented_fields_are_the_real_fields(
         required = set(declared["required"])
         assert set(declared["properties"]) == required
     assert set(real) == required
+
+
+# ---------------------------------------------------------------- generated from the table
+
+
+def test_a_route_without_a_declaration_cannot_be_described() -> None:
+    table = web.RouteTableDef()
+
+    @table.post("/v1/projects/{project_id}/rotate")
+    async def undeclared(request: web.Request) -> web.Response:
+        return web.Response()
+
+    with pytest.raises(LookupError, match="undeclared is not @documented"):
+        document(table)
+
+
+def _bodies(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(method, path with real ids to fill in, body schema) of every documented body."""
+    found = []
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            if "requestBody" in operation:
+                ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+                found.append((method, path, SCHEMAS[ref.rsplit("/", 1)[1]]))
+    return found
+
+
+def _bad_values(schema: dict[str, Any]) -> list[tuple[Any, str]]:
+    """Values the field's schema rules out, each with the error code it must get."""
+    bad: list[tuple[Any, str]] = [(5, "invalid_type"), (["x"], "invalid_type")]
+    if "null" not in schema["type"]:
+        bad.append((None, "invalid_type"))
+    if "maxLength" in schema:
+        bad.append(("x" * (schema["maxLength"] + 1), "invalid_value"))
+    if schema.get("minLength"):
+        bad.append(("", "invalid_value"))
+    if "enum" in schema:
+        bad.append(("surely-not-" + schema["enum"][0], "invalid_value"))
+    if "pattern" in schema:
+        bad.append(("!", "invalid_value"))
+        assert re.fullmatch(schema["pattern"].strip("^$"), schema["examples"][0])
+    return bad
+
+
+async def test_each_body_is_checked_as_the_document_declares_it(admin_client: Any) -> None:
+    """Driven by the served document: what it rules out, the API refuses, naming the field."""
+    doc = await (await admin_client.get("/v1/openapi.json")).json()
+    project = await (await admin_client.post("/v1/projects", json={"name": "p"})).json()
+    bodies = _bodies(doc)
+    assert {(m, p) for m, p, _ in bodies} == {
+        ("post", "/v1/projects"),
+        ("patch", "/v1/projects/{project_id}"),
+        ("post", "/v1/projects/{project_id}/tokens"),
+    }
+    for method, template, schema in bodies:
+        path = template.format(project_id=project["id"])
+        minimal = {name: "x" for name in schema.get("required", [])}
+        response = await admin_client.request(method, path, json={**minimal, "surely_unknown": 1})
+        error = (await response.json())["error"]
+        assert (response.status, error["code"]) == (400, "unknown_field")
+        assert set(re.findall(r'"(\w+)"', error["message"].split("known:")[1])) == set(
+            schema["properties"]
+        )
+        for name in schema.get("required", []):
+            response = await admin_client.request(method, path, json={})
+            assert (await response.json())["error"]["code"] == "missing_field", name
+        for name, field in schema["properties"].items():
+            for value, code in _bad_values(field):
+                response = await admin_client.request(method, path, json={**minimal, name: value})
+                error = (await response.json())["error"]
+                assert (response.status, error["code"]) == (400, code), (method, path, name, value)
+                assert f'"{name}"' in error["message"]
+
+
+async def test_the_page_size_is_checked_as_documented(admin_client: Any) -> None:
+    doc = await (await admin_client.get("/v1/openapi.json")).json()
+    operation = doc["paths"]["/v1/projects/{project_id}/tokens"]["get"]
+    (limit,) = [p["schema"] for p in operation["parameters"] if p["name"] == "limit"]
+    project = await (await admin_client.post("/v1/projects", json={"name": "p"})).json()
+    path = f"/v1/projects/{project['id']}/tokens"
+    for value, status in [
+        (limit["minimum"] - 1, 400),
+        (limit["minimum"], 200),
+        (limit["maximum"], 200),
+        (limit["maximum"] + 1, 400),
+    ]:
+        response = await admin_client.get(path, params={"limit": str(value)})
+        assert response.status == status, value
+
+
+async def test_answers_documented_as_secret_are_never_cached(admin_client: Any) -> None:
+    doc = await (await admin_client.get("/v1/openapi.json")).json()
+    secret = [
+        (method, path)
+        for path, item in doc["paths"].items()
+        for method, operation in item.items()
+        for answer in operation["responses"].values()
+        if "Cache-Control" in answer.get("headers", {})
+    ]
+    assert secret == [("post", "/v1/projects/{project_id}/tokens")]
+    project = await (await admin_client.post("/v1/projects", json={"name": "p"})).json()
+    response = await admin_client.post(f"/v1/projects/{project['id']}/tokens", json={})
+    assert response.status == 201
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Pragma"] == "no-cache"
+
+
+async def test_what_the_document_calls_public_needs_no_token_and_the_rest_does(
+    aiohttp_client: Any, settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(settings))
+    doc = document()
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            url = re.sub(r"{\w+}", "x", path)
+            response = await client.request(method.upper(), url)
+            public = operation.get("security") == []
+            assert (response.status != 401) == public, (method, path, response.status)

@@ -4,7 +4,7 @@ asyncio servers that answer byte for byte what each test scripts."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
@@ -18,64 +18,8 @@ from gateway.proxy.upstream import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-
-Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-class Raw:
-    """A TCP server running ``script`` for each connection; counts connections."""
-
-    def __init__(self, script: Script) -> None:
-        self.script = script
-        self.connections = 0
-        self.url = ""
-        self.handlers: list[tuple[asyncio.Task[object], asyncio.StreamWriter]] = []
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        task = asyncio.current_task()
-        assert task is not None
-        self.handlers.append((task, writer))
-        try:
-            await self.script(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-
-@asynccontextmanager
-async def raw_server(script: Script) -> AsyncIterator[Raw]:
-    raw = Raw(script)
-    server = await asyncio.start_server(raw._serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    raw.url = f"http://127.0.0.1:{port}"
-    try:
-        yield raw
-    finally:
-        server.close()
-        for _, writer in raw.handlers:
-            writer.transport.abort()  # scripts waiting for the client's close end now
-        await asyncio.gather(*(task for task, _ in raw.handlers), return_exceptions=True)
-        await server.wait_closed()
-
-
-async def read_head(reader: asyncio.StreamReader) -> bytes:
-    return await reader.readuntil(b"\r\n\r\n")
-
-
-def answering(*answers: bytes, then_close: bool = False) -> Script:
-    """Each request on a connection gets the next answer."""
-
-    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for answer in answers:
-            await read_head(reader)
-            writer.write(answer)
-            await writer.drain()
-        if not then_close:
-            await reader.read()  # keep the connection open until the client closes it
-
-    return script
+from tests.helpers import until
+from tests.proxy.rawserver import answering, in_turn, raw_server, read_head
 
 
 async def body_of(
@@ -329,6 +273,30 @@ async def test_stale_keep_alive_connection_is_retried_once() -> None:
         b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         b"ICY 200 OK\r\n\r\n",
+        # A bare LF or CR in a field value or the reason phrase (RFC 9112 §2.2).
+        b"HTTP/1.1 200 OK\r\nX-A: a\nb\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 O\nK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 O\rK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 O\x01K\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+        # Field names are tokens; no whitespace before the colon; no obsolete folding.
+        b"HTTP/1.1 200 OK\r\nX Bad Name: 1\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-A : 1\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-A: 1\r\n 2\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 0\r\n\r\n",
+        # Framing that cannot be trusted (RFC 9112 §6.3), or a coding the client would get.
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1, 1\r\n\r\nx",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabc",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\n\r\n",
+        # Switching protocols to a request that did not ask to.
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
     ],
 )
 async def test_malformed_head_is_broken(answer: bytes) -> None:
@@ -337,10 +305,29 @@ async def test_malformed_head_is_broken(answer: bytes) -> None:
             await c.request("GET", "/", [])
 
 
-async def test_malformed_chunk_is_broken() -> None:
-    bad = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n"
-    async with raw_server(answering(bad)) as up, client_for(up.url) as c:
+BAD_CHUNK = b"0x5\r\nhello\r\n0\r\n\r\n"
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+async def test_malformed_chunk_with_the_head_refuses_the_answer() -> None:
+    async with raw_server(answering(CHUNKED_HEAD + BAD_CHUNK)) as up, client_for(up.url) as c:
+        with pytest.raises(UpstreamBroken):
+            await c.request("GET", "/", [])
+
+
+async def test_malformed_chunk_after_the_head_breaks_the_body() -> None:
+    head_seen = asyncio.Event()
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(CHUNKED_HEAD)
+        await head_seen.wait()  # the client has the head: the bad chunk comes apart
+        writer.write(BAD_CHUNK)
+        await reader.read()
+
+    async with raw_server(script) as up, client_for(up.url) as c:
         response = await c.request("GET", "/", [])
+        head_seen.set()
         with pytest.raises(UpstreamBroken):
             await response.read()
         response.release()
@@ -450,3 +437,228 @@ async def test_early_answer_while_the_body_waits_for_the_upstream_to_read() -> N
             response.release()
         finally:
             never.set()  # the server's script ends
+
+
+async def test_three_thousand_interim_answers_in_one_write_are_refused() -> None:
+    flood = b"HTTP/1.1 100 Continue\r\n\r\n" * 3000 + OK_HELLO
+    async with raw_server(in_turn(flood, OK_HELLO)) as up, client_for(up.url) as c:
+        with pytest.raises(UpstreamBroken, match="head too large"):
+            await c.request("GET", "/", [])
+        assert await body_of(c) == (200, b"hello")  # a new connection, in step
+        assert up.connections == 2
+
+
+async def test_interim_answers_in_pieces_are_skipped() -> None:
+    answer = b"HTTP/1.1 100 Continue\r\n\r\n" * 3 + b"HTTP/1.1 103 Early\r\n\r\n" + OK_HELLO
+
+    async def dribble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):
+            await read_head(reader)
+            for i in range(0, len(answer), 7):
+                writer.write(answer[i : i + 7])
+                await writer.drain()
+        await reader.read()
+
+    async with raw_server(dribble) as up, client_for(up.url) as c:
+        assert await body_of(c) == (200, b"hello")
+        assert await body_of(c) == (200, b"hello")
+        assert up.connections == 1
+
+
+async def test_head_over_the_limit_in_one_write_is_refused() -> None:
+    big = b"HTTP/1.1 200 OK\r\n" + b"X-Filler: " + b"x" * 70_000 + b"\r\nContent-Length: 0\r\n\r\n"
+    async with raw_server(answering(big)) as up, client_for(up.url) as c:
+        with pytest.raises(UpstreamBroken, match="too large"):
+            await c.request("GET", "/", [])
+
+
+async def read_all(client: UpstreamClient) -> None:
+    response = await client.request("GET", "/", [])
+    try:
+        while await response.read():
+            pass
+    finally:
+        response.release()
+
+
+async def test_oversized_chunk_line_is_refused() -> None:
+    """A chunk extension without end: refused once it passes the limit, whichever read it
+    is in (the answer's head may have been handed out already)."""
+    endless = CHUNKED_HEAD + b"5;ext=" + b"x" * (1024 * 1024) + b"\r\nhello\r\n0\r\n\r\n"
+    async with raw_server(answering(endless)) as up, client_for(up.url) as c:
+        with pytest.raises(UpstreamBroken, match="too large"):
+            await read_all(c)
+
+
+async def test_chunk_extensions_and_trailers_within_limits_are_fine() -> None:
+    answer = (
+        CHUNKED_HEAD
+        + b"".join(b"1;name=value\r\n%c\r\n" % c for c in b"abcdefghij" * 100)
+        + b"0\r\nTrailer-A: 1\r\nTrailer-B: 2\r\n\r\n"
+    )
+    async with raw_server(answering(answer, OK_HELLO)) as up, client_for(up.url) as c:
+        assert await body_of(c) == (200, b"abcdefghij" * 100)
+        assert await body_of(c) == (200, b"hello")
+        assert up.connections == 1
+
+
+async def test_bytes_after_the_body_refuse_the_answer_and_its_connection() -> None:
+    after = OK_HELLO + b"HTTP/1.1 200 OK\r\n"
+    async with raw_server(answering(after)) as up, client_for(up.url) as c:
+        with pytest.raises(UpstreamBroken, match="bytes after"):
+            await c.request("GET", "/", [])
+        assert not c._idle
+
+
+async def test_bytes_after_a_delivered_answer_close_the_connection() -> None:
+    """Extra bytes that come once the answer was handed out: that answer stands, the
+    connection is not reused, and the next answer is not taken from those bytes."""
+    answered = asyncio.Event()
+    extra = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nWRONG"
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(OK_HELLO)
+        if up.connections == 1:
+            await answered.wait()
+            writer.write(extra)
+        await reader.read()
+
+    async with raw_server(script) as up, client_for(up.url) as c:
+        assert await body_of(c) == (200, b"hello")
+        answered.set()
+        await until(lambda: not c._idle, what="the out-of-step connection is closed")
+        assert await body_of(c) == (200, b"hello")
+        assert up.connections == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n",
+    ],
+)
+async def test_head_answer_in_pieces_keeps_the_connection_in_step(answer: bytes) -> None:
+    async def dribble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        for i in range(len(answer)):
+            writer.write(answer[i : i + 1])
+            await writer.drain()
+        await read_head(reader)
+        writer.write(OK_HELLO)
+        await reader.read()
+
+    async with raw_server(dribble) as up, client_for(up.url) as c:
+        response = await c.request("HEAD", "/", [])
+        assert response.status == 200
+        assert response.complete_body() == b""
+        response.release()
+        assert await body_of(c) == (200, b"hello")
+        assert up.connections == 1
+
+
+async def test_body_after_a_head_answer_is_refused() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    async with raw_server(answering(answer)) as up, client_for(up.url) as c:
+        with pytest.raises(UpstreamBroken, match="bytes after"):
+            await c.request("HEAD", "/", [])
+
+
+async def test_field_values_are_trimmed_and_decoded() -> None:
+    answer = "HTTP/1.1 200 Très bien\r\nX-A:  é\udcff \t\r\nX-B:\r\nContent-Length: 0\r\n\r\n"
+    raw = answer.encode("utf-8", "surrogateescape")  # é in UTF-8, then a lone 0xff byte
+    async with raw_server(answering(raw)) as up, client_for(up.url) as c:
+        response = await c.request("GET", "/", [])
+        response.release()
+    assert response.reason == "Très bien"
+    assert response.headers["X-A"] == "é\udcff"  # UTF-8, other bytes kept as surrogates
+    assert response.headers["X-B"] == ""
+
+
+SWITCHED = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+
+
+async def upgrade_scenario() -> None:
+    """A 101 to a request that asked to upgrade: the bytes sent with the head come
+    first, then what the upstream echoes, both ways with back-pressure, until close."""
+    seen: list[bytes] = []
+    big = bytes(range(256)) * 8192  # 2 MiB: more than the socket buffers, both ways
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await read_head(reader))
+        writer.write(SWITCHED + b"welcome")
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+
+    async with raw_server(echo) as up, client_for(up.url) as c:
+        response = await c.request("GET", "/ws", [("Sec-WebSocket-Key", "k")], upgrade="websocket")
+        assert response.status == 101
+        assert response.headers["Upgrade"] == "websocket"
+        tunnel = response.upgrade()
+        assert await tunnel.read() == b"welcome"
+        tunnel.write(b"ping")
+        await tunnel.drain()
+        assert await tunnel.read() == b"ping"
+
+        async def send() -> None:
+            tunnel.write(big)
+            await tunnel.drain()
+
+        sending = asyncio.create_task(send())
+        received = bytearray()
+        while len(received) < len(big):
+            received += await asyncio.wait_for(tunnel.read(), 5)
+        await sending
+        assert bytes(received) == big
+        tunnel.close()
+        assert await tunnel.read() == b""  # closed: the end
+        assert not c._idle  # never back in the pool
+    head = seen[0]
+    assert b"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" in head
+    assert b"\r\nSec-WebSocket-Key: k\r\n" in head
+
+
+async def test_upgrade_hands_the_connection_over() -> None:
+    await upgrade_scenario()
+
+
+def test_upgrade_on_uvloop() -> None:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(upgrade_scenario())
+
+
+async def test_upstream_closing_the_tunnel_ends_it() -> None:
+    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(SWITCHED)
+        await writer.drain()
+        writer.write(b"bye")
+
+    async with raw_server(once) as up, client_for(up.url) as c:
+        response = await c.request("GET", "/ws", [], upgrade="websocket")
+        tunnel = response.upgrade()
+        received = b""
+        while chunk := await asyncio.wait_for(tunnel.read(), 5):
+            received += chunk
+        assert received == b"bye"
+
+
+async def test_refused_upgrade_is_an_ordinary_answer() -> None:
+    refusal = b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 2\r\n\r\nno"
+    async with raw_server(answering(refusal, OK_HELLO)) as up, client_for(up.url) as c:
+        response = await c.request("GET", "/ws", [], upgrade="websocket")
+        assert (response.status, response.complete_body()) == (426, b"no")
+        with pytest.raises(RuntimeError):
+            response.upgrade()
+        response.release()
+        assert await body_of(c) == (200, b"hello")
+        assert up.connections == 1
+
+
+async def test_switching_without_the_upgrade_fields_is_broken() -> None:
+    bare = b"HTTP/1.1 101 Switching\r\n\r\n"
+    async with raw_server(answering(bare)) as up, client_for(up.url) as c:
+        with pytest.raises(UpstreamBroken):
+            await c.request("GET", "/ws", [], upgrade="websocket")

@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,8 +34,8 @@ from gateway.runtime.up import Addresses, banner, walkthrough
 START_DEADLINE = 25.0
 STOP_DEADLINE = 15.0
 SETTING_NAMES = {field.metadata["env"] for field in settings_fields()}
-# The last line of the printed curl session: everything is listening once it is out.
-LAST_LINE = 'curl -sS -H "Authorization: Bearer $TOKEN" "$GATEWAY_URL/hello?name=world"'
+# The last line of the printed walk-through: everything is listening once it is out.
+LAST_LINE = walkthrough("", "", "")[-1]
 
 
 @dataclass
@@ -214,19 +215,89 @@ def test_up_serves_a_token_through_the_gateway_and_stops_cleanly(up: Up, data_di
     assert "Traceback" not in up.stderr.read_text()
 
 
+def _steps(lines: list[str]) -> list[list[str]]:
+    """The walk-through cut before each numbered comment ("# 1. ..."): prelude, step 1, ..."""
+    steps: list[list[str]] = [[]]
+    for line in lines:
+        if re.match(r"# \d+\. ", line):
+            steps.append([])
+        steps[-1].append(line)
+    return steps
+
+
+def _answers(output: str) -> list[tuple[int, str]]:
+    """``curl -i`` output: (status, body) of each answer, in order."""
+    found = re.split(r"^HTTP/1\.1 (\d{3}) .*$", output, flags=re.MULTILINE)[1:]
+    return [(int(status), rest.split("\n\n", 1)[-1].strip()) for status, rest in pairs(found)]
+
+
+def pairs(items: list[str]) -> list[tuple[str, str]]:
+    return list(zip(items[::2], items[1::2], strict=True))
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the printed session uses curl")
-def test_printed_curl_session_works_as_pasted(up: Up) -> None:
-    script = "set -eu\n" + "\n".join(up.walkthrough()) + "\n"
+def test_the_printed_walkthrough_works_step_by_step(up: Up, data_dir: Path) -> None:
+    prelude, *steps = _steps(up.walkthrough())
+    assert len(steps) == 5
+    script = ["set -eu", *prelude]
+    for number, step in enumerate(steps, 1):
+        script += [f"printf '\\n@@%s\\n' {number}", *step]
+    script.append('printf \'\\n@@vars %s %s %s\\n\' "$PROJECT_ID" "$TOKEN_ID" "$TOKEN"')
     result = subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, timeout=30, check=False
+        ["bash", "-c", "\n".join(script)], capture_output=True, text=True, timeout=60, check=False
     )
-    assert result.returncode == 0, result.stderr
-    echo = json.loads(result.stdout)
-    headers = {name.lower() for name in echo["headers"]}
-    assert echo["path"] == "/hello"
-    assert echo["query"] == {"name": "world"}
-    assert {"x-project-id", "x-token-id", "x-request-id"} <= headers
+    assert result.returncode == 0, f"{result.stderr}\n{up.diagnostics()}"
+    assert result.stderr == ""
+    before, *outputs, variables = result.stdout.split("\n@@")
+    assert before == ""
+    created, issued, called, listed, revoked = (o.split("\n", 1)[1] for o in outputs)
+    project_id, token_id, token = variables.split()[1:]
+
+    # 1 and 2: nothing printed, the ids and the token kept in variables.
+    assert (created, issued) == ("", "")
+    assert re.fullmatch(r"[0-9A-Za-z]{17}", project_id)
+    assert re.fullmatch(rf"tg_{token_id}_[0-9A-Za-z]{{49}}", token)
+    # 3: the upstream's echo of the call, with the gateway's identity headers.
+    ((status, body),) = _answers(called)
+    echo = json.loads(body)
+    headers = {name.lower(): value for name, value in echo["headers"].items()}
+    assert status == 200 and (echo["path"], echo["query"]) == ("/hello", {"name": "world"})
+    assert (headers["x-project-id"], headers["x-token-id"]) == (project_id, token_id)
     assert "authorization" not in headers
+    # 4: the listing shows the token masked, with its 30-day default expiry.
+    (shown,) = json.loads(listed)["tokens"]
+    assert shown["id"] == token_id and token not in listed
+    lifetime = datetime.fromisoformat(shown["expires_at"]) - datetime.fromisoformat(
+        shown["created_at"]
+    )
+    assert lifetime == timedelta(days=30)
+    # 5: revoked, and the gateway refuses the token.
+    (deleted, _), (refused, error) = _answers(revoked)
+    assert (deleted, refused) == (204, 401)
+    assert json.loads(error)["error"]["code"] == "invalid_token"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the printed session uses curl")
+def test_a_failing_step_prints_the_api_error_not_a_traceback(up: Up) -> None:
+    prelude, first, *_ = _steps(up.walkthrough())
+    script = [*prelude, "export ADMIN_TOKEN=not-the-admin-token", *first, 'echo "[$PROJECT_ID]"']
+    result = subprocess.run(
+        ["bash", "-c", "\n".join(script)], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.stdout == "[]\n"
+    assert "no id in the answer:" in result.stderr
+    assert "the admin token is not valid" in result.stderr
+    assert "Traceback" not in result.stderr and "KeyError" not in result.stderr
+
+
+def test_the_readme_shows_the_walkthrough_the_banner_prints() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Walk-through", 1)[1]
+    shown = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    printed = walkthrough(
+        "http://127.0.0.1:8081", "http://127.0.0.1:8080", "<the admin token printed by make run>"
+    )
+    assert shown.splitlines() == printed
 
 
 def test_a_busy_port_is_one_line_and_exit_2(environ: dict[str, str], tmp_path: Path) -> None:

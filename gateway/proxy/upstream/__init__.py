@@ -1,14 +1,11 @@
 """The upstream side: keep-alive connections to the one upstream and its answers."""
 
-from .pool import (
-    UpstreamBroken,
-    UpstreamClient,
-    UpstreamResponse,
-    UpstreamTimeout,
-    UpstreamUnreachable,
-)
+from .errors import UpstreamBroken, UpstreamTimeout, UpstreamUnreachable
+from .pool import UpstreamClient
+from .response import Tunnel, UpstreamResponse
 
 __all__ = [
+    "Tunnel",
     "UpstreamBroken",
     "UpstreamClient",
     "UpstreamResponse",

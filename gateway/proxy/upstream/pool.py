@@ -1,5 +1,5 @@
-"""A lean HTTP/1.1 client for the one upstream: keep-alive connections, heads parsed
-once, bodies streamed with back-pressure.
+"""A lean HTTP/1.1 client for the one upstream: keep-alive connections, answers parsed
+by llhttp (:mod:`.parse`), bodies streamed with back-pressure.
 
 Why not ``aiohttp.ClientSession``: a general client pays per request for what a
 proxy to one fixed origin never needs (URL objects, cookie jar, redirects, tracing,
@@ -10,148 +10,31 @@ difference being the client side.
 
 What it does: one origin (``http`` or ``https``); idle connections reused last-in
 first-out; request bodies streamed (``Content-Length`` when known, else chunked);
-response bodies framed by Content-Length, chunked encoding, or the connection's end;
-1xx interim answers skipped; HEAD/204/304 answers have no body. A request that finds
+answers framed by llhttp (Content-Length, chunked, the connection's end; 1xx interim
+answers skipped; HEAD/204/304 without a body); a request may ask to upgrade, and a 101
+then hands the connection over (:meth:`.UpstreamResponse.upgrade`). A request that finds
 its reused keep-alive connection closed by the upstream, before any answer byte and
 without a body, is retried once on a new connection (the upstream never saw it).
 
-Errors: :class:`UpstreamUnreachable` (connect failed, or the connection broke before
-a complete head: a 502), :class:`UpstreamTimeout` (no head, or a body idle, for
-``timeout`` seconds: a 504 or a cut stream), :class:`UpstreamBroken` (malformed
-answer or a body cut short). They subclass OSError/TimeoutError like their stdlib
-counterparts.
+Errors (:mod:`.errors`): :class:`UpstreamUnreachable` (connect failed, or the connection
+broke before a complete head: a 502), :class:`UpstreamTimeout` (no head, or a body idle,
+for ``timeout`` seconds: a 504 or a cut stream), :class:`UpstreamBroken` (malformed
+answer or a body cut short; malformed within the bytes that brought the head: a 502).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
-from collections import deque
 from collections.abc import AsyncIterable, Iterable
-from typing import Any, Final, cast
+from typing import Final, cast
 from urllib.parse import urlsplit
 
-from multidict import CIMultiDict, CIMultiDictProxy
+from .errors import UpstreamBroken, UpstreamTimeout, UpstreamUnreachable, expire
+from .parse import AnswerParser
+from .response import UpstreamResponse
 
-from .parse import _CHUNKED, _LENGTH, _NONE, _UNTIL_CLOSE, parse_head
-
-MAX_HEAD: Final = 64 * 1024  # a response head larger than this is refused (aiohttp: 8190/line)
-HIGH_WATER: Final = 256 * 1024  # body bytes queued for the client before we stop reading
 MAX_IDLE: Final = 512  # idle keep-alive connections kept per process
-
-_NO_BODY_STATUS: Final = frozenset({204, 304})
-_HEX: Final = re.compile(rb"[0-9A-Fa-f]{1,15}")
-
-
-class UpstreamUnreachable(ConnectionError):
-    """No connection, or it broke before the answer's head was complete."""
-
-
-class UpstreamBroken(ConnectionError):
-    """The answer is malformed or its body was cut short."""
-
-
-class UpstreamTimeout(TimeoutError):
-    """No head, or no body bytes, for the configured timeout."""
-
-
-# Chunked decoder states.
-_SIZE, _DATA, _DATA_END, _TRAILER = range(4)
-
-
-class UpstreamResponse:
-    """An answer's status and head; read the body with :meth:`read` until it returns b""."""
-
-    __slots__ = (
-        "_chunks",
-        "_conn",
-        "_done",
-        "_error",
-        "_queued",
-        "_waiter",
-        "headers",
-        "reason",
-        "status",
-    )
-
-    def __init__(
-        self, conn: _Connection, status: int, reason: str, headers: CIMultiDictProxy[str]
-    ) -> None:
-        self.status = status
-        self.reason = reason
-        self.headers = headers  # as received, in order (names keep their case)
-        self._conn: _Connection | None = conn
-        self._chunks: deque[bytes] = deque()
-        self._queued = 0
-        self._done = False
-        self._error: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None
-
-    async def read(self) -> bytes:
-        """The next body bytes (all that arrived), or b"" at the end."""
-        while not self._chunks:
-            if self._error is not None:
-                raise self._error
-            if self._done:
-                return b""
-            conn = self._conn
-            assert conn is not None
-            loop = conn.loop
-            self._waiter = waiter = loop.create_future()
-            timer = loop.call_later(conn.timeout, _expire, waiter)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                self._waiter = None
-        data = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
-        self._chunks.clear()
-        if self._queued >= HIGH_WATER and self._conn is not None:
-            self._conn.resume()
-        self._queued = 0
-        return data
-
-    def complete_body(self) -> bytes | None:
-        """The whole body if it has already arrived (small answers often come with the
-        head), else None: the caller can then answer in one write instead of streaming."""
-        if not self._done or self._error is not None:
-            return None
-        data = b"".join(self._chunks)
-        self._chunks.clear()
-        self._queued = 0
-        return data
-
-    def release(self) -> None:
-        """Done with the answer: an unfinished body closes the connection (it cannot be reused)."""
-        conn, self._conn = self._conn, None
-        if conn is not None and not self._done:
-            conn.abort()
-
-    # -- fed by the connection
-
-    def _feed(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._queued += len(data)
-        if self._queued >= HIGH_WATER and self._conn is not None:
-            self._conn.pause()
-        self._wake()
-
-    def _finish(self, error: BaseException | None = None) -> None:
-        self._done = True
-        self._error = error
-        self._conn = None  # the connection is back in the pool, or closed
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-
-def _expire(waiter: asyncio.Future[Any], *why: str) -> None:
-    if not waiter.done():
-        waiter.set_exception(UpstreamTimeout(*why))
 
 
 class _Connection(asyncio.Protocol):
@@ -164,14 +47,9 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.reused = False
         self.received = False  # any byte of the current answer
-        self._buf = bytearray()
-        self._method = ""
+        self._answers = AnswerParser(self)
         self._head: asyncio.Future[UpstreamResponse] | None = None
-        self._response: UpstreamResponse | None = None
-        self._framing = _NONE
-        self._remaining = 0
-        self._chunk_state = _SIZE
-        self._keep_alive = True
+        self._switched: UpstreamResponse | None = None  # after a 101: the tunnel's reader
         self._request_sent = False
         self._paused = False
         self._drain: asyncio.Future[None] | None = None
@@ -186,15 +64,12 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.client.forget(self)
-        head, response = self._head, self._response
+        head = self._head
         if head is not None and not head.done():
             head.set_exception(UpstreamUnreachable("upstream closed the connection"))
-        elif response is not None:
-            self._response = None
-            if self._framing == _UNTIL_CLOSE:
-                response._finish()
-            else:
-                response._finish(UpstreamBroken("upstream closed the connection mid-body"))
+        self._answers.eof()
+        if self._switched is not None:
+            self._switched._finish()
         drain = self._drain
         if drain is not None and not drain.done():
             # The body stops being sent; the answer's head future says what happened.
@@ -210,34 +85,42 @@ class _Connection(asyncio.Protocol):
             drain.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        switched = self._switched
+        if switched is not None:
+            switched._feed(data)
+            return
+        answers = self._answers
+        if answers.idle:
+            self.abort()  # bytes while no answer is due: the connection is out of step
+            return
         self.received = True
-        if self._response is not None:
-            self._body(data)
-        elif self._head is not None:
-            buf = self._buf
-            if buf:  # the head comes in pieces: parse it once it is whole
-                start = max(0, len(buf) - 3)
-                buf += data
-                if buf.find(b"\r\n\r\n", start) < 0:
-                    if len(buf) > MAX_HEAD:
-                        self._fail_head(UpstreamBroken("upstream answer head too large"))
-                    return
-                data = bytes(buf)
-                buf.clear()
-            self._parse_head(data)
-        elif self.transport is not None:
-            self.transport.abort()  # bytes while idle: the connection is out of step
+        try:
+            answer = answers.feed(data)
+        except UpstreamBroken as err:
+            self._fail(err)
+            return
+        if answer is not None:
+            head, self._head = self._head, None
+            if head is not None and not head.done():
+                head.set_result(answer)
+            if answers.switched is not None:
+                self._switched = answer
+                if answers.switched:
+                    answer._feed(answers.switched)
+                return
+        if answers.idle:
+            self._complete()
 
     # -- request side
 
     def send_head(
-        self, method: str, head: bytes, *, complete: bool
+        self, method: str, head: bytes, *, complete: bool, upgrade: bool = False
     ) -> asyncio.Future[UpstreamResponse]:
         """Write the request head; the future gets the answer's head. No await: a request
         without a body (the usual case) costs no coroutine here."""
         transport = self.transport
         assert transport is not None
-        self._method = method
+        self._answers.expect(method, upgrade)
         self.received = False
         self._request_sent = complete
         self._head = head_future = self.loop.create_future()
@@ -258,18 +141,29 @@ class _Connection(asyncio.Protocol):
             else:
                 transport.write(chunk)
             if self._write_paused:
-                self._drain = drain = self.loop.create_future()
-                timer = self.loop.call_later(self.timeout, _expire, drain)
-                try:
-                    await drain
-                finally:
-                    timer.cancel()
-                    self._drain = None
+                await self.drained(self.timeout)
                 if self.transport is None:
                     break  # closed while we waited: do not wait for the client's next chunk
         if chunked and self.transport is not None and not transport.is_closing():
             transport.write(b"0\r\n\r\n")
         self._request_sent = True
+
+    async def drained(self, idle: float | None) -> None:
+        """Wait while the socket's send buffer is full (or until the connection closed)."""
+        if not self._write_paused or self.transport is None:
+            return
+        self._drain = drain = self.loop.create_future()
+        timer = None if idle is None else self.loop.call_later(idle, expire, drain)
+        try:
+            await drain
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._drain = None
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
 
     def pause(self) -> None:
         if not self._paused and self.transport is not None:
@@ -285,125 +179,23 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
     # -- answer side
 
-    def _parse_head(self, data: bytes) -> None:
-        end = data.find(b"\r\n\r\n")
-        if end < 0:
-            if len(data) > MAX_HEAD:
-                self._fail_head(UpstreamBroken("upstream answer head too large"))
-            else:
-                self._buf += data
-            return
-        rest = data[end + 4 :]
-        try:
-            status, reason, headers, framing, length, keep_alive = parse_head(data[:end])
-        except ValueError as err:
-            self._fail_head(UpstreamBroken(f"malformed upstream answer: {err}"))
-            return
-        if status < 200:
-            if status == 101:
-                self._fail_head(UpstreamBroken("upstream switched protocols"))
-                return
-            if rest:  # an interim answer (100 Continue, 103 Early Hints): the real one follows
-                self._parse_head(rest)
-            return
-        if self._method == "HEAD" or status in _NO_BODY_STATUS:
-            framing = _NONE
-        self._keep_alive = keep_alive and framing != _UNTIL_CLOSE
-        self._framing, self._remaining, self._chunk_state = framing, length, _SIZE
-        response = UpstreamResponse(self, status, reason, CIMultiDictProxy(CIMultiDict(headers)))
-        head, self._head = self._head, None
-        assert head is not None
-        if framing == _NONE or (framing == _LENGTH and length == 0):
-            response._done = True
-            response._conn = None
-            self._complete()
-        else:
-            self._response = response
-        if not head.done():
-            head.set_result(response)
-        if self._response is not None and rest:
-            self._body(rest)
-
-    def _fail_head(self, error: Exception) -> None:
+    def _fail(self, error: UpstreamBroken) -> None:
+        """A malformed answer: refused whole if its head was not handed out yet."""
         head, self._head = self._head, None
         if head is not None and not head.done():
             head.set_exception(error)
-        self.abort()
-
-    def _body(self, data: bytes) -> None:
-        response = self._response
-        assert response is not None
-        if self._framing == _LENGTH:
-            take = self._remaining
-            if len(data) <= take:
-                response._feed(data)
-                self._remaining -= len(data)
-            else:  # bytes past the body: the upstream is out of step, do not reuse
-                response._feed(data[:take])
-                self._remaining = 0
-                self._keep_alive = False
-            if self._remaining == 0:
-                self._response = None
-                response._finish()
-                self._complete()
-        elif self._framing == _CHUNKED:
-            self._buf += data
-            self._dechunk(response)
-        else:
-            response._feed(data)
-
-    def _dechunk(self, response: UpstreamResponse) -> None:
-        buf = self._buf
-        while buf:
-            state = self._chunk_state
-            if state == _DATA:
-                take = min(self._remaining, len(buf))
-                response._feed(bytes(buf[:take]))
-                del buf[:take]
-                self._remaining -= take
-                if self._remaining == 0:
-                    self._chunk_state = _DATA_END
-                continue
-            end = buf.find(b"\r\n")
-            if end < 0:
-                if len(buf) > MAX_HEAD:
-                    self._broken(response, "chunk header too large")
-                return
-            line = bytes(buf[:end])
-            del buf[: end + 2]
-            if state == _DATA_END:
-                if line:
-                    self._broken(response, "missing CRLF after a chunk")
-                    return
-                self._chunk_state = _SIZE
-            elif state == _SIZE:
-                size_text = line.split(b";", 1)[0].strip(b" \t")
-                if _HEX.fullmatch(size_text) is None:
-                    self._broken(response, "bad chunk size")
-                    return
-                size = int(size_text, 16)
-                if size == 0:
-                    self._chunk_state = _TRAILER
-                else:
-                    self._remaining, self._chunk_state = size, _DATA
-            elif not line:  # _TRAILER: trailer fields (dropped: hop-by-hop for us) end here
-                self._response = None
-                if buf:
-                    self._keep_alive = False
-                response._finish()
-                self._complete()
-                return
-
-    def _broken(self, response: UpstreamResponse, why: str) -> None:
-        self._response = None
-        response._finish(UpstreamBroken(f"malformed chunked body: {why}"))
+        self._answers.broken(error)
         self.abort()
 
     def _complete(self) -> None:
         """The answer is fully received: back to the pool, or closed."""
-        if self._keep_alive and self._request_sent:
+        if self._answers.keep_alive and self._request_sent:
             self.resume()
             self.client.put_back(self)
         else:
@@ -450,14 +242,22 @@ class UpstreamClient:
         headers: Iterable[tuple[str, str]],
         body: AsyncIterable[bytes] | None = None,
         length: int | None = None,
+        *,
+        upgrade: str | None = None,
     ) -> UpstreamResponse:
         """Send ``method target`` with ``headers`` (no Host, framing or hop-by-hop ones).
 
         ``body`` is streamed with ``length`` as Content-Length, or chunked when None;
         with no ``body``, a ``length`` (0) is still sent as Content-Length.
+        ``upgrade`` (e.g. ``"websocket"``) asks to switch protocols: ``Connection:
+        Upgrade`` and ``Upgrade`` are sent, and a 101 answer is then accepted (its
+        :meth:`~.UpstreamResponse.upgrade` gives the connection); any other answer is an
+        ordinary one (the upstream's refusal).
         """
         parts = [f"{method} {target} HTTP/1.1\r\n", self._host_line]
         parts += [f"{name}: {value}\r\n" for name, value in headers]
+        if upgrade is not None:
+            parts.append(f"Connection: Upgrade\r\nUpgrade: {upgrade}\r\n")
         if body is None:
             if length is not None:  # an empty body said so (a POST with Content-Length: 0)
                 parts.append(f"Content-Length: {length}\r\n")
@@ -472,12 +272,14 @@ class UpstreamClient:
             conn = self._idle_connection() if attempt == 0 else None
             if conn is None:
                 conn = await self._connect()
-            waiting = conn.send_head(method, head, complete=body is None)
+            waiting = conn.send_head(
+                method, head, complete=body is None, upgrade=upgrade is not None
+            )
             try:
                 if body is not None:
                     await conn.send_body(body, chunked)
                 timer = conn.loop.call_later(
-                    self.timeout, _expire, waiting, "no answer from the upstream in time"
+                    self.timeout, expire, waiting, "no answer from the upstream in time"
                 )
                 try:
                     return await waiting

@@ -1,0 +1,232 @@
+"""Declaring what a client may send: fields, JSON bodies and query strings.
+
+From one declaration come both the checking of what a client sent (every 400 names the
+field, so a client can fix its request without guessing) and its JSON Schema for the
+OpenAPI document. A body is checked in this order: unknown fields, missing ones, JSON
+types (all before any value), then each value in declaration order. Checked values come
+back canonical (a rate limit as ``N/minute``) with declared defaults filled in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import web
+
+from gateway.core.errors import BadRequest
+
+from .jsonbody import json_object, printable
+
+Schema = dict[str, Any]
+
+
+class _Absent:
+    """The default of a field with none: absent stays absent."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Final = _Absent()
+
+_PYTHON_TYPES: Final[dict[str, type]] = {"string": str, "integer": int}
+_JSON_NAMES: Final = {"string": "a string", "integer": "an integer"}
+
+
+def field_error(code: str, name: str, problem: str) -> BadRequest:
+    return BadRequest(f'"{name}" {problem}', code=code)
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One member of a body or query string: its JSON type and what its value must be.
+
+    A string value is checked against ``choices`` (one of them) if there are any, else
+    against ``pattern`` (the whole value, surrounding spaces aside; ``must`` says what the
+    pattern wants, for people) and then ``convert``-ed to its canonical form, else as free
+    text: no NUL, valid Unicode, ``min_length`` to ``max_length`` characters, and not only
+    spaces unless ``blank`` -- unless it is ``opaque``: passed on as sent, for the code
+    that reads it to judge (a cursor). Integers are for query parameters: whole numbers
+    from ``minimum`` to ``maximum``.
+    """
+
+    type: str = "string"
+    nullable: bool = False
+    required: bool = False
+    default: Any = ABSENT
+    min_length: int = 0
+    max_length: int | None = None
+    blank: bool = True
+    opaque: bool = False
+    choices: tuple[str, ...] = ()
+    pattern: re.Pattern[str] | None = None
+    must: str = ""
+    convert: Callable[[str], Any] | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    description: str = ""
+    examples: tuple[Any, ...] = ()
+
+    # ------------------------------------------------------------ checking
+
+    def check_type(self, name: str, value: Any) -> None:
+        if value is None and self.nullable:
+            return
+        # bool is an int in Python, never in JSON.
+        if isinstance(value, bool) or not isinstance(value, _PYTHON_TYPES[self.type]):
+            wanted = _JSON_NAMES[self.type] + (" or null" if self.nullable else "")
+            raise field_error("invalid_type", name, f"must be {wanted}")
+
+    def value(self, name: str, value: Any) -> Any:
+        """``value`` (of the right type) checked, in its canonical form."""
+        if value is None or self.type != "string" or self.opaque:
+            return value
+        if self.choices:
+            if value not in self.choices:
+                raise field_error(
+                    "invalid_value", name, f"must be one of {', '.join(self.choices)}"
+                )
+            return value
+        if self.pattern is not None:
+            if not self.pattern.fullmatch(value.strip()):
+                raise field_error("invalid_value", name, self.must)
+            return self.convert(value) if self.convert else value
+        return self._text(name, value)
+
+    def _text(self, name: str, value: str) -> str:
+        """A text Postgres can store: no NUL, no lone surrogate, length in range."""
+        if "\x00" in value:
+            raise field_error("invalid_value", name, "must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise field_error("invalid_value", name, "must be valid Unicode text") from None
+        longest = self.max_length if self.max_length is not None else len(value)
+        if not self.min_length <= len(value) <= longest:
+            span = (
+                f"at most {longest}" if self.min_length == 0 else f"{self.min_length} to {longest}"
+            )
+            raise field_error("invalid_value", name, f"must be {span} characters long")
+        if not self.blank and not value.strip():
+            raise field_error("invalid_value", name, "must not be blank")
+        return value
+
+    # ------------------------------------------------------------ describing
+
+    def schema(self) -> Schema:
+        """This field as a JSON Schema (OpenAPI 3.1)."""
+        schema: Schema = {"type": [self.type, "null"] if self.nullable else self.type}
+        facets = {
+            "enum": list(self.choices) or None,
+            # JSON Schema patterns match anywhere: anchor it to mean the whole value.
+            "pattern": None if self.pattern is None else f"^{self.pattern.pattern}$",
+            "minLength": self.min_length or None,
+            "maxLength": self.max_length,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "description": self.description or None,
+            "examples": list(self.examples) or None,
+        }
+        schema.update((key, value) for key, value in facets.items() if value is not None)
+        # A None default of a field that cannot be null only means "absent" to the handler.
+        if self.default is not ABSENT and (self.default is not None or self.nullable):
+            schema["default"] = self.default
+        return schema
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A JSON object body: ``name`` is its OpenAPI component, ``fields`` its members."""
+
+    name: str
+    fields: Mapping[str, Field]
+
+    def __post_init__(self) -> None:
+        if any(declared.type != "string" for declared in self.fields.values()):
+            raise TypeError(f"{self.name}: body fields are strings (integers: query strings)")
+
+    async def read(self, request: web.Request) -> dict[str, Any]:
+        return self.check(await json_object(request))
+
+    def check(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        for name in body:
+            if name not in self.fields:
+                known = ", ".join(f'"{n}"' for n in self.fields) or "none"
+                problem = f"is not a known field (known: {known})"
+                raise field_error("unknown_field", printable(name), problem)
+        for name, declared in self.fields.items():
+            if declared.required and name not in body:
+                raise field_error("missing_field", name, "is required")
+        for name, value in body.items():
+            self.fields[name].check_type(name, value)
+        return _values(self.fields, body)
+
+    @property
+    def required(self) -> bool:
+        return any(declared.required for declared in self.fields.values())
+
+    def schema(self) -> Schema:
+        schema: Schema = {"type": "object", "additionalProperties": False}
+        required = [name for name, declared in self.fields.items() if declared.required]
+        if required:
+            schema["required"] = required
+        schema["properties"] = {name: declared.schema() for name, declared in self.fields.items()}
+        return schema
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Query-string parameters; others are ignored. An empty string means absent."""
+
+    fields: Mapping[str, Field]
+
+    def __post_init__(self) -> None:
+        for name, declared in self.fields.items():
+            if declared.type == "integer" and None in (declared.minimum, declared.maximum):
+                raise TypeError(f"query parameter {name}: an integer needs a minimum and maximum")
+
+    def check(self, query: Mapping[str, str]) -> dict[str, Any]:
+        given: dict[str, Any] = {}
+        for name, declared in self.fields.items():
+            raw = query.get(name)
+            if declared.type == "integer" and raw is not None:
+                given[name] = _whole(name, declared, raw)  # "" included: not a number
+            elif raw:
+                given[name] = raw
+        return _values(self.fields, given)
+
+    def parameters(self) -> list[Schema]:
+        return [
+            {
+                "name": name,
+                "in": "query",
+                "required": declared.required,
+                "schema": {k: v for k, v in declared.schema().items() if k != "description"},
+                "description": declared.description,
+            }
+            for name, declared in self.fields.items()
+        ]
+
+
+def _values(fields: Mapping[str, Field], given: Mapping[str, Any]) -> dict[str, Any]:
+    """Each given value checked and canonical, and the declared default of each absent one."""
+    values: dict[str, Any] = {}
+    for name, declared in fields.items():
+        if name in given:
+            values[name] = declared.value(name, given[name])
+        elif declared.default is not ABSENT:
+            values[name] = declared.default
+    return values
+
+
+def _whole(name: str, declared: Field, raw: str) -> int:
+    low, high = declared.minimum or 0, declared.maximum or 0  # both declared (Query)
+    # Length first: int() of thousands of digits is slow and then refused.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(high))) or not (
+        low <= int(raw) <= high
+    ):
+        raise field_error("invalid_parameter", name, f"must be a whole number from {low} to {high}")
+    return int(raw)
