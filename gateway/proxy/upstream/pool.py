@@ -125,8 +125,20 @@ class UpstreamResponse:
     def release(self) -> None:
         """Done with the answer: an unfinished body closes the connection (it cannot be reused)."""
         conn, self._conn = self._conn, None
-        if conn is not None and not self._done:
+        if conn is not None and (not self._done or conn.switched is self):
             conn.abort()
+
+    def upgrade(self) -> tuple[asyncio.Transport, bytes]:
+        """After a 101 to a request sent with ``upgrade=True``: the connection's transport
+        and the bytes that followed the head. The caller owns the transport from here on
+        (it sets its own protocol); the connection never returns to the pool."""
+        conn, self._conn = self._conn, None
+        if conn is None or conn.switched is not self or conn.transport is None:
+            raise UpstreamBroken("upstream closed the connection after switching protocols")
+        transport, conn.transport = conn.transport, None
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        return transport, data
 
     # -- fed by the connection
 
@@ -176,6 +188,8 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         self._drain: asyncio.Future[None] | None = None
         self._write_paused = False
+        self._upgrade = False  # the request asked to switch protocols: a 101 is its answer
+        self.switched: UpstreamResponse | None = None  # that 101: what follows is not HTTP
 
     # -- asyncio.Protocol
 
@@ -211,7 +225,9 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received = True
-        if self._response is not None:
+        if self.switched is not None:  # the new protocol's bytes, until upgrade() takes over
+            self.switched._chunks.append(data)
+        elif self._response is not None:
             self._body(data)
         elif self._head is not None:
             buf = self._buf
@@ -231,13 +247,14 @@ class _Connection(asyncio.Protocol):
     # -- request side
 
     def send_head(
-        self, method: str, head: bytes, *, complete: bool
+        self, method: str, head: bytes, *, complete: bool, upgrade: bool = False
     ) -> asyncio.Future[UpstreamResponse]:
         """Write the request head; the future gets the answer's head. No await: a request
         without a body (the usual case) costs no coroutine here."""
         transport = self.transport
         assert transport is not None
         self._method = method
+        self._upgrade = upgrade
         self.received = False
         self._request_sent = complete
         self._head = head_future = self.loop.create_future()
@@ -302,6 +319,9 @@ class _Connection(asyncio.Protocol):
             self._fail_head(UpstreamBroken(f"malformed upstream answer: {err}"))
             return
         if status < 200:
+            if status == 101 and self._upgrade:
+                self._switch(reason, headers, rest)
+                return
             if status == 101:
                 self._fail_head(UpstreamBroken("upstream switched protocols"))
                 return
@@ -325,6 +345,18 @@ class _Connection(asyncio.Protocol):
             head.set_result(response)
         if self._response is not None and rest:
             self._body(rest)
+
+    def _switch(self, reason: str, headers: list[tuple[str, str]], rest: bytes) -> None:
+        """A 101 to an upgrade: the connection leaves the pool for whoever takes it over."""
+        response = UpstreamResponse(self, 101, reason, CIMultiDictProxy(CIMultiDict(headers)))
+        response._done = True
+        if rest:
+            response._chunks.append(rest)
+        self.switched = response
+        self.client.forget(self)
+        head, self._head = self._head, None
+        if head is not None and not head.done():
+            head.set_result(response)
 
     def _fail_head(self, error: Exception) -> None:
         head, self._head = self._head, None
@@ -450,11 +482,15 @@ class UpstreamClient:
         headers: Iterable[tuple[str, str]],
         body: AsyncIterable[bytes] | None = None,
         length: int | None = None,
+        *,
+        upgrade: bool = False,
     ) -> UpstreamResponse:
         """Send ``method target`` with ``headers`` (no Host, framing or hop-by-hop ones).
 
         ``body`` is streamed with ``length`` as Content-Length, or chunked when None;
-        with no ``body``, a ``length`` (0) is still sent as Content-Length.
+        with no ``body``, a ``length`` (0) is still sent as Content-Length. With
+        ``upgrade`` (the headers carry Upgrade and Connection) a 101 is the answer, and
+        :meth:`UpstreamResponse.upgrade` takes the connection over.
         """
         parts = [f"{method} {target} HTTP/1.1\r\n", self._host_line]
         parts += [f"{name}: {value}\r\n" for name, value in headers]
@@ -472,7 +508,7 @@ class UpstreamClient:
             conn = self._idle_connection() if attempt == 0 else None
             if conn is None:
                 conn = await self._connect()
-            waiting = conn.send_head(method, head, complete=body is None)
+            waiting = conn.send_head(method, head, complete=body is None, upgrade=upgrade)
             try:
                 if body is not None:
                     await conn.send_body(body, chunked)
