@@ -583,3 +583,5 @@ def _abandon(conn: _Connection, waiting: asyncio.Future[UpstreamResponse]) -> No
     conn.abort()
     if waiting.done() and not waiting.cancelled():
         waiting.exception()
+    else:
+        waiting.cancel()  # the connection's end would set an error nobody awaits
