@@ -140,7 +140,7 @@ def find_tools() -> tuple[str, str] | None:
 def gateway_available() -> str | None:
     """Why the gateway cannot be benchmarked yet, or None."""
     try:
-        import gateway.server  # noqa: F401
+        import gateway.runtime.serve  # noqa: F401
     except ImportError as err:
         return f"gateway serve is not available ({err})"
     return None

@@ -21,7 +21,7 @@ import secrets
 import time
 from collections.abc import Callable
 
-from gateway.core.errors import TollgateError, TooManyRequests, error_body
+from gateway.core.errors import ClientClosed, TollgateError, TooManyRequests, error_body
 from gateway.core.rates import Rate
 
 from .accesslog import AccessLog
@@ -42,9 +42,11 @@ _CLIENT_GONE = 499  # logged when no answer could be sent (nginx's "client close
 
 def refuse(request: Request, err: TollgateError, request_id: str) -> None:
     """Answer ``err`` as JSON (bodies are encoded once per case, not per request); an
-    answer already started can only be cut."""
+    answer already started can only be cut, and a client that left gets nothing."""
     if request.status is not None:
         request.cut()
+        return
+    if isinstance(err, ClientClosed):
         return
     headers = {**err.headers, "Content-Type": "application/json", "X-Request-Id": request_id}
     request.respond(err.status, headers, err.body())

@@ -121,10 +121,12 @@ class Connection(asyncio.Protocol):
         self._in_head = False
         self._kept_alive = False  # idle after an answer: the head deadline starts at a byte
         self._head_size = 0  # bytes received since the last complete head
+        self._fields_size = 0  # bytes of this head's complete fields
         self._url = b""
         self._fields: list[tuple[str, str]] = []
         self._started = 0.0
         self._stopped: TollgateError | None = None  # why a callback stopped the parser
+        self._overflowed = False  # parsing stopped: too many pipelined requests
         # Requests.
         self._parsing: Request | None = None  # its head is complete, its body may not be
         self._queue: deque[Request] = deque()  # complete heads waiting for their turn
@@ -173,6 +175,7 @@ class Connection(asyncio.Protocol):
             return
         if self._parsing is None:  # not inside a body: these bytes count against the head
             self._head_size += len(data)
+        failure: TollgateError | None = None
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade as upgrade:
@@ -181,28 +184,40 @@ class Connection(asyncio.Protocol):
             self._held = bytearray(data[upgrade.args[0] :])
             self._ignore_input = True
             self._pause(_HOLD)
-            return
         except HttpParserError as err:
-            stopped, self._stopped = self._stopped, None
-            if stopped is not None:
-                self._refuse(stopped)
-            elif self._close_when_idle:  # too many pipelined: answer those, then close
-                self._ignore_input = True
-                self._pause(_HOLD)
-            else:
-                self._refuse(_malformed(err))
-            return
-        if self._in_head and self._head_size > MAX_HEAD:
-            self._refuse(HeaderFieldsTooLarge(_TOO_LARGE))
+            failure = self._failed(err)
+        else:
+            if self._in_head and self._head_size > MAX_HEAD:  # a head that has not ended yet
+                failure = HeaderFieldsTooLarge(_TOO_LARGE)
+        # Started only now: llhttp checks some framing (Transfer-Encoding) after its
+        # on_headers_complete, so a head is valid once feed_data() did not refuse it.
+        if self._task is None and self._queue:
+            self._begin(self._queue.popleft())
+        if failure is not None:
+            self._refuse(failure)
+
+    def _failed(self, err: HttpParserError) -> TollgateError | None:
+        """llhttp stopped: what is left to refuse (None when an answer covers it already)."""
+        stopped, self._stopped = self._stopped, None
+        failure = stopped or _malformed(err)
+        request, self._parsing = self._parsing, None
+        self._ignore_input = True
+        self._pause(_HOLD)
+        if self._overflowed:  # too many pipelined: answer those, then close
+            return None
+        if request is not None and request not in self._queue:
+            # Its handler runs (the body broke later): reading it fails, that is the answer.
+            request.fail_body(failure)
+            self._close_when_idle = True
+            return None
+        if request is not None:
+            self._queue.remove(request)  # never started: the refusal is its only answer
+        return failure
 
     def eof_received(self) -> bool:
-        if self._lingering or self._tunnel is not None or self._task is None:
-            return False  # the transport closes itself
-        # Half-closed after sending: the answers still go out, then the connection closes.
-        self._close_when_idle = True
-        if self._parsing is not None:
-            self._parsing.fail_body(ClientClosed())
-        return True
+        # The client stopped sending: it left, as nginx and aiohttp take it too (HTTP
+        # clients do not half-close to wait for an answer). The transport closes.
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -238,11 +253,12 @@ class Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         if len(self._queue) >= MAX_PIPELINED:
-            self._close_when_idle = True
+            self._close_when_idle = self._overflowed = True
             raise _Stop
         self._in_head = True
         self._url = b""
         self._fields = []
+        self._fields_size = 0
         self._started = time.perf_counter()
         if self._kept_alive:
             self._kept_alive = False
@@ -255,7 +271,9 @@ class Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         fields = self._fields
-        if len(name) + len(value) > MAX_FIELD or len(fields) >= MAX_FIELDS:
+        size = len(name) + len(value)
+        self._fields_size += size
+        if size > MAX_FIELD or len(fields) >= MAX_FIELDS or self._fields_size > MAX_HEAD:
             self._stop(HeaderFieldsTooLarge(_TOO_LARGE))
         # Names are tokens (llhttp checked them); values go upstream byte for byte.
         fields.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
@@ -296,10 +314,7 @@ class Connection(asyncio.Protocol):
             started=self._started,
         )
         self._parsing = request
-        if self._task is None:
-            self._begin(request)
-        else:
-            self._queue.append(request)
+        self._queue.append(request)
 
     def on_body(self, body: bytes) -> None:
         request = self._parsing
@@ -310,7 +325,7 @@ class Connection(asyncio.Protocol):
         request, self._parsing = self._parsing, None
         assert request is not None
         request.end_body()
-        if self._queue and self._queue[-1] is request:
+        if self._task is not None and self._queue and self._queue[-1] is request:
             self._pause(_QUEUE)  # it waits for the answer before it: read no further
 
     def _stop(self, err: TollgateError) -> None:
@@ -453,7 +468,11 @@ class Connection(asyncio.Protocol):
             return
         self._ignore_input = True
         self._lingering = True
-        transport.write_eof()
+        try:
+            transport.write_eof()
+        except OSError:  # the client is gone already
+            transport.abort()
+            return
         if self._paused:
             self._paused = 0
             transport.resume_reading()
