@@ -123,7 +123,7 @@ async def test_an_upstream_switching_protocols_unasked_is_502(
     upstream = RawUpstream(switch)
     url = await upstream.start()
     client = await start_gateway(dataclasses.replace(gateway_settings, upstream_url=url))
-    request = f"GET /x HTTP/1.1\r\nAuthorization: Bearer {token.raw}\r\nConnection: close\r\n\r\n"
+    request = f"GET /x HTTP/1.1\r\nHost: g\r\nAuthorization: Bearer {token.raw}\r\nConnection: close\r\n\r\n"
     [answer] = answers(await exchange(client.port, request.encode()))
     assert answer.status == 502
     assert answer.json()["error"]["code"] == "upstream_unreachable"

@@ -288,6 +288,9 @@ class Connection(asyncio.Protocol):
         method = parser.get_method().decode("ascii")
         target = self._url.decode("latin-1")  # llhttp allows ASCII only in a target
         headers = CIMultiDict(self._fields)
+        hosts = len(headers.getall("Host", ()))
+        if hosts > 1 or (hosts == 0 and version == "1.1"):  # RFC 9112 §3.2: a MUST
+            self._stop(BadRequest("send exactly one Host header", code="invalid_host"))
         if "Transfer-Encoding" in headers:  # llhttp made sure it ends with chunked
             length, has_body = None, True
         else:
