@@ -51,6 +51,11 @@ def answers(data: bytes) -> list[Answer]:
     return found
 
 
+def request_head(method: str, target: str, *fields: str) -> bytes:
+    """``method target HTTP/1.1`` with ``Host`` and ``fields`` ("Name: value")."""
+    return "\r\n".join([f"{method} {target} HTTP/1.1", "Host: gateway", *fields, "", ""]).encode()
+
+
 def head_only(data: bytes) -> Answer:
     """The one answer in ``data`` that is a head alone (to HEAD): nothing may follow it."""
     head, end, rest = data.partition(b"\r\n\r\n")

@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import re
+import resource
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import pytest
 from gateway.core.config import Settings
 from gateway.proxy.accesslog import AccessLog
 from gateway.proxy.app import running, serve
+from gateway.proxy.front import ClientLimits
 from tests.conftest import Issued, IssueToken, StartGateway
 from tests.helpers import GatewayClient, sample, until
 from tests.rawhttp import (
@@ -28,6 +30,7 @@ from tests.rawhttp import (
     exchange,
     head_only,
     read_head,
+    request_head,
     small_receive_buffer,
     until_closed,
 )
@@ -78,10 +81,8 @@ async def token(issue_token: IssueToken) -> Issued:
 
 
 def get(path: str = "/x", token: Issued | None = None, *more: str) -> bytes:
-    lines = [f"GET {path} HTTP/1.1", "Host: gateway"]
-    if token is not None:
-        lines.append(f"Authorization: Bearer {token.raw}")
-    return ("\r\n".join([*lines, *more]) + "\r\n\r\n").encode()
+    auth = () if token is None else (f"Authorization: Bearer {token.raw}",)
+    return request_head("GET", path, *auth, *more)
 
 
 class HeldUpstream(RawUpstream):
@@ -275,8 +276,8 @@ async def test_http_1_0_streams_until_close(logged: Logged, token: Issued) -> No
 
 
 async def test_head_answers_have_no_body(logged: Logged, token: Issued) -> None:
-    request = f"HEAD /x HTTP/1.1\r\nHost: g\r\nAuthorization: Bearer {token.raw}\r\nConnection: close\r\n\r\n"
-    data = await exchange(logged.port, request.encode())
+    request = request_head("HEAD", "/x", f"Authorization: Bearer {token.raw}", "Connection: close")
+    data = await exchange(logged.port, request)
     answer = head_only(data)
     assert answer.status == 200
     assert int(answer.headers["Content-Length"]) > 0
@@ -348,8 +349,10 @@ async def test_a_stalled_upload_gets_408_and_releases_the_upstream_connection(
     upstream = RawUpstream(wait_for_the_whole_body)
     url = await upstream.start()
     logged = await start_logged(start_gateway, gateway_settings, upstream_url=url, body_timeout=0.3)
-    upload = f"POST /up HTTP/1.1\r\nHost: g\r\nAuthorization: Bearer {token.raw}\r\nContent-Length: 1000\r\n"
-    data = await exchange(logged.port, f"{upload}\r\n{'x' * 10}".encode())
+    upload = request_head(
+        "POST", "/up", f"Authorization: Bearer {token.raw}", "Content-Length: 1000"
+    )
+    data = await exchange(logged.port, upload + b"x" * 10)
     [answer] = answers(data)
     assert answer.status == 408
     assert answer.json()["error"]["code"] == "request_timeout"
@@ -511,3 +514,17 @@ async def test_stopping_drains_requests_in_flight_and_closes_idle_connections(
         assert answer.headers["Connection"] == "close"
         await asyncio.wait_for(stopping, GROSS)
         idle_writer.close()
+
+
+# ---------------------------------------------------------------- limits from settings
+
+
+def test_the_connection_cap_is_derived_from_the_open_file_limit() -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    auto = ClientLimits.from_settings(Settings.from_env({})).max_connections
+    if soft != resource.RLIM_INFINITY:
+        # Room for an upstream connection per client and a reserve: never the fd limit.
+        assert auto == max(16, min(100_000, (soft - 128) // 2))
+        assert 2 * auto + 100 < soft or auto == 16
+    given = Settings.from_env({"GATEWAY_MAX_CONNECTIONS": "7"})
+    assert ClientLimits.from_settings(given).max_connections == 7

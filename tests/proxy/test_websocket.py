@@ -17,7 +17,7 @@ from gateway.core.config import Settings
 from gateway.proxy.accesslog import AccessLog
 from tests.conftest import Issued, IssueToken, StartGateway
 from tests.helpers import GatewayClient, bearer, sample, until
-from tests.rawhttp import RawUpstream, answers, exchange, read_head
+from tests.rawhttp import RawUpstream, answers, exchange, read_head, request_head
 from tests.upstream import WS_CLOSED
 
 GROSS = 5.0  # seconds: bounds of timeouts set to 0.3 s
@@ -123,8 +123,8 @@ async def test_an_upstream_switching_protocols_unasked_is_502(
     upstream = RawUpstream(switch)
     url = await upstream.start()
     client = await start_gateway(dataclasses.replace(gateway_settings, upstream_url=url))
-    request = f"GET /x HTTP/1.1\r\nHost: g\r\nAuthorization: Bearer {token.raw}\r\nConnection: close\r\n\r\n"
-    [answer] = answers(await exchange(client.port, request.encode()))
+    request = request_head("GET", "/x", f"Authorization: Bearer {token.raw}", "Connection: close")
+    [answer] = answers(await exchange(client.port, request))
     assert answer.status == 502
     assert answer.json()["error"]["code"] == "upstream_unreachable"
     await upstream.close()
