@@ -154,8 +154,13 @@ REFUSED: dict[str, tuple[tuple[int, str], bytes]] = {
         + b"Content-Length: 5\r\nContent-Length: 6\r\n\r\n",
     ),
     "a Transfer-Encoding that is not chunked": (
-        MALFORMED,
+        (501, "unsupported_transfer_encoding"),
         b"POST /x HTTP/1.1\r\nHost: g\r\n" + SECRET_FIELD + b"Transfer-Encoding: gzip\r\n\r\n",
+    ),
+    "a coding before chunked": (
+        (501, "unsupported_transfer_encoding"),
+        b"POST /x HTTP/1.1\r\nHost: g\r\n" + SECRET_FIELD + b"Transfer-Encoding: gzip\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
     ),
     "obsolete line folding": (
         MALFORMED,

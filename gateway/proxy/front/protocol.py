@@ -40,6 +40,7 @@ from collections import deque
 from typing import Final, Protocol, cast
 
 from httptools import (
+    HttpParserCallbackError,
     HttpParserError,
     HttpParserInvalidMethodError,
     HttpParserInvalidURLError,
@@ -292,6 +293,16 @@ class Connection(asyncio.Protocol):
         if hosts > 1 or (hosts == 0 and version == "1.1"):  # RFC 9112 §3.2: a MUST
             self._stop(BadRequest("send exactly one Host header", code="invalid_host"))
         if "Transfer-Encoding" in headers:  # llhttp made sure it ends with chunked
+            if _codings(headers) != ["chunked"]:
+                # RFC 9112 §6.1: a coding before chunked (gzip) would reach the upstream
+                # undecoded and undeclared: refuse what cannot be passed on faithfully.
+                self._stop(
+                    BadRequest(
+                        "only Transfer-Encoding: chunked is supported",
+                        code="unsupported_transfer_encoding",
+                        status=501,
+                    )
+                )
             length, has_body = None, True
         else:
             text = headers.get("Content-Length")  # llhttp made sure it is one number
@@ -367,7 +378,10 @@ class Connection(asyncio.Protocol):
             path, _, query = target.partition("?")
             return path, query
         if target[:7].lower() == "http://" or target[:8].lower() == "https://":
-            url = _parse_url(self._url)
+            try:
+                url = _parse_url(self._url)
+            except HttpParserError:
+                self._stop(_malformed(HttpParserInvalidURLError()))
             return (url.path or b"/").decode("latin-1"), (url.query or b"").decode("latin-1")
         if target == "*":
             message = "OPTIONS * is not supported: ask OPTIONS of a path (OPTIONS /...)"
@@ -536,6 +550,10 @@ class Connection(asyncio.Protocol):
     def gone(self) -> bool:
         return self.transport is None or self.transport.is_closing()
 
+    @property
+    def writing_paused(self) -> bool:
+        return self._write_paused
+
     def closes_after(self, request: Request) -> bool:
         """Whether the connection closes after the answer to ``request``: the client asked
         (or spoke HTTP/1.0 without keep-alive), its body is not all here (it could not be
@@ -627,6 +645,15 @@ class Connection(asyncio.Protocol):
                 transport.resume_reading()
 
 
+def _codings(headers: CIMultiDict[str]) -> list[str]:
+    """The transfer codings a request names, in order, lowercase."""
+    return [
+        coding.strip().lower()
+        for value in headers.getall("Transfer-Encoding")
+        for coding in value.split(",")
+    ]
+
+
 def _malformed(err: HttpParserError) -> BadRequest:
     """The 400 for a head llhttp refused. Its reasons are fixed texts of the parser (never
     the client's bytes), so they can be shown to help the client find its mistake."""
@@ -634,6 +661,9 @@ def _malformed(err: HttpParserError) -> BadRequest:
         return BadRequest("malformed request: invalid method", code="malformed_request")
     if isinstance(err, HttpParserInvalidURLError):
         return BadRequest("malformed request: invalid request target", code="malformed_request")
+    if isinstance(err, HttpParserCallbackError):  # a bug of ours, not the client's
+        log.error("request parsing failed: %s", type(err.__context__).__name__)
+        return BadRequest("malformed request", code="malformed_request")
     reason = str(err)[:100] if str(err).isascii() else "invalid syntax"
     return BadRequest(f"malformed request: {reason}", code="malformed_request")
 

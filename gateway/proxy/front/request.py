@@ -42,6 +42,8 @@ class Channel(Protocol):
 
     @property
     def gone(self) -> bool: ...
+    @property
+    def writing_paused(self) -> bool: ...
     def closes_after(self, request: Request) -> bool: ...
     def send(self, data: bytes) -> None: ...
     async def drain(self) -> None: ...
@@ -255,7 +257,8 @@ class Request:
             channel.send(b"%x\r\n%b\r\n" % (len(data), data))
         else:
             channel.send(data)
-        await channel.drain()
+        if channel.writing_paused or channel.gone:  # no coroutine while all is well
+            await channel.drain()
 
     def end(self) -> None:
         """The streamed answer is complete."""
