@@ -31,6 +31,7 @@ from yarl import URL
 from gateway.core.errors import BadGateway, BadRequest, ClientClosed, GatewayTimeout, RequestTimeout
 
 from .front import Request
+from .front.response import no_body
 from .upstream import UpstreamClient, UpstreamResponse
 
 log = logging.getLogger(__name__)
@@ -77,12 +78,6 @@ _SEPARATORS = re.compile(r"[/\\]")
 
 
 _UPGRADE: Final = {"Connection": "Upgrade", "Upgrade": "websocket"}
-
-
-def _may_have_body(method: str, status: int) -> bool:
-    # HEAD, 1xx, 204 and 304 answers carry no body: their Content-Length must stay
-    # the upstream's, not be recomputed from an empty body.
-    return method != "HEAD" and status >= 200 and status not in (204, 304)
 
 
 class Forwarded(NamedTuple):
@@ -171,10 +166,12 @@ class Forwarder:
         try:
             headers = without(upstream.headers, _RESPONSE_DROP)
             headers.update(extra)
-            if upstream.status == 101:  # only ever to a handshake (the client refuses others)
+            if upstream.status == 101:  # only ever to a handshake (the pool refuses others)
                 return Forwarded(upstream_seconds, await self._relay(request, upstream, headers))
             whole = upstream.complete_body()
-            if whole is not None and _may_have_body(request.method, upstream.status):
+            # HEAD, 1xx, 204 and 304 answers carry no body: their Content-Length must stay
+            # the upstream's, not be recomputed from an empty body (they are "streamed").
+            if whole is not None and not no_body(request.method, upstream.status):
                 # The whole body came with the headers (the usual small API answer):
                 # one write for both instead of one each. Nothing waits, nothing is
                 # buffered beyond what already arrived.
