@@ -45,6 +45,32 @@ async def test_messages_flow_both_ways_and_the_client_closes(
     await until(lambda: sample(gateway, "gateway_requests_total", outcome="proxied") == 1)
 
 
+async def test_the_switch_is_answered_with_the_upstreams_101(
+    gateway_client: GatewayClient, token: Issued
+) -> None:
+    handshake = request_head(
+        "GET",
+        "/ws",
+        f"Authorization: Bearer {token.raw}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway_client.port)
+    writer.write(handshake)
+    head = (await asyncio.wait_for(read_head(reader), GROSS)).decode()
+    writer.close()
+    status_line, *lines = head.strip().split("\r\n")
+    fields = [tuple(line.split(": ", 1)) for line in lines]
+    assert status_line.startswith("HTTP/1.1 101 ")
+    # RFC 6455's accept key for the sample nonce: the upstream's own answer.
+    assert ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") in fields
+    assert [v for n, v in fields if n.lower() == "connection"] == ["Upgrade"]
+    assert [v.lower() for n, v in fields if n.lower() == "upgrade"] == ["websocket"]
+    assert any(n == "X-Request-Id" for n, _ in fields)
+
+
 async def test_the_upstream_closing_reaches_the_client(
     gateway_client: GatewayClient, token: Issued
 ) -> None:

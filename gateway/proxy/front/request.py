@@ -232,7 +232,9 @@ class Request:
             framing, tail = _CHUNKED, response.CHUNKED
         else:
             framing, tail, close = _UNTIL_CLOSE, "", True
-        if close:
+        if status == 101:
+            close = True  # the connection carries the new protocol: its headers say so
+        elif close:
             tail += response.CLOSE
         elif self.version == "1.0":
             tail += response.KEEP_ALIVE
