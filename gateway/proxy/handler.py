@@ -29,6 +29,7 @@ from .auth import Authenticator
 from .bearer import bearer_token
 from .forward import Forwarder
 from .front import Request
+from .front.response import http_date
 from .lastused import LastUsed
 from .metrics import GatewayMetrics
 from .ratelimit import Decision, LocalLimiter, RateLimiter
@@ -48,7 +49,12 @@ def refuse(request: Request, err: TollgateError, request_id: str) -> None:
         return
     if isinstance(err, ClientClosed):
         return
-    headers = {**err.headers, "Content-Type": "application/json", "X-Request-Id": request_id}
+    headers = {
+        **err.headers,
+        "Content-Type": "application/json",
+        "X-Request-Id": request_id,
+        "Date": http_date(),
+    }
     request.respond(err.status, headers, err.body())
 
 
@@ -58,6 +64,7 @@ def too_many(request: Request, decision: Decision, request_id: str) -> None:
     headers = decision.headers()
     headers["Content-Type"] = "application/json"
     headers["X-Request-Id"] = request_id
+    headers["Date"] = http_date()
     request.respond(429, headers, _TOO_MANY_BODY)
 
 

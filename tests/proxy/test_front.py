@@ -23,7 +23,7 @@ from gateway.proxy.accesslog import AccessLog
 from gateway.proxy.app import running, serve
 from gateway.proxy.front import ClientLimits
 from tests.conftest import Issued, IssueToken, StartGateway
-from tests.helpers import GatewayClient, sample, until
+from tests.helpers import GatewayClient, bearer, sample, until
 from tests.rawhttp import (
     RawUpstream,
     answers,
@@ -225,6 +225,7 @@ async def test_a_request_the_parser_refuses_gets_a_json_error_and_one_log_line(
     assert answer.headers["Connection"] == "close"
     request_id = answer.headers["X-Request-Id"]
     assert REQUEST_ID.fullmatch(request_id)
+    assert answer.headers["Date"].endswith(" GMT")
     if status == 405:
         assert "GET" in answer.headers["Allow"]
     # Not one header value in the answer, the access log or any other log line.
@@ -254,6 +255,17 @@ async def test_a_refusal_after_a_good_request_comes_after_its_answer(
     assert first.json()["raw_path"] == "/base/first"
     assert refused.status == 400
     assert [line["status"] for line in logged.lines()] == [200, 400]
+
+
+async def test_the_gateways_own_answers_carry_a_date(
+    gateway_client: GatewayClient, issue_token: IssueToken
+) -> None:
+    limited = await issue_token(rate_limit="1/minute")
+    refused = [await gateway_client.get("/x")]  # 401
+    for _ in range(2):
+        refused.append(await gateway_client.get("/x", headers=bearer(limited.raw)))
+    assert [r.status for r in refused] == [401, 200, 429]
+    assert all(r.headers["Date"].endswith(" GMT") for r in refused)
 
 
 # ---------------------------------------------------------------- keep-alive and order

@@ -46,17 +46,18 @@ def head(status: int, reason: str | None, headers: Iterable[tuple[str, str]], ta
 
 
 _date_second = -1
-_date_line = ""
+_date = ""
 
 
-def date_line() -> str:
-    """``Date: ...`` for the answers the gateway makes itself, formatted once a second."""
-    global _date_second, _date_line
+def http_date() -> str:
+    """Now as an HTTP date, for the ``Date`` of answers the gateway makes itself (RFC 9110
+    §6.6.1); formatted once a second."""
+    global _date_second, _date
     now = int(time.time())
     if now != _date_second:
         _date_second = now
-        _date_line = f"Date: {formatdate(now, usegmt=True)}\r\n"
-    return _date_line
+        _date = formatdate(now, usegmt=True)
+    return _date
 
 
 def error_answer(err: TollgateError, request_id: str, *, method: str = "GET") -> bytes:
@@ -64,7 +65,7 @@ def error_answer(err: TollgateError, request_id: str, *, method: str = "GET") ->
     server): the JSON error shape, ``X-Request-Id``, and ``Connection: close``."""
     body = err.body()
     headers = [*err.headers.items(), ("Content-Type", "application/json")]
-    headers.append(("X-Request-Id", request_id))
-    tail = f"{date_line()}Content-Length: {len(body)}\r\n{CLOSE}"
+    headers += [("X-Request-Id", request_id), ("Date", http_date())]
+    tail = f"Content-Length: {len(body)}\r\n{CLOSE}"
     data = head(err.status, None, headers, tail)
     return data if no_body(method, err.status) else data + body
