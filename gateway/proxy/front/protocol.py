@@ -108,6 +108,42 @@ class _Stop(Exception):
 
 
 class Connection(asyncio.Protocol):
+    # Slots: thousands of connections may be open; a dict each would double their size.
+    __slots__ = (
+        "_app",
+        "_close_when_idle",
+        "_drain",
+        "_fields",
+        "_fields_size",
+        "_head_size",
+        "_held",
+        "_hub",
+        "_ignore_input",
+        "_in_head",
+        "_kept_alive",
+        "_limits",
+        "_lingering",
+        "_overflowed",
+        "_parser",
+        "_parsing",
+        "_paused",
+        "_peer",
+        "_queue",
+        "_reader",
+        "_refusal",
+        "_started",
+        "_stopped",
+        "_task",
+        "_tunnel",
+        "_url",
+        "_write_paused",
+        "_write_timed_out",
+        "loop",
+        "read_deadline",
+        "transport",
+        "write_deadline",
+    )
+
     def __init__(self, hub: Connections) -> None:
         self._hub = hub
         self._app = hub.app
