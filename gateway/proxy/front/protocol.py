@@ -7,8 +7,7 @@ as bytes arrive, and answered one at a time, in order: a pipelined request waits
 with reading paused, until the one before it is answered. Keep-alive as the client
 asks, unless the answer closes (see :meth:`Connection.closes_after`).
 
-Deadlines, all checked by one sweep per listener (:class:`Connections`), not a
-timer per request:
+Deadlines, all checked by one sweep per listener (:mod:`.connections`):
 
 * head: ``header_timeout`` from the connection's opening, or from the first byte
   of a request after an answer, until its head is complete → 408, close;
@@ -22,85 +21,45 @@ timer per request:
 Refusals the connection makes itself (an unparsable head, a head too large or too
 slow, ``OPTIONS *``, ``CONNECT``, an upgrade other than WebSocket, a full server)
 get the JSON error shape with ``X-Request-Id`` and ``Connection: close``, are logged
-once through :meth:`App.rejected`, and never echo what the client sent. The
-connection then stops answering but reads (and drops) input for a moment, so a
-client still sending receives the answer instead of a reset.
-
-At the connection cap, a new connection makes room by closing the longest-idle one
-(between requests, or still sending its head); with none idle it gets a 503.
+once through :meth:`~.request.App.rejected`, and never echo what the client sent
+(:mod:`.head` says what a head must be). The connection then stops answering but
+reads (and drops) input for a moment, so a client still sending receives the answer
+instead of a reset.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
-from typing import Final, Protocol, cast
+from typing import Final, NoReturn, cast
 
-from httptools import (
-    HttpParserCallbackError,
-    HttpParserError,
-    HttpParserInvalidMethodError,
-    HttpParserInvalidURLError,
-    HttpParserUpgrade,
-    HttpRequestParser,
-)
-from httptools import parse_url as _parse_url
+from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from multidict import CIMultiDict
 
 from gateway.core.errors import (
-    BadRequest,
     ClientClosed,
-    HeaderFieldsTooLarge,
-    HTTPVersionNotSupported,
-    MethodNotAllowed,
     RequestTimeout,
     ServiceUnavailable,
     TollgateError,
     URITooLong,
 )
 
-from . import response
-from .limits import (
-    LINGER,
-    MAX_FIELD,
-    MAX_FIELDS,
-    MAX_HEAD,
-    MAX_TARGET,
-    WRITE_HIGH_WATER,
-    ClientLimits,
-)
+from . import head, response
+from .connections import INF, Connections
+from .limits import LINGER, MAX_FIELD, MAX_FIELDS, MAX_HEAD, MAX_TARGET, WRITE_HIGH_WATER
 from .request import Request
 from .tunnel import Tunnel
 
 log = logging.getLogger(__name__)
 
-INF: Final = float("inf")
 MAX_PIPELINED: Final = 32  # parsed requests waiting for their turn; past that, parsing stops
-REFUSING: Final = 64  # connections over the cap still answered 503; past that, reset at once
-ALLOW: Final = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 # Why reading from the client is paused (bits: it resumes when none is left).
 _BODY: Final = 1  # the handler has not read the body buffered so far
 _QUEUE: Final = 2  # a whole pipelined request waits for the one before it
 _HOLD: Final = 4  # waiting: for an upgrade's answer, or to answer a refusal
-
-_TOO_LARGE: Final = (
-    f"request header fields too large: at most {MAX_FIELD} bytes per field, "
-    f"{MAX_FIELDS} fields and {MAX_HEAD // 1024} KiB in all"
-)
-
-
-class App(Protocol):
-    """What answers the requests of a connection (:class:`~gateway.proxy.handler.Handler`)."""
-
-    async def __call__(self, request: Request) -> None:
-        """Answer ``request`` (never raises: every failure is an answer)."""
-
-    def rejected(self, err: TollgateError, method: str, path: str, started: float) -> str:
-        """Count and log a request refused before it could be handled; the request id."""
 
 
 class _Stop(Exception):
@@ -225,7 +184,7 @@ class Connection(asyncio.Protocol):
             failure = self._failed(err)
         else:
             if self._in_head and self._head_size > MAX_HEAD:  # a head that has not ended yet
-                failure = HeaderFieldsTooLarge(_TOO_LARGE)
+                failure = head.too_large()
         # Started only now: llhttp checks some framing (Transfer-Encoding) after its
         # on_headers_complete, so a head is valid once feed_data() did not refuse it.
         if self._task is None and self._queue:
@@ -236,7 +195,7 @@ class Connection(asyncio.Protocol):
     def _failed(self, err: HttpParserError) -> TollgateError | None:
         """llhttp stopped: what is left to refuse (None when an answer covers it already)."""
         stopped, self._stopped = self._stopped, None
-        failure = stopped or _malformed(err)
+        failure = stopped or head.malformed(err)
         request, self._parsing = self._parsing, None
         self._ignore_input = True
         self._pause(_HOLD)
@@ -304,14 +263,14 @@ class Connection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self._url += url
         if len(self._url) > MAX_TARGET:
-            self._stop(URITooLong(f"request target too long (at most {MAX_TARGET} bytes)"))
+            self._stop(head.too_long())
 
     def on_header(self, name: bytes, value: bytes) -> None:
         fields = self._fields
         size = len(name) + len(value)
         self._fields_size += size
         if size > MAX_FIELD or len(fields) >= MAX_FIELDS or self._fields_size > MAX_HEAD:
-            self._stop(HeaderFieldsTooLarge(_TOO_LARGE))
+            self._stop(head.too_large())
         # Names are tokens (llhttp checked them); values go upstream byte for byte.
         fields.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
 
@@ -320,38 +279,22 @@ class Connection(asyncio.Protocol):
         self._in_head = False
         self._head_size = 0
         version = parser.get_http_version()
-        if version != "1.1" and version != "1.0":
-            self._stop(HTTPVersionNotSupported())
         method = parser.get_method().decode("ascii")
-        target = self._url.decode("latin-1")  # llhttp allows ASCII only in a target
         headers = CIMultiDict(self._fields)
-        hosts = len(headers.getall("Host", ()))
-        if hosts > 1 or (hosts == 0 and version == "1.1"):  # RFC 9112 §3.2: a MUST
-            self._stop(BadRequest("send exactly one Host header", code="invalid_host"))
-        if "Transfer-Encoding" in headers:  # llhttp made sure it ends with chunked
-            if _codings(headers) != ["chunked"]:
-                # RFC 9112 §6.1: a coding before chunked (gzip) would reach the upstream
-                # undecoded and undeclared: refuse what cannot be passed on faithfully.
-                self._stop(
-                    BadRequest(
-                        "only Transfer-Encoding: chunked is supported",
-                        code="unsupported_transfer_encoding",
-                        status=501,
-                    )
-                )
-            length, has_body = None, True
-        else:
-            text = headers.get("Content-Length")  # llhttp made sure it is one number
-            length = None if text is None else int(text)
-            has_body = bool(length)
-        upgrade = None
-        if parser.should_upgrade():
-            upgrade = self._upgrade(method, version, headers, has_body)
-        path, query = self._split_target(method, target)
+        try:
+            head.check_version(version)
+            head.check_host(headers, version)
+            length, has_body = head.body_framing(headers)
+            upgrade = None
+            if parser.should_upgrade():
+                upgrade = head.upgrade_protocol(method, version, headers, has_body)
+            path, query = head.split_target(self._url)
+        except TollgateError as err:
+            self._stop(err)
         request = Request(
             self,
             method=method,
-            target=target,
+            target=self._url.decode("latin-1"),
             path=path,
             query=query,
             headers=headers,
@@ -378,53 +321,9 @@ class Connection(asyncio.Protocol):
         if self._task is not None and self._queue and self._queue[-1] is request:
             self._pause(_QUEUE)  # it waits for the answer before it: read no further
 
-    def _stop(self, err: TollgateError) -> None:
+    def _stop(self, err: TollgateError) -> NoReturn:
         self._stopped = err
         raise _Stop
-
-    def _upgrade(self, method: str, version: str, headers: CIMultiDict[str], body: bool) -> str:
-        """The protocol a request asks to switch to (websocket), or the refusal."""
-        if method == "CONNECT":
-            self._stop(
-                MethodNotAllowed(
-                    "CONNECT is not supported: Tollgate is a reverse proxy, not a forward proxy",
-                    headers={"Allow": ALLOW},
-                )
-            )
-        protocols = {p.strip().lower() for p in headers.get("Upgrade", "").split(",")}
-        if "websocket" not in protocols:
-            self._stop(
-                BadRequest(
-                    "only Upgrade: websocket is supported (send the request without Upgrade)",
-                    code="unsupported_upgrade",
-                )
-            )
-        if method != "GET" or version != "1.1" or body:
-            self._stop(
-                BadRequest(
-                    "a WebSocket handshake is an HTTP/1.1 GET without a body",
-                    code="invalid_upgrade",
-                )
-            )
-        return "websocket"
-
-    def _split_target(self, method: str, target: str) -> tuple[str, str]:
-        """Path and query of the target: origin-form, or the path of absolute-form."""
-        if target[:1] == "/":
-            path, _, query = target.partition("?")
-            return path, query
-        if target[:7].lower() == "http://" or target[:8].lower() == "https://":
-            try:
-                url = _parse_url(self._url)
-            except HttpParserError:
-                self._stop(_malformed(HttpParserInvalidURLError()))
-            return (url.path or b"/").decode("latin-1"), (url.query or b"").decode("latin-1")
-        if target == "*":
-            message = "OPTIONS * is not supported: ask OPTIONS of a path (OPTIONS /...)"
-        else:
-            message = "the request target must be a path (/...)"
-        self._stop(BadRequest(message, code="invalid_target"))
-        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------ answering in turn
 
@@ -679,110 +578,3 @@ class Connection(asyncio.Protocol):
             transport = self.transport
             if not self._paused and transport is not None and not transport.is_closing():
                 transport.resume_reading()
-
-
-def _codings(headers: CIMultiDict[str]) -> list[str]:
-    """The transfer codings a request names, in order, lowercase."""
-    return [
-        coding.strip().lower()
-        for value in headers.getall("Transfer-Encoding")
-        for coding in value.split(",")
-    ]
-
-
-def _malformed(err: HttpParserError) -> BadRequest:
-    """The 400 for a head llhttp refused. Its reasons are fixed texts of the parser (never
-    the client's bytes), so they can be shown to help the client find its mistake."""
-    if isinstance(err, HttpParserInvalidMethodError):
-        return BadRequest("malformed request: invalid method", code="malformed_request")
-    if isinstance(err, HttpParserInvalidURLError):
-        return BadRequest("malformed request: invalid request target", code="malformed_request")
-    if isinstance(err, HttpParserCallbackError):  # a bug of ours, not the client's
-        log.error("request parsing failed: %s", type(err.__context__).__name__)
-        return BadRequest("malformed request", code="malformed_request")
-    reason = str(err)[:100] if str(err).isascii() else "invalid syntax"
-    return BadRequest(f"malformed request: {reason}", code="malformed_request")
-
-
-class Connections:
-    """The open client connections of one listener: the cap, the order of the idle ones
-    (longest idle first), and the sweep that enforces every connection's deadlines."""
-
-    def __init__(self, app: App, limits: ClientLimits, loop: asyncio.AbstractEventLoop) -> None:
-        self.app = app
-        self.limits = limits
-        self.loop = loop
-        self.open: dict[Connection, None] = {}
-        self.idle: dict[Connection, None] = {}  # insertion order: longest idle first
-        self.draining = False
-        self.emptied = asyncio.Event()  # set while no connection is open
-        self.emptied.set()
-        shortest = min(
-            limits.header_timeout,
-            limits.body_timeout,
-            limits.write_timeout,
-            limits.websocket_timeout,
-            limits.keepalive_timeout or INF,
-        )
-        # Deadlines are met within a quarter of the shortest timeout (at most 1 s late).
-        self._tick = max(0.01, min(1.0, shortest / 4))
-        self._timer: asyncio.TimerHandle | None = loop.call_later(self._tick, self._sweep)
-
-    def protocol(self) -> Connection:
-        return Connection(self)
-
-    def opened(self, conn: Connection) -> bool:
-        """Count ``conn`` in; False when the cap leaves it no room (nothing idle to close)."""
-        self.open[conn] = None
-        self.emptied.clear()
-        if len(self.open) > self.limits.max_connections:
-            if not self.idle:
-                return False
-            next(iter(self.idle)).shed()
-        self.idle[conn] = None
-        return True
-
-    def flooded(self) -> bool:
-        """So far over the cap that even a 503 costs too much."""
-        return len(self.open) > self.limits.max_connections + REFUSING
-
-    def resting(self, conn: Connection) -> None:
-        self.idle[conn] = None
-
-    def working(self, conn: Connection) -> None:
-        self.idle.pop(conn, None)
-
-    def closed(self, conn: Connection) -> None:
-        self.open.pop(conn, None)
-        self.idle.pop(conn, None)
-        if not self.open:
-            self.emptied.set()
-
-    def close_idle(self) -> None:
-        for conn in list(self.idle):
-            conn.shed()
-
-    def _sweep(self) -> None:
-        now = self.loop.time()
-        for conn in list(self.open):
-            try:
-                if conn.read_deadline <= now:
-                    conn.read_expired()
-                if conn.write_deadline <= now:
-                    conn.write_expired()
-            except Exception:  # one connection's failure must not end every deadline
-                log.exception("deadline handling failed; closing that connection")
-                conn.cut()
-        self._timer = self.loop.call_later(self._tick, self._sweep)
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    async def abort_all(self) -> None:
-        """Cut every connection and end what its handler still does."""
-        tasks = [task for conn in list(self.open) if (task := conn.stop()) is not None]
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task

@@ -54,6 +54,16 @@ class Channel(Protocol):
     async def tunnel(self, upstream: asyncio.Transport, leftover: bytes) -> None: ...
 
 
+class App(Protocol):
+    """What answers the requests of a connection (:class:`~gateway.proxy.handler.Handler`)."""
+
+    async def __call__(self, request: Request) -> None:
+        """Answer ``request`` (never raises: every failure is an answer)."""
+
+    def rejected(self, err: TollgateError, method: str, path: str, started: float) -> str:
+        """Count and log a request refused before it could be handled; the request id."""
+
+
 class Request:
     """One request: the head as parsed, the body to read, the answer to give."""
 

@@ -13,8 +13,10 @@ import socket
 import ssl
 from collections.abc import AsyncIterator
 
+from .connections import Connections
 from .limits import ClientLimits
-from .protocol import App, Connections
+from .protocol import Connection
+from .request import App
 
 
 class Server:
@@ -38,7 +40,7 @@ class Server:
         self._connections = connections = Connections(self._app, self._limits, loop)
         try:
             self._server = await loop.create_server(
-                connections.protocol,
+                lambda: Connection(connections),
                 host,
                 port,
                 reuse_port=reuse_port or None,
