@@ -1,10 +1,11 @@
 """One proxy worker process, started by ``gateway serve`` (see serve.py).
 
-Each worker runs the app from :func:`gateway.proxy.app.create_app` on uvloop, listening on
-``GATEWAY_PORT`` with ``SO_REUSEPORT`` so the kernel spreads connections over the
-workers. SIGTERM stops it gracefully: the listener closes, in-flight requests get
-:data:`SHUTDOWN_TIMEOUT` seconds, then the app's cleanup contexts run (the last-used
-flush among them). SIGINT is ignored: a terminal's Ctrl-C reaches the whole process
+Each worker opens the gateway's resources (:func:`gateway.proxy.app.running`) and
+serves them (:func:`gateway.proxy.app.serve`) on uvloop, listening on ``GATEWAY_PORT``
+with ``SO_REUSEPORT`` so the kernel spreads connections over the workers. SIGTERM
+stops it gracefully: the listener closes, idle connections close, in-flight requests
+get :data:`SHUTDOWN_TIMEOUT` seconds, then the resources close (the last-used flush
+among them). SIGINT is ignored: a terminal's Ctrl-C reaches the whole process
 group, and the parent turns it into SIGTERM for every worker.
 """
 
@@ -20,11 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import uvloop
-from aiohttp import web
 
 from gateway.core.clikit import EXIT_USAGE, setup_logging
 from gateway.core.config import ConfigError, Settings, cannot_listen
-from gateway.proxy.app import GATEWAY, create_app
+from gateway.proxy.app import Gateway, running, serve
+from gateway.proxy.front import raise_open_files_limit
 
 from . import health, metricfiles
 
@@ -39,7 +40,8 @@ def main(settings: Settings, status_dir: str) -> None:
     # Outside the loop's handler (below), a flush request must not kill the worker.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     setup_logging()
-    flush_metrics = metricfiles.install()  # before create_app makes any metric
+    raise_open_files_limit()  # before GATEWAY_MAX_CONNECTIONS=auto is worked out from it
+    flush_metrics = metricfiles.install()  # before running() makes any metric
     try:
         uvloop.run(_serve(settings, Path(status_dir), os.getppid(), flush_metrics))
     except ConfigError as err:
@@ -57,21 +59,21 @@ async def _serve(
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     # Before the first status file: the parent asks only serving workers to flush.
     loop.add_signal_handler(signal.SIGUSR1, _flush_on_request, flush_metrics, status_dir)
-    app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
-    await runner.setup()
     try:
-        await _listen(runner, settings)
-        log.info("worker %d accepting connections", os.getpid())
-        heartbeat = asyncio.create_task(_heartbeat(app, status_dir, parent, stop, flush_metrics))
-        await stop.wait()
-        heartbeat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await heartbeat
-        # No longer "serving" for /healthz while requests drain.
-        health.remove(status_dir)
+        async with contextlib.AsyncExitStack() as stack:
+            gateway = await stack.enter_async_context(running(settings))
+            await _listen(stack, gateway, settings)
+            log.info("worker %d accepting connections", os.getpid())
+            heartbeat = asyncio.create_task(
+                _heartbeat(gateway, status_dir, parent, stop, flush_metrics)
+            )
+            await stop.wait()
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            # No longer "serving" for /healthz while requests drain.
+            health.remove(status_dir)
     finally:
-        await runner.cleanup()
         flush_metrics()  # the last requests and the final last-used flush
 
 
@@ -82,17 +84,19 @@ def _flush_on_request(flush_metrics: Callable[[], None], status_dir: Path) -> No
     health.write_flushed(status_dir)
 
 
-async def _listen(runner: web.AppRunner, settings: Settings) -> None:
+async def _listen(stack: contextlib.AsyncExitStack, gateway: Gateway, settings: Settings) -> None:
     host, port = settings.gateway_host, settings.gateway_port
-    site = web.TCPSite(runner, host, port, reuse_port=True, backlog=1024)
+    listening = serve(
+        gateway, host, port, reuse_port=True, backlog=1024, shutdown_timeout=SHUTDOWN_TIMEOUT
+    )
     try:
-        await site.start()
+        await stack.enter_async_context(listening)
     except OSError as err:
         raise cannot_listen("GATEWAY_PORT", host, port, err) from None
 
 
 async def _heartbeat(
-    app: web.Application,
+    gateway: Gateway,
     status_dir: Path,
     parent: int,
     stop: asyncio.Event,
@@ -106,5 +110,5 @@ async def _heartbeat(
             stop.set()
             return
         flush_metrics()
-        health.write(status_dir, ready=app[GATEWAY].is_ready())
+        health.write(status_dir, ready=gateway.is_ready())
         await asyncio.sleep(health.HEARTBEAT)
