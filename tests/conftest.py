@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import asyncpg
 import pytest
 
 from gateway.core.config import Settings
 from gateway.core.migrate import migrate
 from gateway.core.store import Store
-from tests.helpers import Issued, issue
+from gateway.proxy.app import running, serve
+from tests.helpers import GatewayClient, Issued, issue
 from tests.pgbouncer import BINARY, MISSING, PgBouncer, running_pgbouncer
 
 ADMIN_TOKEN = "test-admin-token-" + "x" * 32
@@ -171,16 +173,31 @@ def gateway_settings(settings: Settings, upstream: Any) -> Settings:
     return dataclasses.replace(settings, upstream_url=str(upstream.make_url("/base")))
 
 
-@pytest.fixture
-def gateway_app(gateway_settings: Settings, pg_pool: asyncpg.Pool) -> Any:
-    from gateway.proxy.app import create_app
-
-    return create_app(gateway_settings)
+StartGateway = Callable[..., Awaitable[GatewayClient]]
 
 
 @pytest.fixture
-async def gateway_client(gateway_app: Any, aiohttp_client: Any) -> Any:
-    return await aiohttp_client(gateway_app)
+async def start_gateway() -> AsyncIterator[StartGateway]:
+    """Start gateways (``running()`` served on 127.0.0.1 by Tollgate's own server), each
+    with a client; all are stopped when the test ends. Options go to ``running()``."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(settings: Settings, **options: Any) -> GatewayClient:
+            gateway = await stack.enter_async_context(running(settings, **options))
+            server = await stack.enter_async_context(
+                serve(gateway, "127.0.0.1", 0, shutdown_timeout=1.0)
+            )
+            session = await stack.enter_async_context(aiohttp.ClientSession())
+            return GatewayClient(gateway, server, session)
+
+        yield start
+
+
+@pytest.fixture
+async def gateway_client(
+    gateway_settings: Settings, pg_pool: asyncpg.Pool, start_gateway: StartGateway
+) -> GatewayClient:
+    return await start_gateway(gateway_settings)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -30,7 +31,10 @@ def gateway_command() -> list[str]:
 
 
 class GatewayProcess:
-    def __init__(self, environ: dict[str, str], workdir: Path, *args: str) -> None:
+    def __init__(
+        self, environ: dict[str, str], workdir: Path, *args: str, open_files: int | None = None
+    ) -> None:
+        self.open_files = open_files  # the process's descriptor limit (soft and hard)
         self.port = int(environ.get("GATEWAY_PORT") or free_port())
         self.metrics_port = int(environ.get("GATEWAY_METRICS_PORT") or free_port())
         self.workdir = workdir
@@ -64,11 +68,16 @@ class GatewayProcess:
         with self.stderr_path.open("wb") as stderr:
             self.process = subprocess.Popen(
                 [*gateway_command(), "serve", *self.args],
+                preexec_fn=self._limit if self.open_files else None,
                 cwd=self.workdir,
                 env=self.env,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
             )
+
+    def _limit(self) -> None:
+        assert self.open_files is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
 
     async def wait_healthy(self, session: aiohttp.ClientSession) -> None:
         assert self.process is not None
@@ -116,10 +125,10 @@ class GatewayProcess:
 
 @asynccontextmanager
 async def running_gateway(
-    environ: dict[str, str], workdir: Path, *args: str
+    environ: dict[str, str], workdir: Path, *args: str, open_files: int | None = None
 ) -> AsyncIterator[tuple[GatewayProcess, aiohttp.ClientSession]]:
     """A healthy ``gateway serve`` and a client session; always stopped afterwards."""
-    gateway = GatewayProcess(environ, workdir, *args)
+    gateway = GatewayProcess(environ, workdir, *args, open_files=open_files)
     async with aiohttp.ClientSession() as session:
         gateway.start()
         try:

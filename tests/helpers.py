@@ -1,5 +1,6 @@
 """What many tests need, written once: polling with a deadline, free ports, Postgres
-addresses, bearer headers, metric samples and issuing tokens straight in the store."""
+addresses, bearer headers, metric samples, a client of a served gateway and issuing
+tokens straight in the store."""
 
 from __future__ import annotations
 
@@ -11,9 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import aiohttp
+from yarl import URL
+
 from gateway.core.store import Store
 from gateway.core.tokens import Hasher, generate
-from gateway.proxy.app import GATEWAY
+from gateway.proxy.app import Gateway
+from gateway.proxy.front import Server
 
 # argon2 parameters that keep tests fast; the gateway reads them from the hash.
 CHEAP_HASHER = Hasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -53,10 +58,39 @@ def bearer(raw: str, **more: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {raw}", **more}
 
 
-def sample(app: Any, name: str, **labels: str) -> float:
-    """A metric of the gateway running in ``app`` (0 when absent)."""
-    value = app[GATEWAY].metrics.registry.get_sample_value(name, labels or None)
+def sample(gateway: Gateway, name: str, **labels: str) -> float:
+    """A metric of ``gateway`` (0 when absent)."""
+    value = gateway.metrics.registry.get_sample_value(name, labels or None)
     return 0.0 if value is None else float(value)
+
+
+class GatewayClient:
+    """HTTP calls to a gateway served on a real socket (the ``start_gateway`` fixture):
+    ``.get/.post/.request(...)`` take a path, as aiohttp's test client does."""
+
+    def __init__(self, gateway: Gateway, server: Server, session: aiohttp.ClientSession) -> None:
+        self.gateway = gateway
+        self.server = server
+        self.session = session
+        self.port = server.port
+
+    def make_url(self, path: str) -> URL:
+        return URL(f"http://127.0.0.1:{self.port}").join(URL(path))
+
+    def request(self, method: str, path: str, **options: Any) -> Any:
+        return self.session.request(method, self.make_url(path), **options)
+
+    def get(self, path: str, **options: Any) -> Any:
+        return self.request("GET", path, **options)
+
+    def post(self, path: str, **options: Any) -> Any:
+        return self.request("POST", path, **options)
+
+    def head(self, path: str, **options: Any) -> Any:
+        return self.request("HEAD", path, **options)
+
+    def delete(self, path: str, **options: Any) -> Any:
+        return self.request("DELETE", path, **options)
 
 
 @dataclass(frozen=True)

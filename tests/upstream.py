@@ -2,6 +2,9 @@
 
 Every path under ``/base`` is echoed as JSON, except the special routes below. The
 slow routes sleep on purpose: they play a slow server, they do not wait for state.
+``/base/ws`` is a WebSocket endpoint: it greets with the token id it was given, echoes
+text and binary messages, closes (code 4000) when sent "close", and records each
+session's close code in ``app[WS_CLOSED]``.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import gzip
 import hashlib
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 BASE = "/base"
+WS_CLOSED = web.AppKey("ws_closed", list[int | None])
 CHUNK = 64 * 1024
 
 
@@ -99,8 +103,27 @@ async def status(request: web.Request) -> web.Response:
     return web.Response(status=code, text=None if code == 204 else "as asked")
 
 
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    try:
+        await ws.send_str(f"hello {request.headers.get('X-Token-Id')}")
+        async for message in ws:
+            if message.type == WSMsgType.TEXT and message.data == "close":
+                await ws.close(code=4000, message=b"upstream says bye")
+            elif message.type == WSMsgType.TEXT:
+                await ws.send_str(f"echo: {message.data}")
+            elif message.type == WSMsgType.BINARY:
+                await ws.send_bytes(message.data)
+    finally:  # also when the test server cancels the handler of a connection that went
+        request.app[WS_CLOSED].append(ws.close_code)
+    return ws
+
+
 def create_upstream() -> web.Application:
     app = web.Application(client_max_size=16 * 1024 * 1024)
+    app[WS_CLOSED] = []
+    app.router.add_get(f"{BASE}/ws", websocket)
     app.router.add_get(f"{BASE}/download", download)
     app.router.add_get(f"{BASE}/slow-headers", slow_headers)
     app.router.add_get(f"{BASE}/slow-body", slow_body)

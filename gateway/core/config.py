@@ -127,6 +127,16 @@ def _seconds(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
+def _limit_or_auto(low: int, high: int) -> Callable[[str], int | None]:
+    """A whole number in range, or ``auto`` (None: derived when the server starts)."""
+    whole = _int_in(low, high)
+
+    def parse(text: str) -> int | None:
+        return None if text == "auto" else whole(text)
+
+    return parse
+
+
 def _choice(*options: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in options:
@@ -244,6 +254,42 @@ class Settings:
     )
     upstream_timeout: float = _setting(
         "UPSTREAM_TIMEOUT", _seconds(0.001, 3600), "30", "seconds allowed for the upstream"
+    )
+    header_timeout: float = _setting(
+        "GATEWAY_HEADER_TIMEOUT",
+        _seconds(0.01, 3600),
+        "10",
+        "seconds a client has to send a request head (else 408 and close)",
+    )
+    keepalive_timeout: float = _setting(
+        "GATEWAY_KEEPALIVE_TIMEOUT",
+        _seconds(0, 3600),
+        "75",
+        "seconds an idle keep-alive connection is kept open (0: close after each answer)",
+    )
+    body_timeout: float = _setting(
+        "GATEWAY_BODY_TIMEOUT",
+        _seconds(0.01, 3600),
+        "30",
+        "seconds allowed between request body bytes (else 408, or the answer is cut)",
+    )
+    write_timeout: float = _setting(
+        "GATEWAY_WRITE_TIMEOUT",
+        _seconds(0.01, 3600),
+        "30",
+        "seconds a client may read nothing of a pending answer before it is cut",
+    )
+    websocket_timeout: float = _setting(
+        "GATEWAY_WEBSOCKET_TIMEOUT",
+        _seconds(0.01, 86400),
+        "60",
+        "seconds a relayed WebSocket may carry nothing either way before it is closed",
+    )
+    max_connections: int | None = _setting(
+        "GATEWAY_MAX_CONNECTIONS",
+        _limit_or_auto(1, 10_000_000),
+        "auto",
+        "open client connections per worker (auto: from the open-file limit)",
     )
     log_format: Literal["json", "text"] = _setting(
         "LOG_FORMAT", _choice("json", "text"), "json", "access log format"

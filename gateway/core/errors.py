@@ -10,13 +10,21 @@ code, a public message and the gateway outcome it counts as (SPEC §6)::
     │   └── InvalidToken          401 invalid_token          invalid_token
     │       └── ExpiredToken      401 invalid_token          expired_token
     ├── NotFound                  404 not_found
-    ├── MethodNotAllowed          405 method_not_allowed
+    ├── MethodNotAllowed          405 method_not_allowed     invalid_request
+    ├── RequestTimeout            408 request_timeout        client_timeout
     ├── PayloadTooLarge           413 payload_too_large
+    ├── URITooLong                414 uri_too_long           invalid_request
     ├── UnsupportedMediaType      415 unsupported_media_type
     ├── TooManyRequests           429 rate_limited           rate_limited
+    ├── HeaderFieldsTooLarge      431 header_fields_too_large invalid_request
+    ├── ClientClosed              499 client_closed          client_closed
     ├── BadGateway                502 upstream_unreachable   upstream_error
     ├── ServiceUnavailable        503 unavailable            unavailable
-    └── GatewayTimeout            504 upstream_timeout       upstream_timeout
+    ├── GatewayTimeout            504 upstream_timeout       upstream_timeout
+    └── HTTPVersionNotSupported   505 http_version_not_supported invalid_request
+
+499 is nginx's "client closed request": never sent (there is no one to send it to),
+only counted and logged.
 
 The public message is fixed per case and never carries client input verbatim;
 internal detail goes to the log only. Renderers (the admin middleware, the gateway's
@@ -100,10 +108,23 @@ class NotFound(TollgateError):
 
 class MethodNotAllowed(TollgateError):
     status, code, message = 405, "method_not_allowed", "method not allowed"
+    outcome = "invalid_request"
+
+
+class RequestTimeout(TollgateError):
+    """The client sent its request head, or its body, too slowly."""
+
+    status, code, message = 408, "request_timeout", "the request did not arrive in time"
+    outcome = "client_timeout"
 
 
 class PayloadTooLarge(TollgateError):
     status, code, message = 413, "payload_too_large", "request body too large"
+
+
+class URITooLong(TollgateError):
+    status, code, message = 414, "uri_too_long", "request target too long"
+    outcome = "invalid_request"
 
 
 class UnsupportedMediaType(TollgateError):
@@ -113,6 +134,18 @@ class UnsupportedMediaType(TollgateError):
 class TooManyRequests(TollgateError):
     status, code, message = 429, "rate_limited", "rate limit exceeded; retry later"
     outcome = "rate_limited"
+
+
+class HeaderFieldsTooLarge(TollgateError):
+    status, code, message = 431, "header_fields_too_large", "request header fields too large"
+    outcome = "invalid_request"
+
+
+class ClientClosed(TollgateError):
+    """The client's connection went away before its answer could be sent."""
+
+    status, code, message = 499, "client_closed", "the client closed the connection"
+    outcome = "client_closed"
 
 
 class BadGateway(TollgateError):
@@ -127,3 +160,8 @@ class ServiceUnavailable(TollgateError):
 class GatewayTimeout(TollgateError):
     status, code, message = 504, "upstream_timeout", "the upstream API did not answer in time"
     outcome = "upstream_timeout"
+
+
+class HTTPVersionNotSupported(TollgateError):
+    status, code, message = 505, "http_version_not_supported", "send HTTP/1.1 (or HTTP/1.0)"
+    outcome = "invalid_request"

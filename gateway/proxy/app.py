@@ -1,10 +1,14 @@
-"""The gateway's resources, built in order in ONE context, and the app that serves them.
+"""The gateway's resources, built in order in ONE context, and the listener that serves them.
 
 :func:`running` opens, in this order (and closes in reverse): the Postgres pool, the
 upstream client, the argon2 thread pool and the authenticator, the LISTEN
 connection, the rate limiter, the last-used flusher and the access log; then it
 builds the complete :class:`~.handler.Handler` from them. Nothing is bound late and
-nothing does I/O at import time.
+nothing does I/O at import time. :func:`serve` puts a running gateway on a port
+(Tollgate's own HTTP/1.1 server, :mod:`.front`)::
+
+    async with running(settings) as gateway, serve(gateway, host, port) as server:
+        ...
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from gateway.core import db
@@ -27,6 +31,8 @@ from gateway.core.tokens import Hasher
 from .accesslog import AccessLog
 from .auth import Authenticator
 from .forward import Forwarder
+from .front import ClientLimits, Server
+from .front import serve as serve_front
 from .handler import Handler
 from .lastused import LastUsed, flushing
 from .listener import Listener
@@ -59,6 +65,7 @@ class Gateway:
     limiter: RateLimiter
     last_used: LastUsed
     metrics: GatewayMetrics
+    limits: ClientLimits  # what its listener allows each client
 
     def is_ready(self) -> bool:
         """Accepting requests with the LISTEN connection (hence Postgres) up."""
@@ -126,36 +133,27 @@ async def running(
             metrics=metrics,
             access_log=access_log,
         )
-        yield Gateway(handler, auth, listener, limiter, last_used, metrics)
+        limits = ClientLimits.from_settings(settings)
+        yield Gateway(handler, auth, listener, limiter, last_used, metrics, limits)
 
 
-GATEWAY = web.AppKey("gateway", Gateway)
-
-
-def create_app(
-    settings: Settings,
+def serve(
+    gateway: Gateway,
+    host: str,
+    port: int,
     *,
-    metrics: GatewayMetrics | None = None,
-    hasher: Hasher | None = None,
-    access_log: AccessLog | None = None,
-    clock: Callable[[], float] = time.monotonic,
-) -> web.Application:
-    """The proxy as an aiohttp app: :func:`running` in its one cleanup context."""
-    settings.require_upstream()
-
-    async def resources(app: web.Application) -> AsyncIterator[None]:
-        async with running(
-            settings, metrics=metrics, hasher=hasher, access_log=access_log, clock=clock
-        ) as gateway:
-            app[GATEWAY] = gateway
-            yield
-
-    # aiohttp's own access log off whatever runner serves the app: ours replaces it.
-    app = web.Application(handler_args={"access_log": None})
-    app.cleanup_ctx.append(resources)
-    app.router.add_route("*", "/{path:.*}", _dispatch)
-    return app
-
-
-async def _dispatch(request: web.Request) -> web.StreamResponse:
-    return await request.app[GATEWAY].handler(request)
+    reuse_port: bool = False,
+    backlog: int = 1024,
+    shutdown_timeout: float = 10.0,
+) -> AbstractAsyncContextManager[Server]:
+    """Serve ``gateway`` on host:port while inside (OSError when the port cannot be bound);
+    leaving drains requests in flight for up to ``shutdown_timeout`` seconds."""
+    return serve_front(
+        gateway.handler,
+        gateway.limits,
+        host,
+        port,
+        reuse_port=reuse_port,
+        backlog=backlog,
+        shutdown_timeout=shutdown_timeout,
+    )

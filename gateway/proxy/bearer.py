@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from multidict import CIMultiDictProxy
+from multidict import MultiMapping
 
 from gateway.core.errors import BadRequest, ExpiredToken, InvalidToken, Unauthorized
 
@@ -37,7 +37,7 @@ def expired_token() -> ExpiredToken:
     return ExpiredToken(headers=_challenge("invalid_token", ExpiredToken.message))
 
 
-def bearer_token(headers: CIMultiDictProxy[str]) -> str:
+def bearer_token(headers: MultiMapping[str]) -> str:
     """The token of ``Authorization: Bearer <token>``; raises the RFC 6750 answer.
 
     No header or another scheme: 401 without an error code (§3.1). A Bearer

@@ -6,7 +6,14 @@ request of ``aiohttp.ClientSession``. Request and response bodies are streamed c
 by chunk as they arrive; nothing is buffered whole. Failures before the answer
 started become 502 (unreachable) or 504 (no headers within ``UPSTREAM_TIMEOUT``); a
 body that stalls or breaks after the answer started cuts the connection, so the
-client can tell the body is incomplete.
+client can tell the body is incomplete. A client that stalls or leaves mid-upload
+raises from its body (408 / client_closed): the upstream connection is then
+abandoned, and nothing is blamed on the upstream.
+
+WebSocket handshakes go upstream with their ``Upgrade``/``Connection``; when the
+upstream switches protocols (101), the client connection and the upstream one are
+relayed to each other until either closes. Any other answer is passed back as the
+upstream's refusal.
 """
 
 from __future__ import annotations
@@ -18,12 +25,13 @@ from collections.abc import Mapping
 from typing import Final, NamedTuple
 from urllib.parse import unquote
 
-from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict, MultiMapping
 from yarl import URL
 
-from gateway.core.errors import BadGateway, BadRequest, GatewayTimeout
+from gateway.core.errors import BadGateway, BadRequest, ClientClosed, GatewayTimeout, RequestTimeout
 
+from .front import Request
+from .front.response import no_body
 from .upstream import UpstreamClient, UpstreamResponse
 
 log = logging.getLogger(__name__)
@@ -69,14 +77,10 @@ _RESPONSE_DROP: Final = (
 _SEPARATORS = re.compile(r"[/\\]")
 
 
-def _may_have_body(method: str, status: int) -> bool:
-    # HEAD, 1xx, 204 and 304 answers carry no body: their Content-Length must stay
-    # the upstream's, not be recomputed from an empty body.
-    return method != "HEAD" and status >= 200 and status not in (204, 304)
+_UPGRADE: Final = {"Connection": "Upgrade", "Upgrade": "websocket"}
 
 
 class Forwarded(NamedTuple):
-    response: web.StreamResponse
     upstream_seconds: float
     outcome: str  # "proxied", or why a started stream was cut
 
@@ -86,7 +90,7 @@ def escapes(raw_path: str) -> bool:
     return any(seg in (".", "..") for seg in _SEPARATORS.split(unquote(raw_path)))
 
 
-def without(headers: CIMultiDictProxy[str], drop: tuple[str, ...]) -> CIMultiDict[str]:
+def without(headers: MultiMapping[str], drop: tuple[str, ...]) -> CIMultiDict[str]:
     """A copy of ``headers`` without ``drop`` and the fields named in ``Connection``.
 
     Copying the whole multidict (in C) and deleting the few names present is several
@@ -110,24 +114,20 @@ class Forwarder:
         self._client = client
         self._prefix = URL(upstream_url).raw_path.rstrip("/")
 
-    def target(self, request: web.BaseRequest) -> str:
+    def target(self, request: Request) -> str:
         """UPSTREAM_URL's path + path + query (the request target sent upstream); 400 when
         the path could leave UPSTREAM_URL's path."""
-        # The request target exactly as received: the URL object would re-encode it.
-        path, _, query = request.raw_path.partition("?")
-        if not path.startswith("/"):  # absolute-form ("GET http://host/path"): its path only
-            path = request.rel_url.raw_path
+        # The path exactly as received (absolute-form: its path only), never re-encoded.
+        path, query = request.path, request.query
         if ("." in path or "%" in path or "\\" in path) and escapes(path):
             raise BadRequest("dot segments are not allowed in the path", code="invalid_path")
         return f"{self._prefix}{path}?{query}" if query else self._prefix + path
 
-    def upstream_headers(
-        self, request: web.BaseRequest, identity: Mapping[str, str]
-    ) -> CIMultiDict[str]:
+    def upstream_headers(self, request: Request, identity: Mapping[str, str]) -> CIMultiDict[str]:
         incoming = request.headers
         headers = without(incoming, _REQUEST_DROP)
         headers.update(identity)
-        remote = request.remote
+        remote = request.peer
         if remote:
             headers["X-Forwarded-For"] = remote
         headers["X-Forwarded-Proto"] = request.scheme
@@ -138,7 +138,7 @@ class Forwarder:
 
     async def forward(
         self,
-        request: web.BaseRequest,
+        request: Request,
         url: str,
         identity: Mapping[str, str],
         extra: Mapping[str, str],
@@ -148,11 +148,18 @@ class Forwarder:
         ``identity`` headers go upstream, ``extra`` headers go to the client.
         """
         headers = self.upstream_headers(request, identity)
-        body = request.content.iter_any() if request.body_exists else None
+        body = request if request.has_body else None
         started = time.perf_counter()
         try:
+            # An upgrade is hop-by-hop, but this hop is the one being upgraded: the client
+            # sends Connection/Upgrade for it.
             upstream = await self._client.request(
-                request.method, url, headers.items(), body, request.content_length
+                request.method,
+                url,
+                headers.items(),
+                body,
+                request.content_length,
+                upgrade=request.upgrade,
             )
         except TimeoutError:
             raise GatewayTimeout() from None
@@ -163,57 +170,64 @@ class Forwarder:
         try:
             headers = without(upstream.headers, _RESPONSE_DROP)
             headers.update(extra)
+            if upstream.status == 101:  # only ever to a handshake (the pool refuses others)
+                return Forwarded(upstream_seconds, await self._relay(request, upstream, headers))
             whole = upstream.complete_body()
-            if whole is not None and _may_have_body(request.method, upstream.status):
+            # HEAD, 1xx, 204 and 304 answers carry no body: their Content-Length must stay
+            # the upstream's, not be recomputed from an empty body (they are "streamed").
+            if whole is not None and not no_body(request.method, upstream.status):
                 # The whole body came with the headers (the usual small API answer):
                 # one write for both instead of one each. Nothing waits, nothing is
                 # buffered beyond what already arrived.
                 headers.popall("Content-Length", None)  # recomputed from the body
-                response: web.StreamResponse = web.Response(
-                    status=upstream.status,
-                    reason=upstream.reason,
-                    headers=headers,
-                    body=whole,
-                )
-                return Forwarded(response, upstream_seconds, "proxied")
-            response = web.StreamResponse(
-                status=upstream.status, reason=upstream.reason, headers=headers
-            )
+                request.respond(upstream.status, headers, whole, reason=upstream.reason)
+                return Forwarded(upstream_seconds, "proxied")
             try:
-                await response.prepare(request)
-            except ConnectionResetError:  # the client left while we waited upstream
-                return Forwarded(response, upstream_seconds, "proxied")
-            outcome = await self._stream(request, upstream, whole, response)
+                request.start(upstream.status, headers, reason=upstream.reason)
+            except ClientClosed:  # the client left while we waited upstream
+                return Forwarded(upstream_seconds, "client_closed")
+            outcome = await self._stream(request, upstream, whole)
         finally:
             upstream.release()
-        return Forwarded(response, upstream_seconds, outcome)
+        return Forwarded(upstream_seconds, outcome)
+
+    async def _relay(
+        self, request: Request, upstream: UpstreamResponse, headers: CIMultiDict[str]
+    ) -> str:
+        try:
+            transport, leftover = upstream.upgrade()
+        except OSError:
+            raise BadGateway() from None
+        headers.update(_UPGRADE)
+        headers["Upgrade"] = upstream.headers.get("Upgrade", "websocket")
+        try:
+            await request.tunnel(101, headers, transport, leftover, reason=upstream.reason)
+        except ClientClosed:
+            return "client_closed"
+        return "proxied"
 
     async def _stream(
-        self,
-        request: web.BaseRequest,
-        upstream: UpstreamResponse,
-        first: bytes | None,
-        response: web.StreamResponse,
+        self, request: Request, upstream: UpstreamResponse, first: bytes | None
     ) -> str:
         try:
             if first:  # a HEAD/204/304 answer's empty "body", or bytes already received
-                await response.write(first)
+                await request.write(first)
             while chunk := await upstream.read():
-                await response.write(chunk)
+                await request.write(chunk)
         except TimeoutError:
             return self._cut(request, "upstream_timeout", "upstream body stalled")
         except OSError as err:
-            if request.transport is None or request.transport.is_closing():
-                return "proxied"  # the client went away; nothing to tell it
             return self._cut(request, "upstream_error", f"upstream body broke: {err}")
+        except (ClientClosed, RequestTimeout) as err:
+            request.cut()  # the client left, or read nothing for too long
+            return err.outcome
+        request.end()
         return "proxied"
 
     @staticmethod
-    def _cut(request: web.BaseRequest, outcome: str, why: str) -> str:
+    def _cut(request: Request, outcome: str, why: str) -> str:
         # The status line is sent already: closing the connection without the final
         # chunk is the only way left to tell the client the body is incomplete.
         log.warning("%s; cutting the answer to the client", why)
-        transport = request.transport
-        if transport is not None:
-            transport.abort()
+        request.cut()
         return outcome

@@ -1,13 +1,15 @@
 """The request path, top to bottom, in one handler for every method and path.
 
 request id -> bearer -> ``auth.prove()`` -> path check -> ``limiter.hit()`` ->
-``forward()``; then metrics and the access log, whatever happened. Each step returns
-a value or raises one of :mod:`gateway.core.errors`' classes, whose ``outcome`` is
-what the metrics count.
+``forward()``; then metrics and the access log in one ``finally``, whatever
+happened. Each step returns a value or raises one of :mod:`gateway.core.errors`'
+classes, whose ``outcome`` is what the metrics count.
 
 One handler rather than a stack of middlewares: each middleware layer costs a
 coroutine and a closure per request, and a cached request must cost little more
-than the upstream call itself.
+than the upstream call itself. Requests the connection refuses before they reach
+the handler (unparsable, too slow, over the connection cap) are counted and logged
+by :meth:`Handler.rejected`, with the same fields.
 """
 
 from __future__ import annotations
@@ -19,15 +21,15 @@ import secrets
 import time
 from collections.abc import Callable
 
-from aiohttp import web
-
-from gateway.core.errors import TollgateError, TooManyRequests, error_body
+from gateway.core.errors import ClientClosed, TollgateError, TooManyRequests, error_body
 from gateway.core.rates import Rate
 
 from .accesslog import AccessLog
 from .auth import Authenticator
 from .bearer import bearer_token
 from .forward import Forwarder
+from .front import Request
+from .front.response import http_date
 from .lastused import LastUsed
 from .metrics import GatewayMetrics
 from .ratelimit import Decision, LocalLimiter, RateLimiter
@@ -36,21 +38,34 @@ log = logging.getLogger(__name__)
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _TOO_MANY_BODY = error_body(TooManyRequests.code, TooManyRequests.message)
+_CLIENT_GONE = 499  # logged when no answer could be sent (nginx's "client closed request")
 
 
-def refusal(err: TollgateError, request_id: str) -> web.Response:
-    """The JSON error answer for ``err`` (bodies are encoded once per case, not per request)."""
-    headers = {**err.headers, "Content-Type": "application/json", "X-Request-Id": request_id}
-    return web.Response(status=err.status, body=err.body(), headers=headers)
+def refuse(request: Request, err: TollgateError, request_id: str) -> None:
+    """Answer ``err`` as JSON (bodies are encoded once per case, not per request); an
+    answer already started can only be cut, and a client that left gets nothing."""
+    if request.status is not None:
+        request.cut()
+        return
+    if isinstance(err, ClientClosed):
+        return
+    headers = {
+        **err.headers,
+        "Content-Type": "application/json",
+        "X-Request-Id": request_id,
+        "Date": http_date(),
+    }
+    request.respond(err.status, headers, err.body())
 
 
-def too_many(decision: Decision, request_id: str) -> web.Response:
+def too_many(request: Request, decision: Decision, request_id: str) -> None:
     """The 429 answer, without raising, matching and copying an exception: a flood of
     over-limit requests is the case where refusals must stay cheap."""
     headers = decision.headers()
     headers["Content-Type"] = "application/json"
     headers["X-Request-Id"] = request_id
-    return web.Response(status=429, body=_TOO_MANY_BODY, headers=headers)
+    headers["Date"] = http_date()
+    request.respond(429, headers, _TOO_MANY_BODY)
 
 
 class Handler:
@@ -81,17 +96,20 @@ class Handler:
         self._id_prefix = secrets.token_hex(6)
         self._ids = itertools.count(1)
 
-    def request_id(self, request: web.BaseRequest) -> str:
+    def request_id(self, request: Request) -> str:
         given = request.headers.get("X-Request-Id")
         if given is not None and _REQUEST_ID.fullmatch(given):
             return given
+        return self.new_request_id()
+
+    def new_request_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):x}"
 
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        started = time.perf_counter()
+    async def __call__(self, request: Request) -> None:
         request_id = self.request_id(request)
         state = None
         upstream_seconds: float | None = None
+        outcome = TollgateError.outcome  # if even the finally below is reached by cancellation
         try:
             state = await self._auth.prove(bearer_token(request.headers))
             self._last_used.record(state.token_id)
@@ -109,32 +127,66 @@ class Handler:
                     "X-Token-Id": state.token_id,
                     "X-Request-Id": request_id,
                 }
-                response, upstream_seconds, outcome = await self._forwarder.forward(
+                upstream_seconds, outcome = await self._forwarder.forward(
                     request, url, identity, extra
                 )
                 self._upstream_duration.observe(upstream_seconds)
             else:
                 outcome = "rate_limited"
-                response = too_many(decision, request_id)
+                too_many(request, decision, request_id)
         except TollgateError as err:
             outcome = err.outcome
-            response = refusal(err, request_id)
+            refuse(request, err, request_id)
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             outcome = TollgateError.outcome
-            response = refusal(TollgateError(), request_id)
+            refuse(request, TollgateError(), request_id)
+        finally:
+            status = request.status
+            if status is None:  # the connection was gone before any answer could go out
+                status, outcome = _CLIENT_GONE, "client_closed"
+            self._record(
+                request_id,
+                request.method,
+                request.path,
+                status,
+                outcome,
+                request.started,
+                upstream_seconds,
+                None if state is None else state.token_id,
+                None if state is None else state.project_id,
+            )
+
+    def rejected(self, err: TollgateError, method: str, path: str, started: float) -> str:
+        """Count and log a request the connection refused itself; the id to answer with."""
+        request_id = self.new_request_id()
+        status = _CLIENT_GONE if err.outcome == "client_closed" else err.status
+        self._record(request_id, method, path, status, err.outcome, started, None, None, None)
+        return request_id
+
+    def _record(
+        self,
+        request_id: str,
+        method: str,
+        path: str,
+        status: int,
+        outcome: str,
+        started: float,
+        upstream_seconds: float | None,
+        token_id: str | None,
+        project_id: str | None,
+    ) -> None:
         duration = time.perf_counter() - started
         self._count[outcome].inc()
         self._duration[outcome].observe(duration)
         self._access_log.log(
             request_id,
-            request.method,
-            request.rel_url.raw_path,
-            response.status,
+            method,
+            path,
+            status,
             outcome,
             duration,
             upstream_seconds,
-            None if state is None else state.token_id,
-            None if state is None else state.project_id,
+            token_id,
+            project_id,
         )
-        return response

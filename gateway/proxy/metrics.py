@@ -20,6 +20,8 @@ OUTCOMES = (
     "upstream_error",
     "upstream_timeout",
     "unavailable",
+    "client_closed",  # the client left before its answer (logged as status 499)
+    "client_timeout",  # its head, body or reading of the answer was too slow (408, or cut)
 )
 
 # Latency buckets from 0.5 ms: a cached request through the gateway takes about a millisecond.

@@ -28,8 +28,8 @@ from aiohttp import web
 from admin.app import create_app as create_admin_app
 from gateway.core import db, migrate
 from gateway.core.config import ConfigError, Secret, Settings, cannot_listen
-from gateway.proxy.app import GATEWAY
-from gateway.proxy.app import create_app as create_gateway_app
+from gateway.proxy.app import running, serve
+from gateway.proxy.front import raise_open_files_limit
 
 from . import demo, health
 
@@ -61,6 +61,7 @@ def up(settings: Settings) -> int:
     settings = dataclasses.replace(settings, database_url=url, admin_token=token)
     if settings.gateway_workers > 1:
         log.warning("gateway up runs one in-process proxy worker; GATEWAY_WORKERS is for serve")
+    raise_open_files_limit()
     return uvloop.run(_run(settings, embedded=embedded, generated=generated))
 
 
@@ -95,14 +96,17 @@ async def _start_all(stack: contextlib.AsyncExitStack, settings: Settings) -> Ad
     admin_port = await _listen(
         stack, admin_app, settings.admin_host, settings.admin_port, "ADMIN_PORT"
     )
-    gateway_app = create_gateway_app(settings)
-    gateway_port = await _listen(
-        stack, gateway_app, settings.gateway_host, settings.gateway_port, "GATEWAY_PORT"
-    )
+    gateway = await stack.enter_async_context(running(settings))
+    host, port = settings.gateway_host, settings.gateway_port
+    try:
+        server = await stack.enter_async_context(
+            serve(gateway, host, port, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        )
+    except OSError as err:
+        raise _cannot_bind("GATEWAY_PORT", host, port, err) from None
+    gateway_port = server.port
     assert settings.database_url is not None  # resolved by up()
-    monitor = health.single_app(
-        lambda: gateway_app.get(GATEWAY), health.DatabaseCheck(settings.database_url)
-    )
+    monitor = health.single_app(lambda: gateway, health.DatabaseCheck(settings.database_url))
     host = settings.gateway_host
     metrics_port = await _listen(
         stack, monitor, host, settings.metrics_port, "GATEWAY_METRICS_PORT"
@@ -127,12 +131,16 @@ async def _listen(
     try:
         await site.start()
     except OSError as err:
-        if err.errno == errno.EADDRINUSE:
-            hint = "stop what holds it, or choose another port"
-            raise ConfigError(variable, f"{host}:{port} is already in use ({hint})") from None
-        raise cannot_listen(variable, host, port, err) from None
+        raise _cannot_bind(variable, host, port, err) from None
     bound: int = runner.addresses[0][1]
     return bound
+
+
+def _cannot_bind(variable: str, host: str, port: int, err: OSError) -> ConfigError:
+    if err.errno == errno.EADDRINUSE:
+        hint = "stop what holds it, or choose another port"
+        return ConfigError(variable, f"{host}:{port} is already in use ({hint})")
+    return cannot_listen(variable, host, port, err)
 
 
 def _url(host: str, port: int) -> str:

@@ -21,6 +21,7 @@ from gateway.core.events import CHANNEL
 from gateway.core.store import Store
 from gateway.core.tokens import Hasher, generate, parse
 from tests.conftest import ADMIN_AUTH, ADMIN_TOKEN
+from tests.helpers import GatewayClient
 from tests.relay import Relay
 
 Client = Any
@@ -836,10 +837,8 @@ async def test_a_schema_error_is_a_500_with_its_traceback_logged(
 
 
 async def test_revoking_and_deleting_through_the_api_stop_a_running_gateway(
-    admin_client: Client, gateway_app: Any, gateway_client: Any
+    admin_client: Client, gateway_client: GatewayClient
 ) -> None:
-    from gateway.proxy.app import GATEWAY
-
     project = await new_project(admin_client)
     base = f"/v1/projects/{project['id']}"
     revoked = await new_token(admin_client, project["id"])
@@ -858,7 +857,7 @@ async def test_revoking_and_deleting_through_the_api_stop_a_running_gateway(
             await asyncio.sleep(0.02)
 
     deadline = asyncio.get_running_loop().time() + 10
-    while GATEWAY not in gateway_app or not gateway_app[GATEWAY].is_ready():
+    while not gateway_client.gateway.is_ready():
         assert asyncio.get_running_loop().time() < deadline, "gateway never became ready"
         await asyncio.sleep(0.02)
     assert (await status(revoked), await status(orphaned)) == (200, 200)

@@ -19,7 +19,7 @@ from gateway.core.config import Settings
 from gateway.core.store import Store
 from gateway.core.tokens import generate, parse
 from tests.conftest import ADMIN_AUTH
-from tests.helpers import free_port
+from tests.helpers import GatewayClient, free_port
 
 MISSING = generate("tg").id
 
@@ -282,10 +282,8 @@ async def test_serve_answers_and_stops_cleanly_on_sigterm(
 
 
 async def test_a_cli_revoke_is_seen_by_a_running_gateway(
-    env: dict[str, str], gateway_app: Any, gateway_client: Any
+    env: dict[str, str], gateway_client: GatewayClient
 ) -> None:
-    from gateway.proxy.app import GATEWAY
-
     pid = (await ok(env, "projects", "create", "--name", "p", "--json")).json()["id"]
     made = (await ok(env, "tokens", "create", "--project", pid, "--json")).json()
     headers = {"Authorization": f"Bearer {made['token']}"}
@@ -295,9 +293,7 @@ async def test_a_cli_revoke_is_seen_by_a_running_gateway(
             return int(response.status)
 
     deadline = time.monotonic() + 10
-    while (
-        GATEWAY not in gateway_app or not gateway_app[GATEWAY].is_ready()
-    ):  # LISTEN is up, so no notification can be missed
+    while not gateway_client.gateway.is_ready():  # LISTEN is up: no notification is missed
         assert time.monotonic() < deadline, "the gateway never became ready"
         await asyncio.sleep(0.02)
     assert await status() == 200  # proven and cached for TOKEN_CACHE_TTL (30 s)

@@ -27,7 +27,7 @@ from playwright.async_api import Browser, Locator, Page, async_playwright, expec
 
 from admin.app import create_app as create_admin_app
 from gateway.core.config import Settings
-from gateway.proxy.app import create_app as create_gateway_app
+from gateway.proxy.app import running, serve
 from tests.conftest import ADMIN_TOKEN
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -94,13 +94,16 @@ async def servers(database_url: str) -> AsyncIterator[Servers]:
         }
     )
     admin = await started(create_admin_app(settings))
-    gateway = await started(create_gateway_app(settings))
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     try:
-        yield Servers(str(admin.make_url("/")), str(gateway.make_url("/")), pool)
+        async with (
+            running(settings) as gateway,
+            serve(gateway, "127.0.0.1", 0, shutdown_timeout=1.0) as listening,
+        ):
+            yield Servers(str(admin.make_url("/")), f"http://127.0.0.1:{listening.port}/", pool)
     finally:
         await pool.close()
-        for server in (gateway, admin, upstream):
+        for server in (admin, upstream):
             await server.close()
 
 

@@ -32,6 +32,11 @@ def test_defaults_match_the_spec() -> None:
     assert settings.last_used_flush_interval == 5
     assert settings.upstream_timeout == 30
     assert settings.log_format == "json"
+    # The proxy listener's bounds on clients (README: "Slow and broken clients").
+    assert (settings.header_timeout, settings.keepalive_timeout) == (10, 75)
+    assert (settings.body_timeout, settings.write_timeout) == (30, 30)
+    assert settings.websocket_timeout == 60
+    assert settings.max_connections is None  # auto: from the open-file limit
 
 
 @pytest.mark.parametrize(
@@ -54,6 +59,13 @@ def test_defaults_match_the_spec() -> None:
         ("LOG_FORMAT", "xml", "json, text"),
         ("TOKEN_PREFIX", "tg_", "lowercase letters"),
         ("REDIS_URL", "http://x", "redis://"),
+        ("GATEWAY_HEADER_TIMEOUT", "0", "out of range"),
+        ("GATEWAY_KEEPALIVE_TIMEOUT", "-1", "out of range"),
+        ("GATEWAY_BODY_TIMEOUT", "soon", "not a number of seconds"),
+        ("GATEWAY_WRITE_TIMEOUT", "inf", "out of range"),
+        ("GATEWAY_WEBSOCKET_TIMEOUT", "0", "out of range"),
+        ("GATEWAY_MAX_CONNECTIONS", "0", "out of range"),
+        ("GATEWAY_MAX_CONNECTIONS", "many", "not a whole number"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, says: str) -> None:
@@ -181,3 +193,8 @@ def test_every_setting_has_a_row_in_the_readme() -> None:
     documented = {name for row in rows for name in re.findall(r"`([A-Z0-9_]+)`", row)}
     declared = {field.metadata["env"] for field in settings_fields()}
     assert declared - documented == set(), "settings missing from README's Configuration table"
+
+
+def test_max_connections_is_a_number_or_auto() -> None:
+    assert Settings.from_env({"GATEWAY_MAX_CONNECTIONS": "500"}).max_connections == 500
+    assert Settings.from_env({"GATEWAY_MAX_CONNECTIONS": "auto"}).max_connections is None

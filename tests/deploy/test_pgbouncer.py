@@ -17,15 +17,13 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestClient
 
 from admin.app import create_app as admin_app
 from gateway.core.config import Settings
-from gateway.proxy.app import create_app as gateway_app
 from tests.admin.test_api import new_project, new_token
-from tests.conftest import ADMIN_AUTH
+from tests.conftest import ADMIN_AUTH, StartGateway
 from tests.gatewayproc import echo_app, issue_token, running_gateway, send
-from tests.helpers import bearer, sample, until
+from tests.helpers import GatewayClient, bearer, sample, until
 from tests.pgbouncer import SERVER_BACKENDS, PgBouncer
 
 # Cheap argon2 parameters for the tokens the admin API issues here.
@@ -45,17 +43,12 @@ def pooled_settings(
     )
 
 
-async def start_gateway(settings: Settings, aiohttp_client: Any) -> TestClient[Any, Any]:
-    """The gateway on a real socket: the one place to adapt if its server changes."""
-    client: TestClient[Any, Any] = await aiohttp_client(gateway_app(settings))
-    return client
+async def status(gateway: GatewayClient, raw: str) -> int:
+    async with gateway.get("/x", headers=bearer(raw)) as response:
+        return response.status
 
 
-async def status(gateway: TestClient[Any, Any], raw: str) -> int:
-    return (await gateway.get("/x", headers=bearer(raw))).status
-
-
-async def refused(gateway: TestClient[Any, Any], raw: str) -> bool:
+async def refused(gateway: GatewayClient, raw: str) -> bool:
     return await status(gateway, raw) == 401
 
 
@@ -65,10 +58,11 @@ async def test_tokens_live_and_die_through_transaction_pooling(
     pg_pool: asyncpg.Pool,
     database_url: str,
     aiohttp_client: Any,
+    start_gateway: StartGateway,
 ) -> None:
     await pgbouncer.fill_pool(database_url)
     admin = await aiohttp_client(admin_app(pooled_settings), headers=ADMIN_AUTH)
-    gateway = await start_gateway(pooled_settings, aiohttp_client)
+    gateway = await start_gateway(pooled_settings)
     project = await new_project(admin, name="pooled")
     tokens = [await new_token(admin, project["id"]) for _ in range(6)]
 
@@ -94,7 +88,7 @@ async def test_tokens_live_and_die_through_transaction_pooling(
         timeout=1.0,
         what="revoked token still accepted after 1 s",
     )
-    assert sample(gateway.app, "gateway_revocations_received_total") == 1
+    assert sample(gateway.gateway, "gateway_revocations_received_total") == 1
     assert await status(gateway, kept["token"]) == 200
 
     # All of it over PgBouncer's two server connections to this database, never more.

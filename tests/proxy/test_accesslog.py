@@ -15,24 +15,23 @@ import pytest
 
 from gateway.core.config import Settings
 from gateway.proxy.accesslog import AccessLog, pieces
-from gateway.proxy.app import create_app
-from tests.conftest import IssueToken
+from tests.conftest import IssueToken, StartGateway
 
 
 async def logged_client(
-    settings: Settings, aiohttp_client: Any, log_format: str
+    settings: Settings, start_gateway: StartGateway, log_format: str
 ) -> tuple[Any, AccessLog, io.StringIO]:
     stream = io.StringIO()
     access_log = AccessLog(log_format, stream)  # type: ignore[arg-type]
     settings = dataclasses.replace(settings, log_format=log_format)
-    client = await aiohttp_client(create_app(settings, access_log=access_log))
+    client = await start_gateway(settings, access_log=access_log)
     return client, access_log, stream
 
 
 async def test_json_lines_describe_each_request(
-    gateway_settings: Settings, aiohttp_client: Any, issue_token: IssueToken
+    gateway_settings: Settings, start_gateway: StartGateway, issue_token: IssueToken
 ) -> None:
-    client, access_log, stream = await logged_client(gateway_settings, aiohttp_client, "json")
+    client, access_log, stream = await logged_client(gateway_settings, start_gateway, "json")
     issued = await issue_token()
     headers = {"Authorization": f"Bearer {issued.raw}", "X-Request-Id": "trace-1"}
     assert (await client.post("/v1/x?secret=hidden", headers=headers, data=b"x")).status == 200
@@ -58,9 +57,9 @@ async def test_json_lines_describe_each_request(
 
 
 async def test_text_lines(
-    gateway_settings: Settings, aiohttp_client: Any, issue_token: IssueToken
+    gateway_settings: Settings, start_gateway: StartGateway, issue_token: IssueToken
 ) -> None:
-    client, access_log, stream = await logged_client(gateway_settings, aiohttp_client, "text")
+    client, access_log, stream = await logged_client(gateway_settings, start_gateway, "text")
     issued = await issue_token()
     await client.get("/v1/z", headers={"Authorization": f"Bearer {issued.raw}"})
     access_log.flush()

@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry
 from gateway.core import tokens
 from gateway.core.config import Settings
 from gateway.core.store import Store
-from gateway.proxy.app import GATEWAY, create_app, running
+from gateway.proxy.app import running
 from gateway.proxy.metrics import GatewayMetrics
-from tests.conftest import IssueToken
+from tests.conftest import IssueToken, StartGateway
 from tests.helpers import CHEAP_HASHER, bearer, issue, sample
 from tests.relay import Relay
 
@@ -42,7 +42,7 @@ async def test_no_bearer_credentials_get_a_bare_challenge(
     assert response.headers["WWW-Authenticate"] == REALM
     assert (await error_of(response))[0] == "unauthorized"
     assert response.headers["X-Request-Id"]
-    assert sample(gateway_client.app, "gateway_requests_total", outcome="unauthenticated") == 1
+    assert sample(gateway_client.gateway, "gateway_requests_total", outcome="unauthenticated") == 1
 
 
 @pytest.mark.parametrize(
@@ -56,7 +56,7 @@ async def test_malformed_bearer_header_is_invalid_request(gateway_client: Any, v
     challenge = response.headers["WWW-Authenticate"]
     assert challenge.startswith(REALM + ', error="invalid_request"')
     assert (await error_of(response))[0] == "invalid_request"
-    assert sample(gateway_client.app, "gateway_requests_total", outcome="invalid_request") == 1
+    assert sample(gateway_client.gateway, "gateway_requests_total", outcome="invalid_request") == 1
 
 
 async def test_two_authorization_headers_are_invalid_request(
@@ -105,10 +105,10 @@ async def test_invalid_tokens_get_the_same_401(
         ), name
         # One answer for all of them: nothing tells whether the token id exists.
         assert await error_of(response) == ("invalid_token", "invalid token"), name
-    app = gateway_client.app
-    assert sample(app, "gateway_requests_total", outcome="invalid_token") == 5
+    gateway = gateway_client.gateway
+    assert sample(gateway, "gateway_requests_total", outcome="invalid_token") == 5
     # Only the genuine id with a wrong secret cost an argon2 run.
-    assert sample(app, "gateway_token_verifications_total", result="invalid") == 1
+    assert sample(gateway, "gateway_token_verifications_total", result="invalid") == 1
 
 
 async def test_wrong_secret_is_cached_negatively(
@@ -118,26 +118,26 @@ async def test_wrong_secret_is_cached_negatively(
     wrong = str(tokens.Token("tg", genuine.token_id, tokens.generate("tg").secret))
     for _ in range(3):
         assert (await gateway_client.get("/x", headers=bearer(wrong))).status == 401
-    app = gateway_client.app
-    assert sample(app, "gateway_token_verifications_total", result="invalid") == 1
-    assert sample(app, "gateway_token_cache_total", result="negative") == 2
+    gateway = gateway_client.gateway
+    assert sample(gateway, "gateway_token_verifications_total", result="invalid") == 1
+    assert sample(gateway, "gateway_token_cache_total", result="negative") == 2
 
 
 async def test_bad_checksum_needs_no_database(
-    gateway_settings: Settings, pg_pool: asyncpg.Pool, aiohttp_client: Any
+    gateway_settings: Settings, pg_pool: asyncpg.Pool, start_gateway: StartGateway
 ) -> None:
     """A typo is refused before any database or hash work: even with no database."""
     relay = Relay(gateway_settings.database_url or "")
     await relay.start()
     try:
-        app = create_app(dataclasses.replace(gateway_settings, database_url=relay.url))
-        client = await aiohttp_client(app)
+        client = await start_gateway(dataclasses.replace(gateway_settings, database_url=relay.url))
+        gateway = client.gateway
         genuine = tokens.generate("tg")
         await relay.cut()
         response = await client.get("/x", headers=bearer(bad_checksum(str(genuine))))
         assert response.status == 401
-        assert sample(app, "gateway_requests_total", outcome="invalid_token") == 1
-        assert sample(app, "gateway_token_verifications_total", result="invalid") == 0
+        assert sample(gateway, "gateway_requests_total", outcome="invalid_token") == 1
+        assert sample(gateway, "gateway_token_verifications_total", result="invalid") == 0
     finally:
         await relay.close()
 
@@ -156,7 +156,7 @@ async def test_expired_token_says_so(
         f'{REALM}, error="invalid_token", error_description="token expired"'
     )
     assert await error_of(response) == ("invalid_token", "token expired")
-    assert sample(gateway_client.app, "gateway_requests_total", outcome="expired_token") == 1
+    assert sample(gateway_client.gateway, "gateway_requests_total", outcome="expired_token") == 1
 
 
 async def test_expiry_is_checked_on_every_request(
@@ -165,7 +165,7 @@ async def test_expiry_is_checked_on_every_request(
     """A cached token stops at its expires_at, without waiting for the state to refresh."""
     issued = await issue_token()
     assert (await gateway_client.get("/x", headers=bearer(issued.raw))).status == 200
-    state = gateway_client.app[GATEWAY].auth.states.get(issued.token_id)
+    state = gateway_client.gateway.auth.states.get(issued.token_id)
     assert state is not None
     state.expires_at = 0.0  # what the cache would hold for a token whose time came
     response = await gateway_client.get("/x", headers=bearer(issued.raw))
@@ -199,12 +199,12 @@ async def test_token_is_proven_once_then_served_from_cache(
     issued = await issue_token()
     for _ in range(5):
         assert (await gateway_client.get("/x", headers=bearer(issued.raw))).status == 200
-    app = gateway_client.app
-    assert sample(app, "gateway_token_verifications_total", result="valid") == 1
-    assert sample(app, "gateway_token_cache_total", result="miss") == 1
-    assert sample(app, "gateway_token_cache_total", result="hit") == 4
+    gateway = gateway_client.gateway
+    assert sample(gateway, "gateway_token_verifications_total", result="valid") == 1
+    assert sample(gateway, "gateway_token_cache_total", result="miss") == 1
+    assert sample(gateway, "gateway_token_cache_total", result="hit") == 4
     # The cache holds digests, never the token.
-    proofs = app[GATEWAY].auth.proofs
+    proofs = gateway.auth.proofs
     assert issued.raw not in repr(vars(proofs))
     assert proofs.get(tokens.digest(issued.raw)) == issued.token_id
 
@@ -221,7 +221,7 @@ async def test_gateway_metrics_are_per_app(gateway_settings: Settings, pg_pool: 
 async def test_a_schema_error_is_a_logged_500_never_an_outage(
     gateway_settings: Settings,
     own_database: str,
-    aiohttp_client: Any,
+    start_gateway: StartGateway,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The ``tokens`` table renamed away: lookups are answered 500 ``internal_error`` with
@@ -235,8 +235,7 @@ async def test_a_schema_error_is_a_logged_500_never_an_outage(
         unproven = await issue(store, hasher=CHEAP_HASHER)
         now = [1000.0]
         settings = dataclasses.replace(gateway_settings, database_url=own_database)
-        app = create_app(settings, clock=lambda: now[0])
-        client = await aiohttp_client(app)
+        client = await start_gateway(settings, clock=lambda: now[0])
         assert (await client.get("/x", headers=bearer(proven.raw))).status == 200
         await pool.execute("ALTER TABLE tokens RENAME TO tokens_elsewhere")
         now[0] += settings.token_cache_ttl + 1  # the proven token's state needs a refresh
@@ -246,7 +245,7 @@ async def test_a_schema_error_is_a_logged_500_never_an_outage(
             response = await client.get("/x", headers=bearer(raw))
             assert response.status == 500
             assert (await response.json())["error"]["code"] == "internal_error"
-        assert sample(app, "gateway_requests_total", outcome="unavailable") == 9
+        assert sample(client.gateway, "gateway_requests_total", outcome="unavailable") == 9
         lookups = [record for record in caplog.records if record.name == "gateway.proxy.auth"]
         [traceback] = [record for record in lookups if record.exc_info]
         assert traceback.exc_info is not None

@@ -13,9 +13,8 @@ import pytest
 from yarl import URL
 
 from gateway.core.config import Settings
-from gateway.proxy.app import create_app
 from gateway.proxy.forward import escapes
-from tests.conftest import Issued, IssueToken
+from tests.conftest import Issued, IssueToken, StartGateway
 from tests.helpers import bearer, free_port, sample
 from tests.upstream import pattern
 
@@ -221,7 +220,7 @@ async def test_upstream_status_passes_through(gateway_client: Any, token: Issued
     response = await gateway_client.get("/status/418", headers=bearer(token.raw))
     assert response.status == 418
     assert await response.text() == "as asked"
-    assert sample(gateway_client.app, "gateway_requests_total", outcome="proxied") == 1
+    assert sample(gateway_client.gateway, "gateway_requests_total", outcome="proxied") == 1
 
 
 @pytest.mark.parametrize(
@@ -246,7 +245,7 @@ async def test_dot_segments_are_refused(gateway_client: Any, token: Issued, path
     assert response.status == 400
     body = await response.json()
     assert body["error"]["code"] == "invalid_path"
-    assert sample(gateway_client.app, "gateway_requests_total", outcome="invalid_request") == 1
+    assert sample(gateway_client.gateway, "gateway_requests_total", outcome="invalid_request") == 1
 
 
 @pytest.mark.parametrize("path", ["/a..b/c", "/.well-known/x", "/a/...", "//double", "/%252e%252e"])
@@ -266,54 +265,54 @@ def test_escapes() -> None:
     assert not escapes("/a.b/.c/..d")
 
 
-async def client_for(settings: Settings, aiohttp_client: Any, **changes: Any) -> Any:
-    return await aiohttp_client(create_app(dataclasses.replace(settings, **changes)))
+async def client_for(settings: Settings, start_gateway: StartGateway, **changes: Any) -> Any:
+    return await start_gateway(dataclasses.replace(settings, **changes))
 
 
 async def test_unreachable_upstream_is_502(
-    gateway_settings: Settings, aiohttp_client: Any, issue_token: IssueToken
+    gateway_settings: Settings, start_gateway: StartGateway, issue_token: IssueToken
 ) -> None:
     token = await issue_token()
     client = await client_for(
-        gateway_settings, aiohttp_client, upstream_url=f"http://127.0.0.1:{free_port()}"
+        gateway_settings, start_gateway, upstream_url=f"http://127.0.0.1:{free_port()}"
     )
     response = await client.get("/x", headers=bearer(token.raw))
     assert response.status == 502
     assert (await response.json())["error"]["code"] == "upstream_unreachable"
     assert response.headers["X-Request-Id"]
-    assert sample(client.app, "gateway_requests_total", outcome="upstream_error") == 1
+    assert sample(client.gateway, "gateway_requests_total", outcome="upstream_error") == 1
 
 
 async def test_upstream_without_headers_in_time_is_504(
-    gateway_settings: Settings, aiohttp_client: Any, issue_token: IssueToken
+    gateway_settings: Settings, start_gateway: StartGateway, issue_token: IssueToken
 ) -> None:
     token = await issue_token()
-    client = await client_for(gateway_settings, aiohttp_client, upstream_timeout=0.2)
+    client = await client_for(gateway_settings, start_gateway, upstream_timeout=0.2)
     response = await client.get("/slow-headers?delay=5", headers=bearer(token.raw))
     assert response.status == 504
     assert (await response.json())["error"]["code"] == "upstream_timeout"
-    assert sample(client.app, "gateway_requests_total", outcome="upstream_timeout") == 1
+    assert sample(client.gateway, "gateway_requests_total", outcome="upstream_timeout") == 1
 
 
 async def test_stalled_body_cuts_the_stream(
-    gateway_settings: Settings, aiohttp_client: Any, issue_token: IssueToken
+    gateway_settings: Settings, start_gateway: StartGateway, issue_token: IssueToken
 ) -> None:
     token = await issue_token()
-    client = await client_for(gateway_settings, aiohttp_client, upstream_timeout=0.2)
+    client = await client_for(gateway_settings, start_gateway, upstream_timeout=0.2)
     response = await client.get("/slow-body?delay=5", headers=bearer(token.raw))
     assert response.status == 200  # the status line had gone out already
     # The client can tell: the body ends without its final chunk.
     with pytest.raises(aiohttp.ClientPayloadError):
         await response.read()
-    assert sample(client.app, "gateway_requests_total", outcome="upstream_timeout") == 1
+    assert sample(client.gateway, "gateway_requests_total", outcome="upstream_timeout") == 1
 
 
 async def test_upstream_url_path_with_trailing_slash(
-    gateway_settings: Settings, aiohttp_client: Any, issue_token: IssueToken, upstream: Any
+    gateway_settings: Settings, start_gateway: StartGateway, issue_token: IssueToken, upstream: Any
 ) -> None:
     token = await issue_token()
     client = await client_for(
-        gateway_settings, aiohttp_client, upstream_url=str(upstream.make_url("/base/"))
+        gateway_settings, start_gateway, upstream_url=str(upstream.make_url("/base/"))
     )
     response = await client.get("/v1", headers=bearer(token.raw))
     assert (await response.json())["raw_path"] == "/base/v1"

@@ -22,12 +22,11 @@ from gateway.core.config import Settings
 from gateway.core.rates import Rate
 from gateway.core.store import Store
 from gateway.core.tokens import Hasher
-from gateway.proxy.app import GATEWAY, create_app
 from gateway.proxy.auth import Authenticator
 from gateway.proxy.caches import TokenState
 from gateway.proxy.listener import Listener
 from gateway.proxy.metrics import GatewayMetrics
-from tests.conftest import Issued, IssueToken
+from tests.conftest import Issued, IssueToken, StartGateway
 from tests.helpers import bearer, sample, until
 from tests.relay import Relay
 
@@ -52,10 +51,10 @@ def relayed_settings(gateway_settings: Settings, relay: Relay) -> Settings:
 
 
 async def test_revocation_reaches_two_gateways_within_100_ms(
-    gateway_settings: Settings, aiohttp_client: Any, issue_token: IssueToken, store: Store
+    gateway_settings: Settings, start_gateway: StartGateway, issue_token: IssueToken, store: Store
 ) -> None:
-    gateways = [await aiohttp_client(create_app(gateway_settings)) for _ in range(2)]
-    assert all(client.app[GATEWAY].is_ready() for client in gateways)
+    gateways = [await start_gateway(gateway_settings) for _ in range(2)]
+    assert all(client.gateway.is_ready() for client in gateways)
     elapsed = []
     # Three revocations: the median says what the design does; a single one would
     # mostly measure how busy the machine was at that moment.
@@ -71,11 +70,11 @@ async def test_revocation_reaches_two_gateways_within_100_ms(
     assert statistics.median(elapsed) < 0.1
     assert max(elapsed) < 1  # far below TOKEN_CACHE_TTL (30 s): it was the notification
     for client in gateways:
-        app = client.app
-        assert sample(app, "gateway_revocations_received_total") == 3
+        gateway = client.gateway
+        assert sample(gateway, "gateway_revocations_received_total") == 3
         # Commit to eviction, from the payload's timestamp.
-        assert sample(app, "gateway_revocation_propagation_seconds_count") == 3
-        assert sample(app, "gateway_revocation_propagation_seconds_bucket", le="0.1") >= 2
+        assert sample(gateway, "gateway_revocation_propagation_seconds_count") == 3
+        assert sample(gateway, "gateway_revocation_propagation_seconds_bucket", le="0.1") >= 2
 
 
 async def test_deleting_a_project_stops_its_tokens_at_once(
@@ -115,19 +114,19 @@ async def test_new_rate_limit_applies_at_once(
     assert response.headers["RateLimit-Remaining"] == "0"
     assert response.headers["X-Request-Id"]
     assert (await response.json())["error"]["code"] == "rate_limited"
-    assert sample(gateway_client.app, "gateway_requests_total", outcome="rate_limited") >= 1
+    assert sample(gateway_client.gateway, "gateway_requests_total", outcome="rate_limited") >= 1
 
 
 async def test_proven_tokens_keep_working_without_postgres(
-    relayed_settings: Settings, aiohttp_client: Any, issue_token: IssueToken, relay: Relay
+    relayed_settings: Settings, start_gateway: StartGateway, issue_token: IssueToken, relay: Relay
 ) -> None:
     now = [1000.0]
-    client = await aiohttp_client(create_app(relayed_settings, clock=lambda: now[0]))
+    client = await start_gateway(relayed_settings, clock=lambda: now[0])
     proven = await issue_token()
     unproven = await issue_token()
     assert (await client.get("/x", headers=bearer(proven.raw))).status == 200
     await relay.cut()
-    await until(lambda: not client.app[GATEWAY].is_ready(), timeout=5)
+    await until(lambda: not client.gateway.is_ready(), timeout=5)
     # Cached and fresh: served with no database at all.
     assert (await client.get("/x", headers=bearer(proven.raw))).status == 200
     # Past TOKEN_CACHE_TTL the refresh fails: the stale state is served.
@@ -144,21 +143,21 @@ async def test_proven_tokens_keep_working_without_postgres(
     # Garbage still gets its 401: the checksum needs no database.
     typo = unproven.raw[:-1] + ("A" if unproven.raw[-1] != "A" else "B")
     assert (await client.get("/x", headers=bearer(typo))).status == 401
-    assert sample(client.app, "gateway_requests_total", outcome="unavailable") == 7
+    assert sample(client.gateway, "gateway_requests_total", outcome="unavailable") == 7
     await relay.restore()
-    await until(lambda: client.app[GATEWAY].is_ready(), timeout=10)
+    await until(lambda: client.gateway.is_ready(), timeout=10)
     assert (await client.get("/x", headers=bearer(unproven.raw))).status == 200
 
 
 async def test_listen_connection_cut_and_restored(
     relayed_settings: Settings,
-    aiohttp_client: Any,
+    start_gateway: StartGateway,
     issue_token: IssueToken,
     relay: Relay,
     store: Store,
 ) -> None:
-    client = await aiohttp_client(create_app(relayed_settings))
-    listener = client.app[GATEWAY].listener
+    client = await start_gateway(relayed_settings)
+    listener = client.gateway.listener
     kept = await issue_token()
     lost = await issue_token()
     for issued in (kept, lost):
@@ -175,31 +174,32 @@ async def test_listen_connection_cut_and_restored(
     assert await refused(client, lost)
     assert (await client.get("/x", headers=bearer(kept.raw))).status == 200
     # ...and revocation is instant again (commit to eviction, from the payload's time).
-    assert sample(client.app, "gateway_revocation_propagation_seconds_count") == 0
+    assert sample(client.gateway, "gateway_revocation_propagation_seconds_count") == 0
     assert await store.revoke_token(kept.project_id, kept.token_id)
     assert await until(lambda: refused(client, kept), timeout=2) < 1
-    assert sample(client.app, "gateway_revocation_propagation_seconds_count") == 1
-    assert sample(client.app, "gateway_revocation_propagation_seconds_sum") < 0.1
+    assert sample(client.gateway, "gateway_revocation_propagation_seconds_count") == 1
+    assert sample(client.gateway, "gateway_revocation_propagation_seconds_sum") < 0.1
     # The proof survived the reconnect: no argon2 run was needed again.
-    assert sample(client.app, "gateway_token_verifications_total", result="valid") == 2
+    assert sample(client.gateway, "gateway_token_verifications_total", result="valid") == 2
 
 
 async def test_listen_connects_to_database_listen_url(
     gateway_settings: Settings,
-    aiohttp_client: Any,
+    start_gateway: StartGateway,
     issue_token: IssueToken,
     relay: Relay,
 ) -> None:
     # Queries straight to Postgres, LISTEN through the relay: cutting it ends only LISTEN.
     settings = dataclasses.replace(gateway_settings, database_listen_url=relay.url)
-    client = await aiohttp_client(create_app(settings))
-    listener = client.app[GATEWAY].listener
+    client = await start_gateway(settings)
+    listener = client.gateway.listener
     assert listener.connected
     await relay.cut()
     await until(lambda: not listener.connected, timeout=5)
-    assert not client.app[GATEWAY].is_ready()
+    assert not client.gateway.is_ready()
     # The pool on DATABASE_URL still answers: a token never seen before is verified.
-    assert (await client.get("/x", headers=bearer((await issue_token()).raw))).status == 200
+    async with client.get("/x", headers=bearer((await issue_token()).raw)) as response:
+        assert response.status == 200
     await relay.restore()
     await until(lambda: listener.connected, timeout=10)
 

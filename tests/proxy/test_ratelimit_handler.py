@@ -13,14 +13,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from gateway.core.config import Settings
 from gateway.core.rates import parse_rate
 from gateway.core.store import Store
-from gateway.proxy.app import GATEWAY, create_app
+from gateway.proxy.app import Gateway
 from gateway.proxy.ratelimit.redis import RedisLimiter
-from tests.conftest import Issued, IssueToken
+from tests.conftest import Issued, IssueToken, StartGateway
 from tests.relay import Relay
 
 REDIS_URL = "redis://127.0.0.1:6379"
@@ -64,12 +63,16 @@ async def test_limit_n_passes_exactly_n_then_429_with_headers(
 
 
 async def test_the_default_limit_applies_to_projects_without_one(
-    settings: Settings, upstream: Any, pg_pool: Any, aiohttp_client: Any, issue_token: IssueToken
+    settings: Settings,
+    upstream: Any,
+    pg_pool: Any,
+    start_gateway: StartGateway,
+    issue_token: IssueToken,
 ) -> None:
     settings = dataclasses.replace(
         settings, upstream_url=str(upstream.make_url("/base")), rate_limit=parse_rate("3/hour")
     )
-    client = await aiohttp_client(create_app(settings))
+    client = await start_gateway(settings)
     issued = await issue_token(rate_limit=None)
     assert await statuses(client, issued, 4) == [200, 200, 200, 429]
 
@@ -135,8 +138,8 @@ def redis_settings(settings: Settings, url: str) -> Settings:
     return dataclasses.replace(settings, rate_limit_backend="redis", redis_url=url)
 
 
-def fallbacks(app: web.Application) -> float:
-    value = app[GATEWAY].metrics.registry.get_sample_value("gateway_rate_limit_fallbacks_total")
+def fallbacks(gateway: Gateway) -> float:
+    value = gateway.metrics.registry.get_sample_value("gateway_rate_limit_fallbacks_total")
     assert value is not None
     return value
 
@@ -144,14 +147,14 @@ def fallbacks(app: web.Application) -> float:
 async def test_two_gateways_on_one_redis_admit_exactly_n_together(
     gateway_settings: Settings,
     pg_pool: Any,
-    aiohttp_client: Any,
+    start_gateway: StartGateway,
     issue_token: IssueToken,
     redis_buckets: tuple[str, set[str]],
 ) -> None:
     redis_url, token_ids = redis_buckets
     settings = redis_settings(gateway_settings, redis_url)
-    one = await aiohttp_client(create_app(settings))
-    two = await aiohttp_client(create_app(settings))
+    one = await start_gateway(settings)
+    two = await start_gateway(settings)
     issued = await issue_token(rate_limit="7/minute")
     token_ids.add(issued.token_id)
 
@@ -166,7 +169,7 @@ async def test_two_gateways_on_one_redis_admit_exactly_n_together(
 async def test_redis_outage_keeps_serving_and_is_logged_once(
     gateway_settings: Settings,
     pg_pool: Any,
-    aiohttp_client: Any,
+    start_gateway: StartGateway,
     issue_token: IssueToken,
     redis_buckets: tuple[str, set[str]],
     caplog: pytest.LogCaptureFixture,
@@ -176,18 +179,18 @@ async def test_redis_outage_keeps_serving_and_is_logged_once(
     relay = Relay(redis_url)
     await relay.start()
     try:
-        app = create_app(redis_settings(gateway_settings, relay.url))
-        client = await aiohttp_client(app)
+        client = await start_gateway(redis_settings(gateway_settings, relay.url))
+        gateway = client.gateway
         issued = await issue_token(rate_limit="50/hour")
         token_ids.add(issued.token_id)
-        limiter = app[GATEWAY].limiter
+        limiter = gateway.limiter
         assert isinstance(limiter, RedisLimiter)
         assert await statuses(client, issued, 3) == [200] * 3
-        assert fallbacks(app) == 0
+        assert fallbacks(gateway) == 0
 
         await relay.cut()
         assert await statuses(client, issued, 20) == [200] * 20
-        assert fallbacks(app) == 20
+        assert fallbacks(gateway) == 20
         # Limited per process meanwhile: this gateway's local bucket started full.
         assert await statuses(client, issued, 40) == [200] * 30 + [429] * 10
 
@@ -197,9 +200,9 @@ async def test_redis_outage_keeps_serving_and_is_logged_once(
             assert time.monotonic() < deadline, "the gateway did not go back to Redis"
             await statuses(client, issued, 1)
             await asyncio.sleep(0.05)
-        counted = fallbacks(app)
+        counted = fallbacks(gateway)
         assert await statuses(client, issued, 3) == [200] * 3  # the shared bucket again
-        assert fallbacks(app) == counted
+        assert fallbacks(gateway) == counted
     finally:
         await relay.close()
 
@@ -211,7 +214,7 @@ async def test_redis_outage_keeps_serving_and_is_logged_once(
 async def test_a_gateway_starts_and_serves_while_redis_is_down(
     gateway_settings: Settings,
     pg_pool: Any,
-    aiohttp_client: Any,
+    start_gateway: StartGateway,
     issue_token: IssueToken,
     redis_buckets: tuple[str, set[str]],
 ) -> None:
@@ -219,10 +222,10 @@ async def test_a_gateway_starts_and_serves_while_redis_is_down(
     await relay.start()
     await relay.cut()
     try:
-        app = create_app(redis_settings(gateway_settings, relay.url))
-        client = await aiohttp_client(app)
+        client = await start_gateway(redis_settings(gateway_settings, relay.url))
+        gateway = client.gateway
         issued = await issue_token(rate_limit="2/minute")
         assert await statuses(client, issued, 3) == [200, 200, 429]
-        assert fallbacks(app) == 3
+        assert fallbacks(gateway) == 3
     finally:
         await relay.close()

@@ -579,6 +579,16 @@ async def test_field_values_are_trimmed_and_decoded() -> None:
 SWITCHED = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
 
 
+def streams(transport: asyncio.Transport) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A handed-over transport as a reader and writer (what a relay would set up)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    protocol = asyncio.StreamReaderProtocol(reader)
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
 async def upgrade_scenario() -> None:
     """A 101 to a request that asked to upgrade: the bytes sent with the head come
     first, then what the upstream echoes, both ways with back-pressure, until close."""
@@ -596,24 +606,25 @@ async def upgrade_scenario() -> None:
         response = await c.request("GET", "/ws", [("Sec-WebSocket-Key", "k")], upgrade="websocket")
         assert response.status == 101
         assert response.headers["Upgrade"] == "websocket"
-        tunnel = response.upgrade()
-        assert await tunnel.read() == b"welcome"
-        tunnel.write(b"ping")
-        await tunnel.drain()
-        assert await tunnel.read() == b"ping"
+        transport, leftover = response.upgrade()
+        reader, writer = streams(transport)
+        greeting = leftover
+        while len(greeting) < len(b"welcome"):
+            greeting += await asyncio.wait_for(reader.read(65536), 5)
+        assert greeting == b"welcome"
+        writer.write(b"ping")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"ping"
 
         async def send() -> None:
-            tunnel.write(big)
-            await tunnel.drain()
+            writer.write(big)
+            await writer.drain()
 
         sending = asyncio.create_task(send())
-        received = bytearray()
-        while len(received) < len(big):
-            received += await asyncio.wait_for(tunnel.read(), 5)
+        received = await asyncio.wait_for(reader.readexactly(len(big)), 10)
         await sending
-        assert bytes(received) == big
-        tunnel.close()
-        assert await tunnel.read() == b""  # closed: the end
+        assert received == big
+        writer.close()
         assert not c._idle  # never back in the pool
     head = seen[0]
     assert b"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" in head
@@ -638,11 +649,11 @@ async def test_upstream_closing_the_tunnel_ends_it() -> None:
 
     async with raw_server(once) as up, client_for(up.url) as c:
         response = await c.request("GET", "/ws", [], upgrade="websocket")
-        tunnel = response.upgrade()
-        received = b""
-        while chunk := await asyncio.wait_for(tunnel.read(), 5):
+        transport, received = response.upgrade()
+        reader, _ = streams(transport)
+        while chunk := await asyncio.wait_for(reader.read(65536), 5):
             received += chunk
-        assert received == b"bye"
+        assert received == b"bye"  # then the end: the upstream closed
 
 
 async def test_refused_upgrade_is_an_ordinary_answer() -> None:

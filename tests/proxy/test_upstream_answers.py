@@ -19,8 +19,7 @@ import pytest
 
 from gateway.core.config import Settings
 from gateway.proxy.accesslog import AccessLog
-from gateway.proxy.app import create_app
-from tests.conftest import IssueToken
+from tests.conftest import IssueToken, StartGateway
 from tests.helpers import bearer, sample
 from tests.proxy.rawserver import Script, in_turn, raw_server
 
@@ -50,11 +49,11 @@ class Front:
         return [json.loads(line) for line in self.stream.getvalue().splitlines()]
 
     def counted(self, outcome: str) -> float:
-        return sample(self.client.app, "gateway_requests_total", outcome=outcome)
+        return sample(self.client.gateway, "gateway_requests_total", outcome=outcome)
 
 
 @pytest.fixture
-def front(settings: Settings, aiohttp_client: Any, issue_token: IssueToken) -> Any:
+def front(settings: Settings, start_gateway: StartGateway, issue_token: IssueToken) -> Any:
     @asynccontextmanager
     async def start(script: Script) -> AsyncIterator[Front]:
         token = await issue_token()
@@ -62,9 +61,8 @@ def front(settings: Settings, aiohttp_client: Any, issue_token: IssueToken) -> A
             stream = io.StringIO()
             log = AccessLog("json", stream)  # type: ignore[arg-type]
             changed = dataclasses.replace(settings, upstream_url=up.url, log_format="json")
-            client = await aiohttp_client(create_app(changed, access_log=log))
+            client = await start_gateway(changed, access_log=log)
             yield Front(client, bearer(token.raw), log, stream)
-            await client.close()
 
     return start
 

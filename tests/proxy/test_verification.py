@@ -11,8 +11,8 @@ from typing import Any
 
 from gateway.core import tokens
 from gateway.core.config import Settings
-from gateway.proxy.app import GATEWAY, VERIFY_QUEUE_PER_THREAD, VERIFY_THREADS, create_app
-from tests.conftest import IssueToken
+from gateway.proxy.app import VERIFY_QUEUE_PER_THREAD, VERIFY_THREADS
+from tests.conftest import IssueToken, StartGateway
 from tests.helpers import bearer, sample, until
 
 # Cheap hashes, for tests that count verifications rather than time them.
@@ -35,40 +35,40 @@ class GatedHasher(tokens.Hasher):
         return super().verify(secret_hash, secret)
 
 
-async def gated_client(settings: Settings, aiohttp_client: Any) -> tuple[Any, GatedHasher]:
+async def gated_client(settings: Settings, start_gateway: StartGateway) -> tuple[Any, GatedHasher]:
     hasher = GatedHasher()
-    client = await aiohttp_client(create_app(settings, hasher=hasher))
+    client = await start_gateway(settings, hasher=hasher)
     return client, hasher
 
 
 async def test_concurrent_first_uses_share_one_verification_off_the_loop(
-    gateway_settings: Settings, aiohttp_client: Any, issue_token: IssueToken
+    gateway_settings: Settings, start_gateway: StartGateway, issue_token: IssueToken
 ) -> None:
     issued = await issue_token(hasher=FAST)
-    client, hasher = await gated_client(gateway_settings, aiohttp_client)
+    client, hasher = await gated_client(gateway_settings, start_gateway)
     requests = [
         asyncio.create_task(client.get("/x", headers=bearer(issued.raw))) for _ in range(64)
     ]
     # All 64 are inside the gateway, waiting on one verification, before it may finish.
-    await until(lambda: sample(client.app, "gateway_token_cache_total", result="miss") == 64)
+    await until(lambda: sample(client.gateway, "gateway_token_cache_total", result="miss") == 64)
     hasher.gate.set()
     responses = await asyncio.gather(*requests)
     assert [r.status for r in responses] == [200] * 64
     assert hasher.calls == 1
-    assert sample(client.app, "gateway_token_verifications_total", result="valid") == 1
+    assert sample(client.gateway, "gateway_token_verifications_total", result="valid") == 1
     # argon2 ran on a pool thread, never on the event loop's.
     assert hasher.threads and threading.get_ident() not in hasher.threads
 
 
 async def test_verifications_beyond_the_queue_are_shed(
-    gateway_settings: Settings, aiohttp_client: Any, issue_token: IssueToken
+    gateway_settings: Settings, start_gateway: StartGateway, issue_token: IssueToken
 ) -> None:
     limit = VERIFY_THREADS * VERIFY_QUEUE_PER_THREAD
     issued = [await issue_token(hasher=FAST) for _ in range(limit + 3)]
-    client, hasher = await gated_client(gateway_settings, aiohttp_client)
+    client, hasher = await gated_client(gateway_settings, start_gateway)
     first = [asyncio.create_task(client.get("/x", headers=bearer(t.raw))) for t in issued[:limit]]
     await until(lambda: hasher.calls == VERIFY_THREADS)
-    auth_path = client.app[GATEWAY].auth
+    auth_path = client.gateway.auth
     await until(lambda: auth_path._pending == limit)
     # The queue is full: new first uses are turned away at once instead of queueing.
     for extra in issued[limit:]:
@@ -78,7 +78,7 @@ async def test_verifications_beyond_the_queue_are_shed(
         assert (await response.json())["error"]["code"] == "unavailable"
     hasher.gate.set()
     assert [r.status for r in await asyncio.gather(*first)] == [200] * limit
-    assert sample(client.app, "gateway_requests_total", outcome="unavailable") == 3
+    assert sample(client.gateway, "gateway_requests_total", outcome="unavailable") == 3
     # Shedding was temporary: the same tokens pass once the queue drained.
     for extra in issued[limit:]:
         assert (await client.get("/x", headers=bearer(extra.raw))).status == 200
@@ -109,7 +109,7 @@ async def test_wrong_secret_flood_does_not_slow_the_owner(
     await asyncio.gather(*flood)
     assert set(statuses) <= {401, 429}
     # The per-id throttle lets a few attempts through, then refuses without argon2.
-    runs = sample(gateway_client.app, "gateway_token_verifications_total", result="invalid")
+    runs = sample(gateway_client.gateway, "gateway_token_verifications_total", result="invalid")
     assert 1 <= runs <= 5
     assert statuses.count(429) >= len(wrong) - 5
     assert len(latencies) >= 10
@@ -135,14 +135,14 @@ async def test_throttled_attempts_get_retry_after(
 
 async def test_state_is_trusted_for_the_cache_ttl_only(
     gateway_settings: Settings,
-    aiohttp_client: Any,
+    start_gateway: StartGateway,
     issue_token: IssueToken,
     pg_pool: Any,
 ) -> None:
     """Without any notification, a deleted row stops working once the TTL has passed."""
     now = [1000.0]
     settings = dataclasses.replace(gateway_settings, token_cache_ttl=30)
-    client = await aiohttp_client(create_app(settings, clock=lambda: now[0]))
+    client = await start_gateway(settings, clock=lambda: now[0])
     issued = await issue_token()
     assert (await client.get("/x", headers=bearer(issued.raw))).status == 200
     # Deleted behind the gateway's back (no NOTIFY): the cached state is still trusted.
@@ -151,4 +151,4 @@ async def test_state_is_trusted_for_the_cache_ttl_only(
     assert (await client.get("/x", headers=bearer(issued.raw))).status == 200
     now[0] += 2
     assert (await client.get("/x", headers=bearer(issued.raw))).status == 401
-    assert sample(client.app, "gateway_token_verifications_total", result="valid") == 1
+    assert sample(client.gateway, "gateway_token_verifications_total", result="valid") == 1

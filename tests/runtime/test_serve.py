@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -164,6 +165,37 @@ async def test_a_crashed_worker_is_replaced_and_counts_survive_it(
         # Counters never go backwards: the dead worker's counts are still in the sum.
         assert await send(gateway, 10, f"Bearer {raw}") == [200] * 10
         assert await settled_count(session, gateway, "proxied", 40) == 40
+
+
+async def test_a_slowloris_flood_under_a_1024_descriptor_limit_locks_no_client_out(
+    serve_env: dict[str, str], store: Store, tmp_path: Path
+) -> None:
+    """Issue 12's attack: 1,100 connections that never finish their head, against a
+    gateway limited to 1,024 descriptors. The connection cap (derived from that limit)
+    closes the longest-idle ones, so a legitimate client still gets in."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip("this test needs 1,100 client sockets of its own")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    raw, _ = await issue_token(store)
+    env = {**serve_env, "GATEWAY_WORKERS": "1"}
+    slow = []
+    async with running_gateway(env, tmp_path, open_files=1024) as (gateway, session):
+        try:
+            for _ in range(1100):
+                _, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+                writer.write(b"GET /x HTTP/1.1\r\nX-Slow: a")
+                slow.append(writer)
+            async with session.get(
+                gateway.url + "/x",
+                headers={"Authorization": f"Bearer {raw}"},
+                timeout=aiohttp.ClientTimeout(total=20),
+            ) as resp:
+                assert resp.status == 200
+        finally:
+            for writer in slow:
+                writer.close()
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 async def test_workers_stop_when_the_parent_is_killed(

@@ -2,10 +2,9 @@
 
 from .errors import UpstreamBroken, UpstreamTimeout, UpstreamUnreachable
 from .pool import UpstreamClient
-from .response import Tunnel, UpstreamResponse
+from .response import UpstreamResponse
 
 __all__ = [
-    "Tunnel",
     "UpstreamBroken",
     "UpstreamClient",
     "UpstreamResponse",

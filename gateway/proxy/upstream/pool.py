@@ -161,10 +161,6 @@ class _Connection(asyncio.Protocol):
                 timer.cancel()
             self._drain = None
 
-    def send(self, data: bytes) -> None:
-        if self.transport is not None:
-            self.transport.write(data)
-
     def pause(self) -> None:
         if not self._paused and self.transport is not None:
             self._paused = True
@@ -179,9 +175,15 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+    def detach(self) -> asyncio.Transport | None:
+        """Give the socket up to whoever relays the switched protocol (after a 101)."""
+        transport, self.transport = self.transport, None
+        self._switched = None
+        self.client.forget(self)
+        if transport is not None and self._paused:
+            self._paused = False
+            transport.resume_reading()
+        return transport
 
     # -- answer side
 

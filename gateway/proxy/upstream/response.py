@@ -1,5 +1,5 @@
 """An upstream answer as its caller sees it: status, head, a body read with back-pressure,
-and, after a 101, the switched connection itself (:class:`Tunnel`)."""
+and, after a 101, the switched connection's transport (:meth:`UpstreamResponse.upgrade`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Final, Protocol
 
 from multidict import CIMultiDictProxy
 
-from .errors import expire
+from .errors import UpstreamBroken, expire
 
 HIGH_WATER: Final = 256 * 1024  # body bytes queued for the client before we stop reading
 
@@ -23,9 +23,7 @@ class Link(Protocol):
     def pause(self) -> None: ...  # stop reading from the socket
     def resume(self) -> None: ...
     def abort(self) -> None: ...
-    def send(self, data: bytes) -> None: ...
-    async def drained(self, idle: float | None) -> None: ...
-    def close(self) -> None: ...
+    def detach(self) -> asyncio.Transport | None: ...  # hand the socket over (after a 101)
 
 
 class UpstreamResponse:
@@ -106,17 +104,24 @@ class UpstreamResponse:
         if conn is not None and not self._done:
             conn.abort()
 
-    def upgrade(self) -> Tunnel:
-        """The connection itself, after a 101 to a request sent with ``upgrade=``.
+    def upgrade(self) -> tuple[asyncio.Transport, bytes]:
+        """After a 101 to a request sent with ``upgrade=``: the connection's transport and
+        the bytes that came after the head.
 
-        From here on the bytes are the new protocol's, relayed as they are; the
-        connection never goes back to the pool. RuntimeError for any other answer.
+        The caller owns the transport from here on (it sets its own protocol and its own
+        idle limits); the connection never returns to the pool. RuntimeError for any other
+        answer; UpstreamBroken if the upstream closed the connection already.
         """
-        conn = self._conn
-        if self.status != 101 or conn is None:
+        if self.status != 101:
             raise RuntimeError("upgrade() needs a 101 answer to a request sent with upgrade=")
-        self._idle = None  # a relay sets its own idle limits
-        return Tunnel(self, conn)
+        conn, self._conn = self._conn, None
+        transport = None if conn is None else conn.detach()
+        if transport is None:
+            raise UpstreamBroken("upstream closed the connection after switching protocols")
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        self._queued = 0
+        return transport, data
 
     # -- fed by the connection
 
@@ -137,32 +142,3 @@ class UpstreamResponse:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-
-class Tunnel:
-    """A switched connection to the upstream (after a 101): raw bytes both ways.
-
-    ``await read()`` gives what the upstream sent, first the bytes that came with the
-    101 head, then b"" once it closed; reading stops (the socket is paused) while
-    ``HIGH_WATER`` bytes are unread. ``write()`` then ``await drain()`` sends, waiting
-    while the socket's buffer is full. Neither waits with a timeout of its own: wrap
-    them in ``asyncio.timeout`` for idle limits. ``close()`` ends the connection.
-    """
-
-    __slots__ = ("_conn", "_response")
-
-    def __init__(self, response: UpstreamResponse, conn: Link) -> None:
-        self._response = response
-        self._conn = conn
-
-    async def read(self) -> bytes:
-        return await self._response.read()
-
-    def write(self, data: bytes) -> None:
-        self._conn.send(data)
-
-    async def drain(self) -> None:
-        await self._conn.drained(None)
-
-    def close(self) -> None:
-        self._conn.close()
