@@ -70,19 +70,19 @@ def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
         asyncio.run(_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+async def _migrate(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
 def database_url(server_url: str) -> Iterator[str]:
     """A fresh, migrated database for this test session, dropped afterwards."""
-
-    async def apply(url: str) -> None:
-        conn = await asyncpg.connect(url)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-
     with scratch_database(server_url, "tollgate_test") as url:
-        asyncio.run(apply(url))
+        asyncio.run(_migrate(url))
         yield url
 
 
@@ -101,6 +101,13 @@ def pgbouncer(server_url: str) -> Iterator[PgBouncer]:
         pytest.skip(MISSING)
     with running_pgbouncer(server_url) as bouncer:
         yield bouncer
+
+
+@pytest.fixture
+async def own_database(empty_database: str) -> str:
+    """A fresh, migrated database of this test's own, for tests that break its schema."""
+    await _migrate(empty_database)
+    return empty_database
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit
 
 from .rates import Rate, parse_rate
 
@@ -56,19 +56,46 @@ class Secret:
         return hash(self._value)
 
 
+# A query parameter carrying a password: libpq's password and sslpassword, redis-py's password.
+_PASSWORD_PARAMETER = re.compile(r"([?&][^=&#]*password=)[^&#]*", re.IGNORECASE)
+
+
 def mask_url(url: str) -> str:
-    """The URL with any password (in the user part or a ``password=`` parameter) as ``***``."""
-    parts = urlsplit(url)
-    if parts.password is not None:
-        host = parts.netloc.rsplit("@", 1)[1]
-        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
-    if "password=" in parts.query:
-        query = [
-            (name, "***" if name == "password" else value)
-            for name, value in parse_qsl(parts.query, keep_blank_values=True)
-        ]
-        parts = parts._replace(query=urlencode(query, safe="*/"))
-    return urlunsplit(parts)
+    """The URL with every password shown as ``***``: the user part's, and any
+    ``…password=`` query parameter's. Never raises, whatever the text.
+
+    The user part is everything between the first ``://`` and the *last* ``@``, not
+    what a URL parser makes of it: an unencoded ``#``, ``?`` or ``/`` in a password
+    moves the rest of it past the host, where a parser would show it.
+    """
+    url = _PASSWORD_PARAMETER.sub(r"\1***", url)
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    userinfo, at, location = rest.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not colon:
+        return url  # no password in the user part
+    return f"{scheme}{sep}{user}:***{at}{location}"
+
+
+def _well_formed(text: str) -> SplitResult:
+    """The parts of URL ``text``, if a parser sees the user part where :func:`mask_url`
+    does. Problems are said without repeating the text: it may hold a password."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    if "@" in text.partition("://")[2][len(parts.netloc) :]:
+        raise ValueError(
+            "has an '@' after the host: percent-encode '@', '#', '?' and '/' in the user"
+            " name and password (%40, %23, %3F, %2F)"
+        )
+    try:
+        parts.port  # noqa: B018 (raises for a port that is not a number)
+    except ValueError:
+        raise ValueError("has a port that is not a number") from None
+    return parts
 
 
 # ---------------------------------------------------------------- value parsers
@@ -120,22 +147,22 @@ def _choice(*options: str) -> Callable[[str], str]:
 
 
 def _http_url(text: str) -> str:
-    parts = urlsplit(text)
+    parts = _well_formed(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{text!r} is not an http:// or https:// URL with a host")
+        raise ValueError(f"{mask_url(text)!r} is not an http:// or https:// URL with a host")
     if parts.query or parts.fragment:
         raise ValueError("must not carry a query string or fragment")
     return text.rstrip("/")
 
 
 def _postgres_url(text: str) -> str:
-    if urlsplit(text).scheme not in ("postgresql", "postgres"):
+    if _well_formed(text).scheme not in ("postgresql", "postgres"):
         raise ValueError("must start with postgresql://")
     return text
 
 
 def _redis_url(text: str) -> str:
-    if urlsplit(text).scheme not in ("redis", "rediss", "unix"):
+    if _well_formed(text).scheme not in ("redis", "rediss", "unix"):
         raise ValueError("must start with redis://, rediss:// or unix://")
     return text
 
@@ -307,11 +334,12 @@ class Settings:
         return self.admin_token
 
     def __repr__(self) -> str:
-        # Every URL may carry a password (a Secret masks itself): none reaches a log.
+        # Any text may be a URL with a password (and a Secret masks itself): none
+        # reaches a log, whatever the setting is called.
         shown = []
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if field.name.endswith("_url") and isinstance(value, str):
+            if isinstance(value, str):
                 value = mask_url(value)
             shown.append(f"{field.name}={value!r}")
         return f"Settings({', '.join(shown)})"

@@ -14,8 +14,10 @@ PgBouncer" gives the measured figure and why this is not a setting.
 
 :data:`UNREACHABLE` is the one tuple of errors meaning "Postgres could not be asked":
 the network, the server going away, a timeout. Anything else a query raises (a
-missing table, a violated constraint) is a bug or a schema mismatch, and callers let
-it surface instead of treating it as an outage.
+missing table, a violated constraint, a bad argument) is a bug or a schema mismatch,
+and callers let it surface instead of treating it as an outage. A connection used
+after it was lost raises asyncpg's plain ``InterfaceError`` (as misuse does): code
+holding one connection checks ``is_closed()`` first; pools replace lost ones.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ POOLER_SAFE: dict[str, Any] = {"statement_cache_size": 0}
 UNREACHABLE: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, unreachable network (ConnectionError and its kin)
     TimeoutError,
-    asyncpg.InterfaceError,  # the connection is closed or was lost mid-query
-    asyncpg.PostgresConnectionError,  # SQLSTATE 08: connection exceptions
+    # SQLSTATE 08, connection exceptions; with asyncpg's ConnectionDoesNotExistError, the
+    # connection lost mid-query. Not asyncpg.InterfaceError as a whole: it also covers
+    # DataError (a bad query argument) and misuse of a connection, which are bugs.
+    asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,  # 57P03: starting up, shutting down
     asyncpg.AdminShutdownError,  # 57P01: terminated by an administrator or a restart
     asyncpg.CrashShutdownError,  # 57P02

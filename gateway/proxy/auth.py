@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 
 from gateway.core import db, tokens
-from gateway.core.errors import ServiceUnavailable, TooManyRequests
+from gateway.core.errors import ServiceUnavailable, TollgateError, TooManyRequests
 from gateway.core.rates import Rate, parse_rate
 from gateway.core.store import AuthRecord, Store
 
@@ -71,6 +71,7 @@ class Authenticator:
         self._verifications: SingleFlight[bytes, TokenState] = SingleFlight()
         self._lookups: SingleFlight[str, AuthRecord | None] = SingleFlight()
         self._db_down = False
+        self._lookups_failing = False
         self._hit = metrics.token_cache.labels("hit")
         self._miss = metrics.token_cache.labels("miss")
         self._negative = metrics.token_cache.labels("negative")
@@ -127,8 +128,10 @@ class Authenticator:
         try:
             record = await self._lookup(token.id)
             genuine = record is not None and await self._argon2(record.secret_hash, token.secret)
-        except ServiceUnavailable:
-            self._throttle.refund(token.id)  # nothing was tried: not a failed attempt
+        except Exception:
+            # Nothing was tried (Postgres unreachable, shedding, or a bug answered 500):
+            # not a failed attempt, or a bug would soon turn into 429s.
+            self._throttle.refund(token.id)
             raise
         if record is None or not genuine:
             self._negatives.add(key)
@@ -183,7 +186,8 @@ class Authenticator:
     # ------------------------------------------------------------ Postgres
 
     async def _lookup(self, token_id: str) -> AuthRecord | None:
-        """The row, one query for all concurrent callers; 503 when Postgres cannot answer."""
+        """The row, one query for all concurrent callers; 503 when Postgres cannot answer,
+        500 when it answers with an error."""
         return await self._lookups.run(token_id, lambda: self._fetch(token_id))
 
     async def _fetch(self, token_id: str) -> AuthRecord | None:
@@ -197,10 +201,23 @@ class Authenticator:
             raise ServiceUnavailable(
                 "token store unreachable; retry shortly", headers={"Retry-After": "1"}
             ) from None
-        if self._db_down:
-            log.info("Postgres reachable again for token lookups")
-            self._db_down = False
+        except Exception:
+            # A missing table, a query error: a bug or a schema mismatch, answered 500 and
+            # never mistaken for an outage (no stale fallback, no 503).
+            self._lookup_failed()
+            raise TollgateError() from None
+        if self._db_down or self._lookups_failing:
+            log.info("token lookups answer again")
+            self._db_down = self._lookups_failing = False
         return record
+
+    def _lookup_failed(self) -> None:
+        """The traceback once (called from an ``except``), then one line per lookup."""
+        if self._lookups_failing:
+            log.error("token lookup failed again (not an outage); see the first error")
+            return
+        self._lookups_failing = True
+        log.exception("token lookup failed: not an outage but a bug or a schema mismatch")
 
     def _state(self, record: AuthRecord) -> TokenState:
         rate = self._default_rate

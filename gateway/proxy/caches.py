@@ -2,14 +2,17 @@
 
 * :class:`ProofCache`: digest of a whole token -> token id, filled only after argon2
   verified the secret. Tokens are immutable, so a proof holds as long as the row
-  exists. LRU-bounded; the raw token is never kept.
+  exists. A cachetools ``LRUCache`` beside a reverse map by token id; the raw token
+  is never kept.
 * :class:`StateCache`: token id -> what can change (project, expiry, rate limit),
   trusted for ``TOKEN_CACHE_TTL``. A stale entry is kept as a fallback for when
-  Postgres cannot be asked.
-* :class:`NegativeCache`: digests known to be wrong, for a short time.
+  Postgres cannot be asked, which is why this one is not a ``TTLCache`` (that drops
+  expired entries); it also keeps a per-project index and expires everything in O(1).
+* :class:`NegativeCache`: digests known to be wrong, for a short time: a cachetools
+  ``TTLCache``.
 
 Every time-dependent class takes an injectable monotonic ``clock``. None of them
-is thread-safe; they live on the event loop.
+is thread-safe (cachetools' caches are not either); they live on the event loop.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from cachetools import LRUCache, TTLCache
 
 from gateway.core.rates import Rate
 
@@ -28,32 +33,31 @@ class ProofCache:
     """digest -> token id, least recently used first out.
 
     A token id has exactly one valid token, hence at most one proof: the reverse
-    map lets a revocation drop it without scanning.
+    map lets a revocation drop it without scanning. The positive hit is keyed by
+    the digest of the whole token, never by the token id alone.
     """
 
     def __init__(self, maxsize: int = 100_000) -> None:
-        self._maxsize = maxsize
-        self._by_digest: OrderedDict[bytes, str] = OrderedDict()
+        self._by_digest: LRUCache[bytes, str] = LRUCache(maxsize)
         self._by_id: dict[str, bytes] = {}
 
     def get(self, key: bytes) -> str | None:
-        token_id = self._by_digest.get(key)
-        if token_id is not None:
-            self._by_digest.move_to_end(key)
-        return token_id
+        return self._by_digest.get(key)
 
     def add(self, key: bytes, token_id: str) -> None:
         self.evict(token_id)
+        # Make room ourselves: an eviction the LRUCache made on its own would leave
+        # the reverse map behind.
+        if len(self._by_digest) >= self._by_digest.maxsize:
+            _, oldest = self._by_digest.popitem()
+            del self._by_id[oldest]
         self._by_digest[key] = token_id
         self._by_id[token_id] = key
-        if len(self._by_digest) > self._maxsize:
-            _, oldest = self._by_digest.popitem(last=False)
-            self._by_id.pop(oldest, None)
 
     def evict(self, token_id: str) -> None:
         key = self._by_id.pop(token_id, None)
         if key is not None:
-            self._by_digest.pop(key, None)
+            del self._by_digest[key]
 
     def __len__(self) -> int:
         return len(self._by_digest)
@@ -140,28 +144,21 @@ class StateCache:
 
 
 class NegativeCache:
-    """Digests of tokens known to be wrong, each remembered for ``ttl`` seconds."""
+    """Digests of tokens known to be wrong, each remembered for ``ttl`` seconds.
+
+    Expired digests leave as new ones arrive (amortised O(1)); when full, the oldest
+    goes first.
+    """
 
     def __init__(self, ttl: float, *, clock: Clock = time.monotonic, maxsize: int = 10_000):
         self.ttl = ttl
-        self._clock = clock
-        self._maxsize = maxsize
-        self._until: OrderedDict[bytes, float] = OrderedDict()
+        self._wrong: TTLCache[bytes, bool] = TTLCache(maxsize, ttl, timer=clock)
 
     def __contains__(self, key: bytes) -> bool:
-        until = self._until.get(key)
-        if until is None:
-            return False
-        if until > self._clock():
-            return True
-        del self._until[key]
-        return False
+        return key in self._wrong
 
     def add(self, key: bytes) -> None:
-        self._until.pop(key, None)
-        self._until[key] = self._clock() + self.ttl
-        if len(self._until) > self._maxsize:
-            self._until.popitem(last=False)
+        self._wrong[key] = True  # a second sighting starts the ttl again
 
     def __len__(self) -> int:
-        return len(self._until)
+        return len(self._wrong)

@@ -9,6 +9,12 @@ A failed write keeps its entries: they are merged back with the ones recorded
 meanwhile (the later time wins) and go out with the next flush, so nothing is lost
 while Postgres is briefly unreachable. Tokens deleted meanwhile are skipped by the
 statement itself.
+
+A write that fails for any other reason than an outage (a missing table, a violated
+constraint) is a bug or a schema mismatch, not something the next interval cures: it
+is logged once with its traceback, counted (``result="error"``) like any failed
+flush, and retried ever later (doubling up to :data:`BUG_BACKOFF_MAX`), each retry one
+ERROR line, until a write succeeds again.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ FLUSH_TIMEOUT = 10.0
 # process is going away; a supervisor waits only so long).
 SHUTDOWN_DEADLINE = 5.0
 SHUTDOWN_RETRY_DELAY = 0.2
+BUG_BACKOFF_MAX = 300.0
 
 _FAILURES = db.UNREACHABLE
 
@@ -56,6 +63,7 @@ class LastUsed:
         self._timeout = timeout
         self._pending: dict[str, float] = {}
         self._in_flight = 0
+        self._failing = 0  # consecutive writes failed by a bug (not an outage)
         self._lock = asyncio.Lock()
         self._pending_gauge = metrics.last_used_pending
         self._flushed_ok = metrics.last_used_flushes.labels("ok")
@@ -90,15 +98,40 @@ class LastUsed:
             except _FAILURES as err:
                 log.warning("writing %d last-used time(s) failed, will retry: %s", len(batch), err)
             except Exception:  # a bug must not end the flusher: keep the entries, say why
-                log.exception("writing %d last-used time(s) failed, will retry", len(batch))
+                self._bug(len(batch))
             finally:
                 # Also on cancellation: entries not known to be written stay pending.
                 self._in_flight = 0
                 if not written:
                     self._merge(batch)
                 self._pending_gauge.set(len(self._pending))
+            if written and self._failing:
+                log.info("last-used times written again after %d failed attempt(s)", self._failing)
+                self._failing = 0
             (self._flushed_ok if written else self._flushed_error).inc()
             return written
+
+    def _bug(self, count: int) -> None:
+        """Say so once with the traceback (called from an ``except``), then one line a try."""
+        self._failing += 1
+        if self._failing == 1:
+            log.exception(
+                "writing %d last-used time(s) failed: not an outage but a bug or a schema"
+                " mismatch; retrying less and less often",
+                count,
+            )
+        else:
+            log.error(
+                "writing %d last-used time(s) still fails (%d attempts); see the first error",
+                count,
+                self._failing,
+            )
+
+    def delay(self, interval: float) -> float:
+        """Seconds until the next flush: ``interval``, or more while a bug fails them."""
+        if not self._failing:
+            return interval
+        return min(interval * 2.0**self._failing, max(BUG_BACKOFF_MAX, interval))
 
     def _merge(self, batch: dict[str, float]) -> None:
         pending = self._pending
@@ -108,21 +141,24 @@ class LastUsed:
                 pending[token_id] = at
 
     async def run(self, interval: float) -> None:
-        """Flush every ``interval`` seconds until cancelled."""
+        """Flush every ``interval`` seconds (see :meth:`delay`) until cancelled."""
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.delay(interval))
             await self.flush()
 
     async def close(self, *, within: float = SHUTDOWN_DEADLINE) -> None:
         """Final flush at shutdown, retried while Postgres hiccups, for at most ``within`` s."""
         try:
             async with asyncio.timeout(within):
-                while True:
-                    if await self.flush():
-                        return
+                while not await self.flush():
+                    if self._failing:
+                        break  # a bug: retrying at once would only fail the same way
                     await asyncio.sleep(SHUTDOWN_RETRY_DELAY)
+                else:
+                    return
         except TimeoutError:
-            log.error("%d last-used time(s) could not be written at shutdown", self.pending)
+            pass
+        log.error("%d last-used time(s) could not be written at shutdown", self.pending)
 
 
 @contextlib.asynccontextmanager

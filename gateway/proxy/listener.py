@@ -131,6 +131,8 @@ class Listener:
         return True
 
     async def _ping(self, conn: asyncpg.Connection) -> bool:
+        if conn.is_closed():  # lost just now; using it would raise a plain InterfaceError
+            return False
         try:
             async with asyncio.timeout(self._ping_timeout):
                 await conn.execute("SELECT 1")

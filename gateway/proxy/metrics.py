@@ -1,9 +1,9 @@
 """Prometheus metrics of the gateway (SPEC §6).
 
 Metrics live on a registry passed in (one per app), never the global default one,
-so tests can build many apps. With several worker processes, prometheus-client's
-multiprocess mode aggregates them (``PROMETHEUS_MULTIPROC_DIR``, set by the parent
-before the workers start). No label ever carries a token, token id or project id.
+so tests can build many apps. Updates stay in memory; with several worker processes
+each worker writes snapshots of its registry that the parent sums
+(:mod:`gateway.runtime.health`). No label ever carries a token, token id or project id.
 """
 
 from __future__ import annotations
@@ -70,7 +70,6 @@ class GatewayMetrics:
         self.last_used_pending = Gauge(
             "gateway_last_used_pending",
             "Last-used times waiting to be written.",
-            multiprocess_mode="livesum",
             registry=registry,
         )
         self.last_used_flushes = Counter(

@@ -39,7 +39,6 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import multiprocess
 
 from gateway.core import db
 from gateway.core.clikit import EXIT_USAGE
@@ -47,7 +46,6 @@ from gateway.core.config import ConfigError, Settings, cannot_listen
 from gateway.core.migrate import migrate as apply_migrations
 
 from . import health, worker
-from .metricfiles import MULTIPROC_ENV
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +100,14 @@ def _check_port(host: str, port: int) -> int:
         raise cannot_listen("GATEWAY_PORT", host, port, err) from None
 
 
+# prometheus-client's multiprocess mode, which workers must not inherit from the
+# environment: they keep their metrics in memory (see health.py).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
 @contextlib.contextmanager
 def _runtime_dir() -> Iterator[Path]:
-    """A fresh directory for this run: worker metrics (multiprocess mode) and statuses.
-
-    The variable is set here, in the parent, so every spawned worker inherits it
-    before prometheus-client is imported there.
-    """
+    """A fresh directory for this run: worker metric snapshots and statuses."""
     try:
         root = Path(tempfile.mkdtemp(prefix="tollgate-"))
         (root / "metrics").mkdir()
@@ -117,14 +116,11 @@ def _runtime_dir() -> Iterator[Path]:
         where = tempfile.gettempdir()
         problem = f"cannot create the metrics directory in {where}: {err.strerror}"
         raise ConfigError("TMPDIR", problem) from None
-    previous = os.environ.get(MULTIPROC_ENV)
-    os.environ[MULTIPROC_ENV] = str(root / "metrics")
+    previous = os.environ.pop(MULTIPROC_ENV, None)  # spawned workers inherit os.environ
     try:
         yield root
     finally:
-        if previous is None:
-            os.environ.pop(MULTIPROC_ENV, None)
-        else:
+        if previous is not None:
             os.environ[MULTIPROC_ENV] = previous
         shutil.rmtree(root, ignore_errors=True)
 
@@ -157,7 +153,6 @@ class Supervisor:
             expected=self._settings.gateway_workers,
             workers=lambda: list(self._workers),
             database=database,
-            flush=lambda pids: health.flush_workers(self._status_dir, pids),
         )
         runner = web.AppRunner(monitor.app(), access_log=None)
         await runner.setup()
@@ -190,7 +185,7 @@ class Supervisor:
     def _spawn(self) -> int:
         process = self._spawn_context.Process(
             target=worker.main,
-            args=(self._settings, str(self._status_dir)),
+            args=(self._settings, str(self._status_dir), str(self._metrics_dir)),
             name="gateway-worker",
             # Daemonic: if this process ever dies of an exception, multiprocessing's exit
             # handler still terminates the workers.
@@ -210,7 +205,7 @@ class Supervisor:
         assert pid is not None
         del self._workers[pid]
         health.remove(self._status_dir, pid)
-        _mark_process_dead(pid, self._metrics_dir)
+        health.retire(self._metrics_dir, pid)
         self._exits.pop(pid).set_result(code)
         if self._stopping:
             return
@@ -276,7 +271,3 @@ class Supervisor:
             await asyncio.wait(exits)
             return self._exit_code or EXIT_FAILED
         return self._exit_code
-
-
-def _mark_process_dead(pid: int, metrics_dir: Path) -> None:
-    multiprocess.mark_process_dead(pid, str(metrics_dir))  # type: ignore[no-untyped-call]

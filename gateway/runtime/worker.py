@@ -17,55 +17,48 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import uvloop
+from prometheus_client import CollectorRegistry
 
 from gateway.core.clikit import EXIT_USAGE, setup_logging
 from gateway.core.config import ConfigError, Settings, cannot_listen
 from gateway.proxy.app import Gateway, running, serve
 from gateway.proxy.front import raise_open_files_limit
 
-from . import health, metricfiles
+from . import health
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT = 10.0
 
 
-def main(settings: Settings, status_dir: str) -> None:
+def main(settings: Settings, status_dir: str, metrics_dir: str) -> None:
     """Process entry point (``multiprocessing`` spawn target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Outside the loop's handler (below), a flush request must not kill the worker.
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     setup_logging()
     raise_open_files_limit()  # before GATEWAY_MAX_CONNECTIONS=auto is worked out from it
-    flush_metrics = metricfiles.install()  # before running() makes any metric
     try:
-        uvloop.run(_serve(settings, Path(status_dir), os.getppid(), flush_metrics))
+        uvloop.run(_serve(settings, Path(status_dir), Path(metrics_dir), os.getppid()))
     except ConfigError as err:
         print(f"gateway: {err}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
-    finally:
-        signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the closed loop restored the default
 
 
-async def _serve(
-    settings: Settings, status_dir: Path, parent: int, flush_metrics: Callable[[], None]
-) -> None:
+async def _serve(settings: Settings, status_dir: Path, metrics_dir: Path, parent: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    # Before the first status file: the parent asks only serving workers to flush.
-    loop.add_signal_handler(signal.SIGUSR1, _flush_on_request, flush_metrics, status_dir)
+    registry: CollectorRegistry | None = None
     try:
         async with contextlib.AsyncExitStack() as stack:
             gateway = await stack.enter_async_context(running(settings))
+            registry = gateway.metrics.registry
             await _listen(stack, gateway, settings)
             log.info("worker %d accepting connections", os.getpid())
             heartbeat = asyncio.create_task(
-                _heartbeat(gateway, status_dir, parent, stop, flush_metrics)
+                _heartbeat(gateway, status_dir, metrics_dir, parent, stop)
             )
             await stop.wait()
             heartbeat.cancel()
@@ -74,14 +67,8 @@ async def _serve(
             # No longer "serving" for /healthz while requests drain.
             health.remove(status_dir)
     finally:
-        flush_metrics()  # the last requests and the final last-used flush
-
-
-def _flush_on_request(flush_metrics: Callable[[], None], status_dir: Path) -> None:
-    """SIGUSR1 from the parent before each scrape: ``/metrics`` then counts every answer
-    already sent, not only those of the last heartbeat's flush."""
-    flush_metrics()
-    health.write_flushed(status_dir)
+        if registry is not None:  # the last requests and the final last-used flush
+            health.write_metrics(metrics_dir, registry)
 
 
 async def _listen(stack: contextlib.AsyncExitStack, gateway: Gateway, settings: Settings) -> None:
@@ -96,19 +83,15 @@ async def _listen(stack: contextlib.AsyncExitStack, gateway: Gateway, settings: 
 
 
 async def _heartbeat(
-    gateway: Gateway,
-    status_dir: Path,
-    parent: int,
-    stop: asyncio.Event,
-    flush_metrics: Callable[[], None],
+    gateway: Gateway, status_dir: Path, metrics_dir: Path, parent: int, stop: asyncio.Event
 ) -> None:
-    """Every second: metrics to their files, then this worker's status for the parent."""
+    """Every second: this worker's metrics, then its status, for the parent."""
     while True:
         if os.getppid() != parent:
             # The parent died without stopping us (SIGKILL): do not hold the port forever.
             log.error("gateway parent process is gone; worker %d stops", os.getpid())
             stop.set()
             return
-        flush_metrics()
+        health.write_metrics(metrics_dir, gateway.metrics.registry)
         health.write(status_dir, ready=gateway.is_ready())
         await asyncio.sleep(health.HEARTBEAT)

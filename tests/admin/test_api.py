@@ -20,7 +20,7 @@ from gateway.core.config import Settings
 from gateway.core.events import CHANNEL
 from gateway.core.store import Store
 from gateway.core.tokens import Hasher, generate, parse
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_AUTH, ADMIN_TOKEN
 from tests.helpers import GatewayClient
 from tests.relay import Relay
 
@@ -802,6 +802,35 @@ async def test_healthz_is_503_when_the_database_is_gone(
         assert (await client.get("/healthz")).status == 200
     finally:
         await relay.close()
+
+
+async def test_a_schema_error_is_a_500_with_its_traceback_logged(
+    environ: dict[str, str],
+    own_database: str,
+    aiohttp_client: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A missing ``tokens`` table is a bug, not an outage: 500, never the 503 to retry."""
+    from admin.app import create_app
+
+    settings = Settings.from_env({**environ, "DATABASE_URL": own_database})
+    client = await aiohttp_client(create_app(settings), headers=ADMIN_AUTH)
+    project = await new_project(client)
+    conn = await asyncpg.connect(own_database)
+    try:
+        await conn.execute("ALTER TABLE tokens RENAME TO tokens_elsewhere")
+    finally:
+        await conn.close()
+    caplog.clear()
+    error = await error_of(await client.get(f"/v1/projects/{project['id']}/tokens"), 500)
+    assert error["code"] == "internal_error"
+    assert "tokens" not in error["message"]  # the detail is in the log, not the answer
+    [traceback] = [record for record in caplog.records if record.exc_info]
+    assert traceback.exc_info is not None
+    assert isinstance(traceback.exc_info[1], asyncpg.UndefinedTableError)
+    assert "database unavailable" not in caplog.text
+    assert (await client.get("/v1/projects")).status == 200  # the rest still works
+    assert (await client.get("/healthz")).status == 200
 
 
 # ---------------------------------------------------------------- seen by a running gateway

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import asyncpg
@@ -15,7 +16,7 @@ from gateway.core.store import Store
 from gateway.proxy.app import running
 from gateway.proxy.metrics import GatewayMetrics
 from tests.conftest import IssueToken, StartGateway
-from tests.helpers import bearer, sample
+from tests.helpers import CHEAP_HASHER, bearer, issue, sample
 from tests.relay import Relay
 
 REALM = 'Bearer realm="tollgate"'
@@ -215,3 +216,45 @@ async def test_gateway_metrics_are_per_app(gateway_settings: Settings, pg_pool: 
         assert gateway.metrics is metrics
     async with running(gateway_settings) as other:
         assert other.metrics is not metrics
+
+
+async def test_a_schema_error_is_a_logged_500_never_an_outage(
+    gateway_settings: Settings,
+    own_database: str,
+    start_gateway: StartGateway,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The ``tokens`` table renamed away: lookups are answered 500 ``internal_error`` with
+    the traceback logged once, not 503, not the stale state, and never 429 however often
+    a token is tried; once the table is back, tokens work again."""
+    pool = await asyncpg.create_pool(own_database, min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        store = Store(pool)
+        proven = await issue(store, hasher=CHEAP_HASHER)
+        unproven = await issue(store, hasher=CHEAP_HASHER)
+        now = [1000.0]
+        settings = dataclasses.replace(gateway_settings, database_url=own_database)
+        client = await start_gateway(settings, clock=lambda: now[0])
+        assert (await client.get("/x", headers=bearer(proven.raw))).status == 200
+        await pool.execute("ALTER TABLE tokens RENAME TO tokens_elsewhere")
+        now[0] += settings.token_cache_ttl + 1  # the proven token's state needs a refresh
+        caplog.clear()
+        caplog.set_level(logging.INFO, logger="gateway.proxy.auth")
+        for raw in [proven.raw] * 2 + [unproven.raw] * 7:
+            response = await client.get("/x", headers=bearer(raw))
+            assert response.status == 500
+            assert (await response.json())["error"]["code"] == "internal_error"
+        assert sample(client.gateway, "gateway_requests_total", outcome="unavailable") == 9
+        lookups = [record for record in caplog.records if record.name == "gateway.proxy.auth"]
+        [traceback] = [record for record in lookups if record.exc_info]
+        assert traceback.exc_info is not None
+        assert isinstance(traceback.exc_info[1], asyncpg.UndefinedTableError)
+        assert "unreachable" not in caplog.text
+
+        await pool.execute("ALTER TABLE tokens_elsewhere RENAME TO tokens")
+        for raw in (proven.raw, unproven.raw):
+            assert (await client.get("/x", headers=bearer(raw))).status == 200
+        assert "token lookups answer again" in caplog.text
+    finally:
+        await pool.close()

@@ -8,7 +8,6 @@ import pytest
 
 from gateway.core.rates import Rate
 from gateway.proxy.caches import NegativeCache, ProofCache, StateCache, TokenState
-from gateway.proxy.ratelimit.throttle import FailureThrottle
 from gateway.proxy.singleflight import SingleFlight
 
 
@@ -105,25 +104,6 @@ def test_negative_cache_forgets_after_ttl() -> None:
     for key in (b"a", b"b", b"c"):
         negatives.add(key)
     assert len(negatives) == 2
-
-
-def test_failure_throttle_burst_then_refill() -> None:
-    clock = Clock()
-    throttle = FailureThrottle(burst=5, period=60, clock=clock)
-    assert [throttle.acquire("t") for _ in range(5)] == [0.0] * 5
-    wait = throttle.acquire("t")
-    assert wait == pytest.approx(12.0)
-    assert throttle.acquire("other") == 0.0  # per token id
-    clock.now += 12
-    assert throttle.acquire("t") == 0.0
-    assert throttle.acquire("t") > 0
-
-
-def test_failure_throttle_refund() -> None:
-    throttle = FailureThrottle(burst=1, period=60, clock=Clock())
-    assert throttle.acquire("t") == 0.0
-    throttle.refund("t")  # it was the owner
-    assert throttle.acquire("t") == 0.0
 
 
 async def test_single_flight_shares_one_call() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -12,6 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.core.config import Settings
+from gateway.core.migrate import migrate
 from gateway.core.store import Store
 from gateway.core.tokens import generate
 from gateway.proxy.lastused import LastUsed, flushing
@@ -263,3 +265,53 @@ async def test_shutdown_flush_gives_up_after_its_deadline(
     finally:
         await relayed.close()
         await relay.close()
+
+
+async def test_a_schema_error_is_logged_once_then_retried_ever_later(
+    empty_database: str, metrics: GatewayMetrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No ``tokens`` table (an unmigrated database): not an outage. The first failure is
+    logged with its traceback, each failure is counted, the retries back off, and the
+    entries wait; once the table exists the next write succeeds and the pace is back."""
+    caplog.set_level(logging.INFO, logger="gateway.proxy.lastused")
+    pool = await asyncpg.create_pool(empty_database, min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        last_used = LastUsed(Store(pool), metrics, clock=Clock())
+        last_used.record("t1")
+        delays = []
+        for _ in range(9):
+            assert not await last_used.flush()
+            delays.append(last_used.delay(5.0))
+        assert delays == [10, 20, 40, 80, 160, 300, 300, 300, 300]
+        assert flushes(metrics, "error") == 9
+        assert last_used.pending == 1 and pending_gauge(metrics) == 1
+        [traceback] = [record for record in caplog.records if record.exc_info]
+        assert traceback.levelno == logging.ERROR
+        assert traceback.exc_info is not None
+        assert isinstance(traceback.exc_info[1], asyncpg.UndefinedTableError)
+        assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 9
+        assert "will retry:" not in caplog.text  # the outage warning: this is no outage
+
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        assert await last_used.flush()
+        assert last_used.delay(5.0) == 5.0
+        assert "written again after 9 failed attempt(s)" in caplog.text
+    finally:
+        await pool.close()
+
+
+async def test_a_schema_error_at_shutdown_is_not_retried_for_seconds(
+    empty_database: str, metrics: GatewayMetrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    pool = await asyncpg.create_pool(empty_database, min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        last_used = LastUsed(Store(pool), metrics, clock=Clock())
+        last_used.record("t1")
+        await last_used.close(within=30)
+        assert flushes(metrics, "error") == 1  # one try, not 0.2 s retries for 30 s
+        assert "1 last-used time(s) could not be written at shutdown" in caplog.text
+    finally:
+        await pool.close()

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
+import signal
 import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client import CollectorRegistry, generate_latest
 from pytest_aiohttp import AiohttpServer
 
 from gateway.core.store import Store
 from gateway.core.tokens import Token, generate, parse
-from gateway.runtime.health import exposition
+from gateway.runtime.health import RETIRED, MetricsSum
 from tests.gatewayproc import (
     GatewayProcess,
     echo_app,
@@ -63,19 +62,15 @@ async def serve_env(environ: dict[str, str], aiohttp_server: AiohttpServer) -> d
 
 
 def proxied_per_worker(gateway: GatewayProcess) -> list[float]:
-    """Each worker's own count, read from its multiprocess file."""
+    """Each live worker's own count, read from its metrics snapshot."""
     [run_dir] = gateway.runtime_dirs()
     counts = []
-    for path in sorted((run_dir / "metrics").glob("counter_*.db")):
-        merged = MultiProcessCollector.merge([str(path)])
-        counts.append(
-            sum(
-                s.value
-                for metric in merged
-                for s in metric.samples
-                if s.name == "gateway_requests_total" and s.labels == PROXIED
-            )
-        )
+    for pid in gateway.worker_pids():
+        worker = MetricsSum()
+        worker.read(run_dir / "metrics" / f"{pid}.json", gauges=True)
+        registry = CollectorRegistry()
+        registry.register(worker)
+        counts.append(sample(generate_latest(registry).decode(), "gateway_requests_total", PROXIED))
     return counts
 
 
@@ -94,24 +89,71 @@ async def test_two_workers_sum_to_exactly_the_requests_sent(
         assert len(per_worker) == 2 and all(n > 0 for n in per_worker), per_worker
 
 
+async def counted(
+    session: aiohttp.ClientSession, gateway: GatewayProcess, expected: dict[str, float]
+) -> dict[str, float]:
+    """``gateway_requests_total`` per outcome once each reaches its expected value, or at
+    a deadline: a worker's answers reach ``/metrics`` with its next snapshot (within a
+    second), and the exact comparison afterwards still catches a request counted twice
+    or by no one."""
+    deadline = time.monotonic() + 10
+    while True:
+        exposition = await scrape(session, gateway)
+        found = {o: sample(exposition, "gateway_requests_total", {"outcome": o}) for o in expected}
+        if all(found[o] >= n for o, n in expected.items()) or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.02)
+
+
 async def test_a_scrape_counts_every_answer_already_sent(
     serve_env: dict[str, str], store: Store, tmp_path: Path
 ) -> None:
-    """No waiting for the workers' once-a-second flush: a script that scrapes right after
-    its requests sees them all (the parent asks the workers to flush before answering)."""
+    """A script that scrapes a moment after its requests sees them all (each worker
+    writes its snapshot every second), round after round, none counted twice."""
     raw, _ = await issue_token(store)
     async with running_gateway(serve_env, tmp_path) as (gateway, session):
+        totals = {"proxied": 0.0, "unauthenticated": 0.0}
         for _ in range(3):
-            before = await scrape(session, gateway)
             assert await send(gateway, 4, f"Bearer {raw}") == [200] * 4
             assert await send(gateway, 1, None) == [401]
-            after = await scrape(session, gateway)
-            for outcome, sent in (("proxied", 4), ("unauthenticated", 1)):
-                labels = {"outcome": outcome}
-                delta = sample(after, "gateway_requests_total", labels) - sample(
-                    before, "gateway_requests_total", labels
-                )
-                assert delta == sent, outcome
+            totals = {
+                "proxied": totals["proxied"] + 4,
+                "unauthenticated": totals["unauthenticated"] + 1,
+            }
+            assert await counted(session, gateway, totals) == totals
+
+
+async def test_counts_of_killed_workers_stay_in_the_sum(
+    serve_env: dict[str, str], store: Store, tmp_path: Path
+) -> None:
+    """Workers killed (-9) and replaced: what they had counted is still in ``/metrics``
+    (no counter goes back), and a scrape reads one file per live worker plus one."""
+    raw, _ = await issue_token(store)
+    async with running_gateway(serve_env, tmp_path) as (gateway, session):
+        assert await send(gateway, 10, f"Bearer {raw}") == [200] * 10
+        assert await counted(session, gateway, {"proxied": 10}) == {"proxied": 10}
+        dead = gateway.worker_pids()
+        for pid in dead:
+            os.kill(pid, signal.SIGKILL)
+        await until_replaced(gateway, session, dead)
+        assert await counted(session, gateway, {"proxied": 10}) == {"proxied": 10}
+        assert await send(gateway, 5, f"Bearer {raw}") == [200] * 5
+        assert await counted(session, gateway, {"proxied": 15}) == {"proxied": 15}
+        [run_dir] = gateway.runtime_dirs()
+        # (not counting a snapshot being written: .<pid>.json.tmp until its rename)
+        files = {p.name for p in (run_dir / "metrics").iterdir() if not p.name.startswith(".")}
+        assert files == {RETIRED} | {f"{pid}.json" for pid in gateway.worker_pids()}
+
+
+async def until_replaced(
+    gateway: GatewayProcess, session: aiohttp.ClientSession, dead: set[int]
+) -> None:
+    """Wait until two new workers replaced ``dead`` and serve."""
+    deadline = time.monotonic() + 30
+    while not (len(gateway.worker_pids()) == 2 and not gateway.worker_pids() & dead):
+        assert time.monotonic() < deadline, "the killed workers were not replaced"
+        await asyncio.sleep(0.05)
+    await gateway.wait_healthy(session)
 
 
 EXPECTED = {"proxied": 3, "invalid_token": 4, "invalid_request": 1, "unauthenticated": 1}
@@ -161,48 +203,3 @@ async def until_flushed(session: aiohttp.ClientSession, gateway: GatewayProcess)
             return exposition
         assert time.monotonic() < deadline, "last-used times never flushed"
         await asyncio.sleep(0.05)
-
-
-FLUSH_SCRIPT = """
-from gateway.runtime.metricfiles import install
-flush = install()
-from prometheus_client import CollectorRegistry
-from gateway.proxy.metrics import GatewayMetrics
-m = GatewayMetrics(CollectorRegistry())
-m.outcome_count["proxied"].inc()
-m.outcome_duration["proxied"].observe(0.003)
-m.last_used_pending.set(4)
-print("before", flush=True)
-input()  # the test reads the files here, before the flush
-flush()
-print("after", flush=True)
-input()
-"""
-
-
-def test_worker_values_reach_the_shared_files_when_flushed(tmp_path: Path) -> None:
-    """Each worker updates memory only; ``flush`` (every second, and at exit) publishes."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", FLUSH_SCRIPT],
-        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        assert proc.stdout.readline().startswith("before")
-        before = exposition(tmp_path).decode()
-        assert sample(before, "gateway_requests_total", PROXIED) == 0
-        proc.stdin.write("\n")
-        proc.stdin.flush()
-        assert proc.stdout.readline().startswith("after")
-        after = exposition(tmp_path).decode()
-        assert sample(after, "gateway_requests_total", PROXIED) == 1
-        bucket = {"outcome": "proxied", "le": "0.005"}
-        assert sample(after, "gateway_request_duration_seconds_bucket", bucket) == 1
-        assert sample(after, "gateway_request_duration_seconds_sum", PROXIED) == 0.003
-        assert sample(after, "gateway_last_used_pending") == 4
-    finally:
-        proc.kill()
-        proc.wait()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from cachetools import TTLCache
+
 Clock = Callable[[], float]
 
 
@@ -15,6 +17,14 @@ class FailureThrottle:
     when the token proves genuine), so a flood of wrong secrets for one id cannot
     buy more than a few argon2 runs, however many arrive at once. The owner, whose
     proof is cached, never reaches it.
+
+    The state is GCRA's theoretical arrival time (TAT) per id, at most ``maxsize``
+    ids. An entry written at ``t`` holds a TAT of at most ``t + period``, so after
+    ``period`` seconds it says nothing an absent entry would not: a ``TTLCache`` with
+    that ttl drops it then, a few at a time as new ids arrive (amortised O(1) per
+    call, whatever a flood of random ids does). When every entry is still live, the
+    least recently attempted id goes: an id being hammered stays, and evicting it
+    would take ``maxsize`` other ids' attempts in between.
     """
 
     def __init__(
@@ -28,9 +38,7 @@ class FailureThrottle:
         self._interval = period / burst
         self._period = period
         self._clock = clock
-        self._maxsize = maxsize
-        # GCRA's theoretical arrival time per id: one timestamp is all the state.
-        self._tats: dict[str, float] = {}
+        self._tats: TTLCache[str, float] = TTLCache(maxsize, period, timer=clock)
 
     def acquire(self, token_id: str) -> float:
         """Take one attempt: 0 when allowed, else the seconds until one is."""
@@ -39,8 +47,6 @@ class FailureThrottle:
         if tat - now > self._period:
             return tat - now - self._period
         self._tats[token_id] = tat
-        if len(self._tats) > self._maxsize:
-            self._tats = {key: value for key, value in self._tats.items() if value > now}
         return 0.0
 
     def refund(self, token_id: str) -> None:
@@ -48,3 +54,7 @@ class FailureThrottle:
         tat = self._tats.get(token_id)
         if tat is not None:
             self._tats[token_id] = tat - self._interval
+
+    def __len__(self) -> int:
+        """Ids whose attempts still count."""
+        return len(self._tats)

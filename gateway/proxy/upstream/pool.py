@@ -347,7 +347,12 @@ class UpstreamClient:
 
 
 def _abandon(conn: _Connection, waiting: asyncio.Future[UpstreamResponse]) -> None:
-    """Close a connection given up on; an error its answer got is not left unretrieved."""
+    """Close a connection given up on; an error its answer gets, already or when the
+    abort is delivered (``connection_lost``), is not left unretrieved."""
     conn.abort()
-    if waiting.done() and not waiting.cancelled():
-        waiting.exception()
+    waiting.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future[UpstreamResponse]) -> None:
+    if not future.cancelled():
+        future.exception()
