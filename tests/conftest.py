@@ -110,6 +110,8 @@ def environ(database_url: str, tmp_path: Path) -> dict[str, str]:
         "ADMIN_TOKEN": ADMIN_TOKEN,
         "UPSTREAM_URL": "http://127.0.0.1:9",
         "LAST_USED_FLUSH_INTERVAL": "0.05",
+        # Webhook receivers in tests are local (the guard has tests of its own).
+        "WEBHOOK_ALLOW_PRIVATE": "true",
     }
 
 
