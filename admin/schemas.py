@@ -83,7 +83,7 @@ WEBHOOK_CREATE: Final = Body(
             required=True,
             # Printable ASCII only (an international host in its xn-- form): nothing a
             # header or a log line could be broken with.
-            pattern=re.compile(rf"(?i:https?)://[!-~]{{1,{WEBHOOK_URL_MAX - 8}}}"),
+            pattern=re.compile(rf"https?://[!-~]{{1,{WEBHOOK_URL_MAX - 8}}}"),
             must="must be an http:// or https:// URL of printable ASCII characters",
             convert=str.strip,
             description=(

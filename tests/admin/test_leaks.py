@@ -438,4 +438,3 @@ def test_admin_serve_with_a_bad_keys_file_exits_2_with_one_line(
     assert result.returncode == 2
     assert result.stderr.strip().startswith("admin: GITHUB_SCANNING_KEYS_FILE: cannot use")
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
-
