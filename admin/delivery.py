@@ -176,6 +176,8 @@ class Deliverer:
             error = f"not sent: {err}"
         except aiohttp.ClientError as err:
             error = f"{type(err).__name__}: {err}"
+        except ValueError as err:  # a URL the client cannot use (stored before a rule change)
+            error = f"not sent: {err}"
         duration_ms = (time.perf_counter() - started) * 1000
         try:
             await self._record(attempt, status, error[:ERROR_MAX] if error else None, duration_ms)

@@ -33,6 +33,7 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     hold: asyncio.Event | None = None  # set: every request waits for release()
     waiting: int = 0
+    peak: int = 0  # the most requests waiting at once
     server: TestServer | None = None
 
     async def start(self) -> Receiver:
@@ -73,6 +74,7 @@ class Receiver:
         number = len(self.received)
         if self.hold is not None:
             self.waiting += 1
+            self.peak = max(self.peak, self.waiting)
             try:
                 await self.hold.wait()
             finally:

@@ -308,13 +308,21 @@ async def test_a_crashed_instances_lease_runs_out_and_another_sends_it(
 ) -> None:
     project_id, _, _ = await subscribed(store, webhooks, receiver.url())
     await issue(store, project_id=project_id, hasher=CHEAP_HASHER)
-    # An instance that claimed the delivery and died: nothing will ever record it.
+    # An instance that claimed the delivery and stalled: it records nothing in time.
     (claimed,) = await webhooks.claim(10, lease=0.5)
+    receiver.hang()
     async with delivering(webhooks) as (_, metrics):
-        await until(lambda: counted(metrics, "delivered") == 1, what="sent once the lease ran out")
+        await until(lambda: receiver.waiting == 1, what="sent again once the lease ran out")
+        # The stalled instance's late outcome no longer counts: that attempt is not its own,
+        # and the attempt in flight keeps its lease (no third instance may take it).
+        late = {"status": None, "error": "late", "duration_ms": 1.0}
+        assert await webhooks.failed(claimed, **late, retry_in=0, give_up_after=60) is None
+        assert not await webhooks.delivered(claimed, status=200, duration_ms=1.0)
+        assert await pg_pool.fetchval("SELECT leased_until > now() FROM webhook_deliveries")
+        assert await webhooks.claim(10, lease=0.5) == []
+        receiver.release()
+        await until(lambda: counted(metrics, "delivered") == 1, what="delivered by the second")
     assert receiver.count() == {claimed.event_id: 1}
-    # The dead instance's late outcome no longer counts: the attempt is not its own.
-    assert not await webhooks.delivered(claimed, status=200, duration_ms=1.0)
     assert await states(pg_pool) == [("delivered", 2)]
 
 
@@ -341,6 +349,24 @@ async def test_a_hanging_receiver_neither_blocks_other_webhooks_nor_the_admin_ap
             assert slow.waiting == 4
     finally:
         await fast.close()
+
+
+async def test_at_most_so_many_attempts_are_in_flight(
+    store: Store, webhooks: WebhookStore, receiver: Receiver, pg_pool: asyncpg.Pool
+) -> None:
+    receiver.hang()
+    project_id, _, _ = await subscribed(store, webhooks, receiver.url())
+    for _ in range(5):
+        await issue(store, project_id=project_id, hasher=CHEAP_HASHER)
+    async with delivering(webhooks, replace(FAST, concurrency=2)) as (_, metrics):
+        await until(lambda: receiver.waiting == 2, what="two attempts in flight")
+        claimed = await pg_pool.fetchval(
+            "SELECT count(*) FROM webhook_deliveries WHERE attempts > 0"
+        )
+        assert claimed == 2  # the others wait in the outbox, for this or another instance
+        receiver.release()
+        await until(lambda: counted(metrics, "delivered") == 5, what="all delivered")
+    assert receiver.peak == 2
 
 
 async def test_outbox_pending_is_on_the_admin_metrics(

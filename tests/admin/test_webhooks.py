@@ -201,6 +201,18 @@ async def test_send_a_test_event_and_read_its_delivery(
     assert delivery["attempted_at"] is not None
 
 
+async def test_a_test_event_goes_out_at_once_not_at_the_next_look(
+    settings: Settings, pg_pool: asyncpg.Pool, aiohttp_client: Any, receiver: Receiver
+) -> None:
+    # The outbox is looked at every minute here: only the test itself can make it go now.
+    sleepy = dataclasses.replace(DeliveryOptions(), poll_interval=60.0)
+    client = await aiohttp_client(create_app(settings, delivery=sleepy), headers=ADMIN_AUTH)
+    project = await new_project(client)
+    hook = await new_webhook(client, project["id"], url=receiver.url())
+    await client.post(f"/v1/projects/{project['id']}/webhooks/{hook['id']}/test")
+    await until(lambda: receiver.received, what="the test event, without waiting a minute")
+
+
 async def test_deliveries_are_listed_newest_first_with_a_limit(admin_client: Client) -> None:
     project = await new_project(admin_client)
     hook = await new_webhook(admin_client, project["id"], url="http://127.0.0.1:9/x")
