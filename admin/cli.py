@@ -1,6 +1,7 @@
-"""The ``admin`` command: ``serve`` the admin API, or manage projects and tokens from a shell.
+"""The ``admin`` command: ``serve`` the admin API, or manage projects, tokens and webhooks
+from a shell.
 
-The project and token commands work straight on the database through the same use
+The project, token and webhook commands work straight on the database through the same use
 cases as the HTTP API, so a revoke here reaches every gateway exactly as one made
 over HTTP. Output is a readable table, or the API's JSON with ``--json``. Errors go
 to stderr: exit status 1 when something is not found, 2 for usage and configuration.
