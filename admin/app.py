@@ -175,13 +175,13 @@ async def _outbox(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     webhooks = app[WEBHOOKS]
-    async with Deliverer(webhooks, app[GUARD], app[ADMIN_METRICS], options) as deliverer:
-        notices = NoticeScheduler(
-            webhooks,
-            interval=options.notice_interval,
-            keep_days=options.keep_days,
-            emitted=deliverer.wake,
-        )
-        async with notices:
-            app[DELIVERER] = deliverer
-            yield
+    deliverer = Deliverer(webhooks, app[GUARD], app[ADMIN_METRICS], options)
+    notices = NoticeScheduler(
+        webhooks,
+        interval=options.notice_interval,
+        keep_days=options.keep_days,
+        emitted=deliverer.wake,
+    )
+    async with deliverer.running(), notices.running():
+        app[DELIVERER] = deliverer
+        yield

@@ -21,9 +21,8 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Final
 
 import aiohttp
@@ -32,7 +31,7 @@ from yarl import URL
 from gateway.core import db
 from gateway.core.store_webhooks import Attempt, WebhookStore
 
-from . import signing
+from . import background, signing
 from .metrics import AdminMetrics
 from .ssrf import Guard, NotAllowed, Unresolvable, literal
 
@@ -78,7 +77,7 @@ class DeliveryOptions:
 
 
 class Deliverer:
-    """``async with Deliverer(...)``: delivers until the block ends."""
+    """``async with Deliverer(...).running():`` delivers until the block ends."""
 
     def __init__(
         self,
@@ -94,9 +93,9 @@ class Deliverer:
         self._wake = asyncio.Event()
         self._inflight: dict[asyncio.Task[None], Attempt] = {}
         self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> Deliverer:
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Deliverer]:
         connector = aiohttp.TCPConnector(
             resolver=self._guard.resolver(),
             use_dns_cache=False,  # resolve (and check) anew for every connection
@@ -108,30 +107,13 @@ class Deliverer:
             timeout=aiohttp.ClientTimeout(total=self._options.attempt_timeout),
             trust_env=False,  # no proxy from the environment: the guard decides
         )
-        self._loop = asyncio.create_task(self._run(), name="webhook deliverer")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._loop is not None and self._session is not None
-        self._loop.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._loop
-        cut = dict(self._inflight)
-        for task in cut:
-            task.cancel()
-        await asyncio.gather(*cut, return_exceptions=True)
-        unfinished = [attempt for task, attempt in cut.items() if task.cancelled()]
-        if unfinished:
-            try:
-                await self._webhooks.release(unfinished, error="interrupted: the admin stopped")
-            except db.UNREACHABLE as err:  # their leases run out instead
-                log.warning("could not hand back %d deliveries: %r", len(unfinished), err)
-        await self._session.close()
+        loop = background.repeat("webhook delivery", self._claim, self._idle)
+        try:
+            async with background.running(loop, "webhook deliverer"):
+                yield self
+        finally:
+            await self._hand_back()
+            await self._session.close()
 
     def wake(self) -> None:
         """Look at the outbox now (an event was just queued)."""
@@ -139,17 +121,11 @@ class Deliverer:
 
     # ------------------------------------------------------------ the loop
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._claim()
-            except db.UNREACHABLE as err:
-                log.warning("webhook outbox unavailable: %r", err)
-            except Exception:  # the loop must outlive any one bad pass
-                log.exception("webhook delivery pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._options.poll_interval)
-            self._wake.clear()
+    async def _idle(self) -> None:
+        """Until the poll interval has passed, or something woke the loop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._options.poll_interval)
+        self._wake.clear()
 
     async def _claim(self) -> None:
         free = self._options.concurrency - len(self._inflight)
@@ -163,6 +139,19 @@ class Deliverer:
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
         self._wake.set()  # a slot is free: claim more at once
+
+    async def _hand_back(self) -> None:
+        """Stop the attempts in flight and hand them back: due again at once, anywhere."""
+        cut = dict(self._inflight)
+        for task in cut:
+            task.cancel()
+        await asyncio.gather(*cut, return_exceptions=True)
+        unfinished = [attempt for task, attempt in cut.items() if task.cancelled()]
+        if unfinished:
+            try:
+                await self._webhooks.release(unfinished, error="interrupted: the admin stopped")
+            except db.UNREACHABLE as err:  # their leases run out instead
+                log.warning("could not hand back %d deliveries: %r", len(unfinished), err)
 
     # ------------------------------------------------------------ one attempt
 

@@ -10,24 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Final
 
-from gateway.core import db
 from gateway.core.store_webhooks import Notice, WebhookStore
 
-log = logging.getLogger(__name__)
+from . import background
 
 # Old events and notice keys are pruned this often (seconds).
 PRUNE_INTERVAL: Final = 3600.0
 
 
 class NoticeScheduler:
-    """``async with NoticeScheduler(...)``: looks for due notices every ``interval`` seconds
-    and calls ``emitted`` (the deliverer's wake-up) when it queued some."""
+    """Looks for due notices (``run_once``, or every ``interval`` seconds ``running()``) and
+    calls ``emitted`` (the deliverer's wake-up) when it queued some."""
 
     def __init__(
         self,
@@ -42,7 +39,6 @@ class NoticeScheduler:
         self._keep_days = keep_days
         self._emitted = emitted
         self._pruned = float("-inf")
-        self._task: asyncio.Task[None] | None = None
 
     async def run_once(self) -> list[Notice]:
         """One look: the notices this instance emitted."""
@@ -54,27 +50,10 @@ class NoticeScheduler:
             self._pruned = time.monotonic()
         return notices
 
-    async def __aenter__(self) -> NoticeScheduler:
-        self._task = asyncio.create_task(self._run(), name="expiry notices")
-        return self
+    def running(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Look every ``interval`` seconds inside the ``async with`` block."""
+        loop = background.repeat("expiry notices", self.run_once, self._pause)
+        return background.running(loop, "expiry notices")
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except db.UNREACHABLE as err:
-                log.warning("expiry notices postponed, the database is unavailable: %r", err)
-            except Exception:  # the loop must outlive any one bad pass
-                log.exception("expiry notice pass failed")
-            await asyncio.sleep(self._interval)
+    async def _pause(self) -> None:
+        await asyncio.sleep(self._interval)

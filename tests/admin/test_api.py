@@ -18,7 +18,6 @@ from multidict import CIMultiDict
 from admin.endpoints import is_public
 from admin.routes import ROUTES
 from gateway.core.config import Settings
-from gateway.core.events import CHANNEL
 from gateway.core.store import Store
 from gateway.core.tokens import Hasher, generate, parse
 from tests.conftest import ADMIN_TOKEN
@@ -657,16 +656,6 @@ def test_tokens_are_hashed_with_the_owasp_profile_by_default(environ: dict[str, 
 
 
 # ---------------------------------------------------------------- notifications
-
-
-@pytest.fixture
-async def events(database_url: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
-    """What a gateway would hear: the store's notifications, on a real connection."""
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    conn = await asyncpg.connect(database_url)
-    await conn.add_listener(CHANNEL, lambda *args: queue.put_nowait(json.loads(args[3])))
-    yield queue
-    await conn.close()
 
 
 async def test_revoking_and_deleting_notify_gateways(

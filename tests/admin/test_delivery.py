@@ -41,19 +41,6 @@ FAST = DeliveryOptions(
 NO_SECOND_TRY = replace(FAST.schedule, first=60.0, longest=60.0, give_up_after=3600.0)
 
 
-@pytest.fixture
-async def webhooks(pg_pool: asyncpg.Pool) -> WebhookStore:
-    await pg_pool.execute("TRUNCATE outbox_events, event_notices CASCADE")
-    return WebhookStore(pg_pool)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    started = await Receiver().start()
-    yield started
-    await started.close()
-
-
 @contextlib.asynccontextmanager
 async def delivering(
     webhooks: WebhookStore,
@@ -64,7 +51,7 @@ async def delivering(
 ) -> AsyncIterator[tuple[Deliverer, AdminMetrics]]:
     guard = Guard(allow_private=allow_private, **({"lookup": lookup} if lookup else {}))
     metrics = AdminMetrics(CollectorRegistry())
-    async with Deliverer(webhooks, guard, metrics, options) as deliverer:
+    async with Deliverer(webhooks, guard, metrics, options).running() as deliverer:
         yield deliverer, metrics
 
 
@@ -274,16 +261,27 @@ async def test_two_deliverers_never_send_the_same_attempt(
         return 500
 
     receiver.answer = first_attempt_fails
+    receiver.hang()
     project_id, _, _ = await subscribed(store, webhooks, receiver.url())
     for _ in range(30):
         await issue(store, project_id=project_id, hasher=CHEAP_HASHER)
-    async with delivering(webhooks) as (_, first), delivering(webhooks) as (_, second):
+    options = replace(FAST, concurrency=10)
+    async with (
+        delivering(webhooks, options) as (_, first),
+        delivering(webhooks, options) as (
+            _,
+            second,
+        ),
+    ):
+        # 20 in flight at once: each instance holds as many as it may, at the same time.
+        await until(lambda: receiver.waiting == 20, what="both instances sending")
+        receiver.release()
         await until(
             lambda: counted(first, "delivered") + counted(second, "delivered") == 30,
             what="every event delivered",
         )
     assert set(receiver.count().values()) == {2}  # each event: one failure, one success
-    assert all(counted(m, "delivered") > 0 for m in (first, second)), "both took a share"
+    assert counted(first, "retried") >= 10 and counted(second, "retried") >= 10
     assert await states(pg_pool) == [("delivered", 2)] * 30
 
 

@@ -13,7 +13,6 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,6 @@ from admin.leaks import AddressLimiter, LeakReports
 from admin.metrics import AdminMetrics
 from gateway.core.config import ConfigError, Settings
 from gateway.core.errors import TooManyRequests
-from gateway.core.events import CHANNEL
 from gateway.core.journal import Actor
 from gateway.core.rates import Rate
 from gateway.core.store_webhooks import WebhookStore
@@ -47,16 +45,6 @@ NO_DELIVERY = DeliveryOptions(run=False)
 @pytest.fixture
 def settings(environ: dict[str, str]) -> Settings:
     return Settings.from_env({**environ, "ARGON2_MEMORY_COST": "1024", "ARGON2_TIME_COST": "1"})
-
-
-@pytest.fixture
-async def notices(database_url: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
-    """What a gateway hears: the store's notifications, on a real connection."""
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    conn = await asyncpg.connect(database_url)
-    await conn.add_listener(CHANNEL, lambda *args: queue.put_nowait(json.loads(args[3])))
-    yield queue
-    await conn.close()
 
 
 def forged(real: str) -> str:
@@ -96,7 +84,7 @@ def leak_count(text: str, result: str) -> float:
 
 
 async def test_a_leaked_token_is_revoked_everywhere_audited_and_announced(
-    admin_client: Client, pg_pool: asyncpg.Pool, notices: asyncio.Queue[dict[str, Any]]
+    admin_client: Client, pg_pool: asyncpg.Pool, events: asyncio.Queue[dict[str, Any]]
 ) -> None:
     project = await new_project(admin_client)
     leaked = await new_token(admin_client, project["id"], description="CI")
@@ -110,7 +98,7 @@ async def test_a_leaked_token_is_revoked_everywhere_audited_and_announced(
 
     assert not await token_exists(admin_client, project["id"], leaked["id"])
     assert await token_exists(admin_client, project["id"], kept["id"])
-    event = await asyncio.wait_for(notices.get(), 5)
+    event = await asyncio.wait_for(events.get(), 5)
     assert (event["kind"], event["token_id"]) == ("token_revoked", leaked["id"])
     audit = await pg_pool.fetch(
         "SELECT actor_type, actor_name, host(ip) AS ip, target_id FROM audit_events "

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import asyncpg
-import pytest
 from standardwebhooks import Webhook as Verifier
 
 from admin import signing
@@ -24,12 +22,6 @@ from gateway.core.store_webhooks import WebhookStore
 from tests.conftest import ADMIN_AUTH
 from tests.helpers import CHEAP_HASHER, issue, until
 from tests.receiver import Receiver
-
-
-@pytest.fixture
-async def webhooks(pg_pool: asyncpg.Pool) -> WebhookStore:
-    await pg_pool.execute("TRUNCATE outbox_events, event_notices CASCADE")
-    return WebhookStore(pg_pool)
 
 
 async def expiring(store: Store, pool: asyncpg.Pool, project_id: str, interval: str) -> str:
@@ -115,13 +107,6 @@ async def test_racing_instances_emit_each_notice_exactly_once(
 
 def test_the_scheduler_looks_at_least_once_a_minute() -> None:
     assert DeliveryOptions().notice_interval <= 60
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    started = await Receiver().start()
-    yield started
-    await started.close()
 
 
 async def test_a_running_admin_sends_the_notices_to_subscribed_webhooks(

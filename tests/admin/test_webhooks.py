@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import ipaddress
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -26,13 +25,6 @@ from tests.receiver import Receiver
 
 Client = Any
 MISSING = generate("tg").id
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    started = await Receiver().start()
-    yield started
-    await started.close()
 
 
 @pytest.fixture
