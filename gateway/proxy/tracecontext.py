@@ -26,10 +26,10 @@ from typing import Final
 from multidict import CIMultiDict
 
 _LENGTH: Final = 55  # version 00: 2 + 1 + 32 + 1 + 16 + 1 + 2
-_HEX: Final = frozenset("0123456789abcdef")
+_HEX_OR_DASH: Final = frozenset("0123456789abcdef-")
 _ZERO_TRACE: Final = "0" * 32
 _ZERO_PARENT: Final = "0" * 16
-_SAMPLED: Final = "01"
+_PARENT_BITS: Final = (1 << 64) - 1
 
 # Not a secret (it travels in clear to the upstream): the fast generator, seeded from
 # the system per process, is enough for ids that must only not collide.
@@ -46,22 +46,22 @@ def is_valid(value: str) -> bool:
             return False
     elif version == "ff" or (len(value) > _LENGTH and value[_LENGTH] != "-"):
         return False
-    trace, parent = value[3:35], value[36:52]
+    fields = value[:_LENGTH]  # the dashes are where they belong: the rest must be hex
     return (
-        _HEX.issuperset(version)
-        and _HEX.issuperset(trace)
-        and _HEX.issuperset(parent)
-        and _HEX.issuperset(value[53:55])
-        and trace != _ZERO_TRACE
-        and parent != _ZERO_PARENT
+        _HEX_OR_DASH.issuperset(fields)
+        and fields.count("-") == 3
+        and value[3:35] != _ZERO_TRACE
+        and value[36:52] != _ZERO_PARENT
     )
 
 
 def new() -> str:
-    """A new ``traceparent``: version 00, random ids (never all zeros), sampled."""
-    trace = _bits(128) or 1
-    parent = _bits(64) or 1
-    return f"00-{trace:032x}-{parent:016x}-{_SAMPLED}"
+    """A new ``traceparent``: version 00, random ids (never all zeros), sampled (01)."""
+    ids = _bits(192)  # trace id and parent id in one draw and one formatting
+    if not ids >> 64 or not ids & _PARENT_BITS:
+        ids |= (1 << 64) | 1
+    text = f"{ids:048x}"
+    return f"00-{text[:32]}-{text[32:]}-01"
 
 
 def of(headers: CIMultiDict[str]) -> str:

@@ -70,6 +70,14 @@ def test_new_traceparents_are_valid_random_and_sampled() -> None:
         assert value.startswith("00-") and value.endswith("-01")
 
 
+@pytest.mark.parametrize("draw", [0, 1, 1 << 64])
+def test_a_draw_of_zeros_still_makes_a_valid_traceparent(
+    monkeypatch: pytest.MonkeyPatch, draw: int
+) -> None:
+    monkeypatch.setattr(tracecontext, "_bits", lambda bits: draw)
+    assert tracecontext.is_valid(tracecontext.new())
+
+
 def test_one_valid_traceparent_is_kept_and_several_are_not() -> None:
     assert tracecontext.of(CIMultiDict(traceparent=VALID)) == VALID
     twice = CIMultiDict([("traceparent", VALID), ("traceparent", VALID)])
