@@ -276,7 +276,6 @@ async def test_three_gateways_behind_haproxy(
             f" p50 {sorted(delays)[len(delays) // 2] * 1000:.1f} ms,"
             f" p99 {p99(delays) * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms"
         )
-        assert p99(delays) <= 0.100
         await until(lambda: _all_heard(nodes), timeout=10, what="revocations not all counted")
         print(
             "  as the gateways measured (commit to eviction):"
@@ -284,6 +283,7 @@ async def test_three_gateways_behind_haproxy(
             f" {await propagation_within(nodes, '0.005'):.1%} within 5 ms,"
             f" {await propagation_within(nodes, '0.1'):.1%} within 100 ms"
         )
+        assert p99(delays) <= 0.100
 
         statuses, spread = await shared_limit_is_exact(nodes, store)
         print(
