@@ -27,20 +27,44 @@ from gateway.core.errors import (
     UnsupportedMediaType,
 )
 from gateway.core.store import Store
+from gateway.core.store_webhooks import WebhookStore
 from gateway.core.tokens import Hasher
 
 from . import console, openapi, routes
 from .auth import admin_auth
+from .delivery import Deliverer, DeliveryOptions
 from .jsonbody import MAX_BODY
-from .keys import ADMIN_METRICS, HASHER, OPENAPI, POOL, SETTINGS, STORE
+from .keys import (
+    ADMIN_METRICS,
+    DELIVERER,
+    DELIVERY,
+    GUARD,
+    HASHER,
+    LEAK_LIMITER,
+    LEAKS,
+    OPENAPI,
+    POOL,
+    SCANNING_KEYS,
+    SETTINGS,
+    STORE,
+    WEBHOOKS,
+)
+from .leaks import AddressLimiter, LeakReports
 from .metrics import AdminMetrics, metrics_middleware
+from .notices import NoticeScheduler
+from .scanning import KeyFile
+from .ssrf import Guard
 
 log = logging.getLogger(__name__)
 
 POOL_SIZE = 5
+DEFAULT_DELIVERY = DeliveryOptions()
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(
+    settings: Settings, *, delivery: DeliveryOptions = DEFAULT_DELIVERY
+) -> web.Application:
+    """``delivery``: how webhooks are delivered in the background (tests shorten it)."""
     if settings.database_url is None:
         raise ConfigError("DATABASE_URL", "must be resolved before the admin app is built")
     metrics = AdminMetrics(CollectorRegistry())
@@ -59,7 +83,12 @@ def create_app(settings: Settings) -> web.Application:
     app[ADMIN_METRICS] = metrics
     app[HASHER] = Hasher.from_settings(settings)
     app[OPENAPI] = openapi.document()
+    app[DELIVERY] = delivery
+    app[GUARD] = Guard(allow_private=settings.webhook_allow_private)
+    app[LEAK_LIMITER] = AddressLimiter(settings.leak_report_rate)
+    app.cleanup_ctx.append(_scanning_keys)
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_outbox)
     app.on_response_prepare.append(console.security_headers)
     routes.add_routes(app.router)
     console.add_routes(app)
@@ -121,7 +150,38 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     pool = await db.create_pool(url, min_size=1, max_size=POOL_SIZE)
     app[POOL] = pool
     app[STORE] = Store(pool)
+    app[WEBHOOKS] = WebhookStore(pool)
+    app[LEAKS] = LeakReports(
+        app[WEBHOOKS], app[HASHER], app[SETTINGS].token_prefix, app[ADMIN_METRICS]
+    )
     try:
         yield
     finally:
         await pool.close()
+
+
+async def _scanning_keys(app: web.Application) -> AsyncIterator[None]:
+    """GitHub's keys, read at start: a missing or bad file stops the start (ConfigError)."""
+    path = app[SETTINGS].github_scanning_keys_file
+    if path is not None:
+        app[SCANNING_KEYS] = KeyFile(path)
+    yield
+
+
+async def _outbox(app: web.Application) -> AsyncIterator[None]:
+    """Webhook delivery and expiry notices, for as long as the app runs."""
+    options = app[DELIVERY]
+    if not options.run:
+        yield
+        return
+    webhooks = app[WEBHOOKS]
+    deliverer = Deliverer(webhooks, app[GUARD], app[ADMIN_METRICS], options)
+    notices = NoticeScheduler(
+        webhooks,
+        interval=options.notice_interval,
+        keep_days=options.keep_days,
+        emitted=deliverer.wake,
+    )
+    async with deliverer.running(), notices.running():
+        app[DELIVERER] = deliverer
+        yield

@@ -1,10 +1,11 @@
-"""The ``admin`` command: ``serve`` the admin API, or manage projects and tokens from a shell.
+"""The ``admin`` command: ``serve`` the admin API, or manage projects, tokens and webhooks
+from a shell.
 
-The project and token commands ("data commands", all built by :func:`_data_command`)
-work straight on the database through the same use cases as the HTTP API, so a revoke
-here reaches every gateway exactly as one made over HTTP. Output is a readable table,
-or the API's JSON with ``--json``. Errors go to stderr: exit status 1 when something is
-not found, 2 for usage and configuration.
+The project, token and webhook commands ("data commands", all built by
+:func:`_data_command`) work straight on the database through the same use cases as the
+HTTP API, so a revoke here reaches every gateway exactly as one made over HTTP. Output is
+a readable table, or the API's JSON with ``--json``. Errors go to stderr: exit status 1
+when something is not found, 2 for usage and configuration.
 
 A data command takes the database settings as flags (the others it reads from the
 environment, like every command), logs nothing but warnings, and never creates a
@@ -22,15 +23,31 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
+import asyncpg
+
 from gateway.core import db, embedded, migrate
 from gateway.core.clikit import Command, Parser, add_settings_flags, quiet, run, subcommand
 from gateway.core.config import ConfigError, Settings
 from gateway.core.errors import BadRequest, TollgateError
+from gateway.core.journal import CLI
 from gateway.core.store import Project, Store, TokenInfo
+from gateway.core.store_webhooks import Webhook, WebhookStore
 from gateway.core.tokens import Hasher
 
-from . import projects, schemas, serve, tokens
-from .views import new_token_view, project_list_view, project_view, token_view
+from . import projects, schemas, serve, tokens, webhooks
+from .ssrf import Guard
+from .views import (
+    delivery_list_view,
+    delivery_view,
+    new_token_view,
+    new_webhook_view,
+    project_list_view,
+    project_view,
+    token_view,
+    webhook_list_view,
+    webhook_view,
+)
+from .webhooks import EVENT_CHOICES
 
 T = TypeVar("T")
 
@@ -70,26 +87,45 @@ def _existing_database(settings: Settings) -> str:
     return db.database_url(settings)
 
 
-async def _on_database(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
+async def _on_database(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
     url = _existing_database(settings)
     # Idempotent and cheap when up to date; it lets the CLI bootstrap a fresh database.
     await migrate.apply(dataclasses.replace(settings, database_url=url))
     pool = await db.create_pool(url, min_size=1, max_size=2)
     try:
-        return await work(Store(pool))
+        return await work(pool)
     finally:
         await pool.close()
 
 
+def _run_on_database(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[int]]) -> int:
+    """Run ``work`` on the database; use-case errors become exit statuses."""
+    try:
+        return asyncio.run(_on_database(settings, work))
+    except TollgateError as err:
+        print(f"admin: {err.message}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(err, BadRequest) else EXIT_NOT_FOUND
+
+
 def _use_case(work: Callable[[Settings, argparse.Namespace, Store], Awaitable[int]]) -> Command:
-    """A command running ``work`` on the database; use-case errors become exit statuses."""
+    """A command running ``work`` on the database's projects and tokens."""
 
     def command(settings: Settings, args: argparse.Namespace) -> int:
-        try:
-            return asyncio.run(_on_database(settings, lambda store: work(settings, args, store)))
-        except TollgateError as err:
-            print(f"admin: {err.message}", file=sys.stderr)
-            return EXIT_USAGE if isinstance(err, BadRequest) else EXIT_NOT_FOUND
+        return _run_on_database(settings, lambda pool: work(settings, args, Store(pool)))
+
+    return command
+
+
+WebhookWork = Callable[[Settings, argparse.Namespace, Store, WebhookStore], Awaitable[int]]
+
+
+def _webhook_case(work: WebhookWork) -> Command:
+    """A command running ``work`` on the database's projects and webhooks."""
+
+    def command(settings: Settings, args: argparse.Namespace) -> int:
+        return _run_on_database(
+            settings, lambda pool: work(settings, args, Store(pool), WebhookStore(pool))
+        )
 
     return command
 
@@ -229,6 +265,87 @@ async def _tokens_revoke(settings: Settings, args: argparse.Namespace, store: St
     return 0
 
 
+def _webhook_rows(found: Sequence[Webhook]) -> str:
+    rows = [
+        (v["id"], v["url"], ",".join(v["events"]) or "all", v["created_at"])
+        for v in map(webhook_view, found)
+    ]
+    return _table(("ID", "URL", "EVENTS", "CREATED"), rows)
+
+
+async def _webhooks_create(
+    settings: Settings, args: argparse.Namespace, store: Store, hooks: WebhookStore
+) -> int:
+    given = schemas.WEBHOOK_CREATE.check({"url": args.url, "events": args.event or []})
+    guard = Guard(allow_private=settings.webhook_allow_private)
+    created = await webhooks.create(store, hooks, guard, args.project, actor=CLI, **given)
+    if args.json:
+        _print_json(new_webhook_view(created))
+    else:
+        print(_webhook_rows([created.webhook]))
+        print(f"\nsecret: {created.secret}")
+        print("This is the only time the secret is shown: store it now.", file=sys.stderr)
+    return 0
+
+
+async def _webhooks_list(
+    settings: Settings, args: argparse.Namespace, store: Store, hooks: WebhookStore
+) -> int:
+    found = await webhooks.list_all(store, hooks, args.project)
+    if args.json:
+        _print_json(webhook_list_view(found))
+    else:
+        print(_webhook_rows(found) if found else "no webhooks yet")
+    return 0
+
+
+async def _webhooks_delete(
+    settings: Settings, args: argparse.Namespace, store: Store, hooks: WebhookStore
+) -> int:
+    await webhooks.delete(store, hooks, args.project, args.webhook, actor=CLI)
+    if args.json:
+        _print_json({"id": args.webhook, "project_id": args.project, "deleted": True})
+    else:
+        print(f"deleted webhook {args.webhook}")
+    return 0
+
+
+async def _webhooks_test(
+    settings: Settings, args: argparse.Namespace, store: Store, hooks: WebhookStore
+) -> int:
+    event_id = await webhooks.send_test(store, hooks, args.project, args.webhook)
+    if args.json:
+        _print_json({"event_id": event_id})
+    else:
+        print(f"queued webhook.test event {event_id}; a running admin API delivers it")
+    return 0
+
+
+async def _webhooks_deliveries(
+    settings: Settings, args: argparse.Namespace, store: Store, hooks: WebhookStore
+) -> int:
+    given = schemas.DELIVERY_PAGE.check({"limit": args.limit})
+    found = await webhooks.deliveries(store, hooks, args.project, args.webhook, **given)
+    if args.json:
+        _print_json(delivery_list_view(found))
+        return 0
+    rows = [
+        (
+            v["event_id"],
+            v["type"],
+            v["state"],
+            v["attempt"],
+            v["status_code"] or v["error"] or "",
+            "" if v["duration_ms"] is None else f"{v['duration_ms']:.0f} ms",
+            v["next_attempt_at"] or "",
+        )
+        for v in map(delivery_view, found)
+    ]
+    headers = ("EVENT", "TYPE", "STATE", "ATTEMPT", "RESULT", "DURATION", "NEXT ATTEMPT")
+    print(_table(headers, rows) if rows else "no deliveries yet")
+    return 0
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return serve.serve(settings, migrate=not args.no_migrate)
 
@@ -253,6 +370,24 @@ def _data_command(
     sub.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     quiet(sub)
     sub.set_defaults(command=_use_case(work))
+    return sub
+
+
+def _webhook_command(
+    subparsers: Any,
+    name: str,
+    work: WebhookWork,
+    help: str,
+    *,
+    one: bool = True,
+    uses: tuple[str, ...] = (),
+) -> argparse.ArgumentParser:
+    """A webhooks command: ``--project``, and ``--webhook`` when it is about ``one``."""
+    sub = _data_command(subparsers, name, work, help, uses=uses)
+    sub.set_defaults(command=_webhook_case(work))
+    _project_flag(sub)
+    if one:
+        sub.add_argument("--webhook", required=True, metavar="WEBHOOK_ID")
     return sub
 
 
@@ -327,12 +462,41 @@ def _token_commands(commands: Any) -> None:
     _token_flags(revoke)
 
 
+def _webhook_commands(commands: Any) -> None:
+    group = _group(commands, "webhooks", "add, list, test and delete a project's webhooks")
+    create = _webhook_command(
+        group,
+        "create",
+        _webhooks_create,
+        "add a webhook (its secret is shown once)",
+        one=False,
+        uses=("WEBHOOK_ALLOW_PRIVATE",),
+    )
+    create.add_argument("--url", required=True, help="where events are POSTed (http or https)")
+    create.add_argument(
+        "--event",
+        action="append",
+        metavar="TYPE",
+        help=f"an event type to send (repeat it; default: all): {', '.join(EVENT_CHOICES)}",
+    )
+    _webhook_command(group, "list", _webhooks_list, "list a project's webhooks", one=False)
+    _webhook_command(group, "delete", _webhooks_delete, "delete a webhook")
+    _webhook_command(group, "test", _webhooks_test, "queue a webhook.test event for a webhook")
+    deliveries = _webhook_command(
+        group, "deliveries", _webhooks_deliveries, "a webhook's recent deliveries, newest first"
+    )
+    deliveries.add_argument(
+        "--limit", default=str(tokens.PAGE_DEFAULT), metavar="N", help="how many (1-100)"
+    )
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="admin", description="Tollgate administration.")
     commands = parser.add_subparsers(title="commands", parser_class=Parser)
     subcommand(commands, "serve", _serve, "run the admin API", migrate_flag=True)
     _project_commands(commands)
     _token_commands(commands)
+    _webhook_commands(commands)
     return parser
 
 

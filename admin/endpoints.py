@@ -40,6 +40,15 @@ class Answer:
 
 
 @dataclass(frozen=True, slots=True)
+class RawBody:
+    """A request body the handler reads itself (a signed one must be read as sent): its
+    OpenAPI component ``name`` and JSON Schema."""
+
+    name: str
+    schema: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Operation:
     """What one method on one path takes and answers; ``answer`` None: it always refuses."""
 
@@ -50,6 +59,7 @@ class Operation:
     body: Body | None = None
     query: Query | None = None
     public: bool = False  # no admin token needed
+    raw_body: RawBody | None = None  # documented only: the handler reads and checks it
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,8 +32,8 @@ class _Absent:
 
 ABSENT: Final = _Absent()
 
-_PYTHON_TYPES: Final[dict[str, type]] = {"string": str, "integer": int}
-_JSON_NAMES: Final = {"string": "a string", "integer": "an integer"}
+_PYTHON_TYPES: Final[dict[str, type]] = {"string": str, "integer": int, "array": list}
+_JSON_NAMES: Final = {"string": "a string", "integer": "an integer", "array": "an array"}
 
 
 def field_error(code: str, name: str, problem: str) -> BadRequest:
@@ -50,7 +50,8 @@ class Field:
     text: no NUL, valid Unicode, ``min_length`` to ``max_length`` characters, and not only
     spaces unless ``blank`` -- unless it is ``opaque``: passed on as sent, for the code
     that reads it to judge (a cursor). Integers are for query parameters: whole numbers
-    from ``minimum`` to ``maximum``.
+    from ``minimum`` to ``maximum``. An array holds at most ``max_items`` values, each
+    checked as ``items`` declares.
     """
 
     type: str = "string"
@@ -67,6 +68,8 @@ class Field:
     convert: Callable[[str], Any] | None = None
     minimum: int | None = None
     maximum: int | None = None
+    items: Field | None = None
+    max_items: int | None = None
     description: str = ""
     examples: tuple[Any, ...] = ()
 
@@ -79,9 +82,22 @@ class Field:
         if isinstance(value, bool) or not isinstance(value, _PYTHON_TYPES[self.type]):
             wanted = _JSON_NAMES[self.type] + (" or null" if self.nullable else "")
             raise field_error("invalid_type", name, f"must be {wanted}")
+        if self.items is not None and isinstance(value, list):
+            for item in value:
+                try:
+                    self.items.check_type(name, item)
+                except BadRequest:
+                    of = f"an array of {self.items.type}s"
+                    raise field_error("invalid_type", name, f"must be {of}") from None
 
     def value(self, name: str, value: Any) -> Any:
         """``value`` (of the right type) checked, in its canonical form."""
+        if self.items is not None and value is not None:
+            if self.max_items is not None and len(value) > self.max_items:
+                raise field_error(
+                    "invalid_value", name, f"must have at most {self.max_items} items"
+                )
+            return [self.items.value(name, item) for item in value]
         if value is None or self.type != "string" or self.opaque:
             return value
         if self.choices:
@@ -127,6 +143,8 @@ class Field:
             "maxLength": self.max_length,
             "minimum": self.minimum,
             "maximum": self.maximum,
+            "items": None if self.items is None else self.items.schema(),
+            "maxItems": self.max_items,
             "description": self.description or None,
             "examples": list(self.examples) or None,
         }
@@ -145,8 +163,8 @@ class Body:
     fields: Mapping[str, Field]
 
     def __post_init__(self) -> None:
-        if any(declared.type != "string" for declared in self.fields.values()):
-            raise TypeError(f"{self.name}: body fields are strings (integers: query strings)")
+        if any(declared.type == "integer" for declared in self.fields.values()):
+            raise TypeError(f"{self.name}: body fields are strings or arrays (integers: queries)")
 
     async def read(self, request: web.Request) -> dict[str, Any]:
         return self.check(await json_object(request))

@@ -20,20 +20,24 @@ JSON_TYPE: Final = "application/json"
 
 async def json_object(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object; an empty body counts as ``{}``."""
+    raw = await json_bytes(request)
+    return parse_object(raw) if raw else {}
+
+
+async def json_bytes(request: web.Request) -> bytes:
+    """The raw bytes of a JSON body, its size and type checked (empty: ``b""``)."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise _too_large()
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise _too_large() from None
-    if not raw:
-        return {}
-    if not _is_json(request.content_type):
+    if raw and not _is_json(request.content_type):
         raise UnsupportedMediaType(
             f"send the body as JSON with Content-Type: {JSON_TYPE} "
             f"(got {request.content_type or 'none'})"
         )
-    return parse_object(raw)
+    return raw
 
 
 def _too_large() -> PayloadTooLarge:
@@ -47,7 +51,15 @@ def _is_json(content_type: str) -> bool:
 
 
 def parse_object(raw: bytes) -> dict[str, Any]:
-    """Strict JSON: UTF-8, an object at the top, no duplicate keys, no NaN/Infinity."""
+    """Strict JSON (:func:`parse_json`) with an object at the top."""
+    value = parse_json(raw)
+    if not isinstance(value, dict):
+        raise BadRequest("the body must be a JSON object", code="invalid_json")
+    return value
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: UTF-8, no duplicate keys, no NaN/Infinity."""
     try:
         value = json.loads(
             raw.decode("utf-8"),
@@ -61,8 +73,6 @@ def parse_object(raw: bytes) -> dict[str, Any]:
         raise BadRequest(f"the body is not valid JSON: {reason}", code="invalid_json") from None
     except RecursionError:
         raise BadRequest("the body is nested too deeply", code="invalid_json") from None
-    if not isinstance(value, dict):
-        raise BadRequest("the body must be a JSON object", code="invalid_json")
     return value
 
 

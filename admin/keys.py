@@ -9,9 +9,14 @@ from aiohttp import web
 
 from gateway.core.config import Settings
 from gateway.core.store import Store
+from gateway.core.store_webhooks import WebhookStore
 from gateway.core.tokens import Hasher
 
+from .delivery import Deliverer, DeliveryOptions
+from .leaks import AddressLimiter, LeakReports
 from .metrics import AdminMetrics
+from .scanning import KeyFile
+from .ssrf import Guard
 
 SETTINGS = web.AppKey("admin_settings", Settings)
 POOL = web.AppKey("admin_pool", asyncpg.Pool)
@@ -19,3 +24,10 @@ STORE = web.AppKey("admin_store", Store)
 HASHER = web.AppKey("admin_hasher", Hasher)
 ADMIN_METRICS = web.AppKey("admin_metrics", AdminMetrics)
 OPENAPI = web.AppKey("admin_openapi", dict[str, Any])
+WEBHOOKS = web.AppKey("admin_webhooks", WebhookStore)
+GUARD = web.AppKey("admin_webhook_guard", Guard)
+DELIVERY = web.AppKey("admin_delivery_options", DeliveryOptions)
+DELIVERER = web.AppKey("admin_deliverer", Deliverer)  # absent when delivery does not run
+LEAKS = web.AppKey("admin_leaks", LeakReports)
+LEAK_LIMITER = web.AppKey("admin_leak_limiter", AddressLimiter)
+SCANNING_KEYS = web.AppKey("admin_scanning_keys", KeyFile)  # absent when not configured

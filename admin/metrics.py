@@ -12,13 +12,16 @@ from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
 METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED: Final = "unmatched"
 # 499: the client went away before the answer (nginx's convention).
 CLIENT_GONE: Final = 499
+
+DELIVERY_RESULTS: Final = ("delivered", "retried", "failed")
+LEAK_RESULTS: Final = ("revoked", "unknown", "bad_checksum")
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -39,6 +42,28 @@ class AdminMetrics:
             buckets=_LATENCY,
             registry=registry,
         )
+        self.webhook_deliveries = Counter(
+            "admin_webhook_deliveries",
+            "Webhook delivery attempts by result: delivered, retried (failed, tried again "
+            "later) or failed (given up after 24 h).",
+            ["result"],
+            registry=registry,
+        )
+        self.outbox_pending = Gauge(
+            "admin_webhook_outbox_pending",
+            "Webhook deliveries waiting to be sent or tried again (read at each scrape).",
+            registry=registry,
+        )
+        self.leak_reports = Counter(
+            "admin_leak_reports",
+            "Reported leaked tokens by result: revoked, unknown, bad_checksum.",
+            ["result"],
+            registry=registry,
+        )
+        for result in DELIVERY_RESULTS:
+            self.webhook_deliveries.labels(result)
+        for result in LEAK_RESULTS:
+            self.leak_reports.labels(result)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         method = method if method in METHODS else "OTHER"

@@ -38,10 +38,12 @@ _ERROR: Final[Schema] = {
 _ERRORS: Final = {
     400: "Malformed JSON, unknown field, wrong type or invalid value (the message names it).",
     401: "Missing or wrong admin token.",
-    404: "No such project or token.",
+    404: "No such project, token or webhook.",
     405: "Tokens are immutable: create a new one and revoke this one.",
+    409: "The project already has as many webhooks as it may.",
     413: f"Body larger than {MAX_BODY // 1024} KiB.",
     415: "Body is not JSON.",
+    429: "Too many requests from this address; retry after `Retry-After` seconds.",
     503: "The database is not answering.",
 }
 
@@ -104,6 +106,11 @@ def _operation(path: str, operation: Operation) -> Schema:
             "required": operation.body.required,
             "content": {JSON_TYPE: {"schema": _ref("schemas", operation.body.name)}},
         }
+    elif operation.raw_body is not None:
+        described["requestBody"] = {
+            "required": True,
+            "content": {JSON_TYPE: {"schema": _ref("schemas", operation.raw_body.name)}},
+        }
     responses = (
         {}
         if operation.answer is None
@@ -121,6 +128,11 @@ def schemas(table: Iterable[web.AbstractRouteDef] = routes.ROUTES) -> dict[str, 
         for _, operation in _documented(table)
         if operation.body is not None
     }
+    bodies.update(
+        (operation.raw_body.name, operation.raw_body.schema)
+        for _, operation in _documented(table)
+        if operation.raw_body is not None
+    )
     return {"Error": _ERROR, **ANSWERS, **bodies}
 
 

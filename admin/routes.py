@@ -9,18 +9,49 @@ document is generated from these same declarations. Errors are raised as
 from __future__ import annotations
 
 import asyncio
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
 from gateway.core import db
-from gateway.core.errors import MethodNotAllowed, ServiceUnavailable
+from gateway.core.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+)
+from gateway.core.journal import Actor
 
-from . import projects, schemas, tokens
-from .endpoints import Answer, Given, Operation, Reply, documented, is_public
-from .keys import ADMIN_METRICS, HASHER, OPENAPI, POOL, SETTINGS, STORE
+from . import projects, scanning, schemas, tokens, webhooks
+from .endpoints import Answer, Given, Operation, RawBody, Reply, documented, is_public
+from .jsonbody import json_bytes, parse_json
+from .keys import (
+    ADMIN_METRICS,
+    DELIVERER,
+    GUARD,
+    HASHER,
+    LEAK_LIMITER,
+    LEAKS,
+    OPENAPI,
+    POOL,
+    SCANNING_KEYS,
+    SETTINGS,
+    STORE,
+    WEBHOOKS,
+)
 from .metrics import exposition
-from .views import new_token_view, project_list_view, project_view, token_page_view, token_view
+from .ssrf import literal
+from .views import (
+    delivery_list_view,
+    new_token_view,
+    new_webhook_view,
+    project_list_view,
+    project_view,
+    token_page_view,
+    token_view,
+    webhook_list_view,
+)
 
 HEALTH_TIMEOUT: Final = 2.0
 
@@ -183,6 +214,206 @@ async def token_other_method(request: web.Request) -> web.Response:
     raise MethodNotAllowed(headers=_TOKEN_ALLOW)
 
 
+# ---------------------------------------------------------------- webhooks
+
+WEBHOOKS_PATH: Final = "/v1/projects/{project_id}/webhooks"
+WEBHOOK: Final = "/v1/projects/{project_id}/webhooks/{webhook_id}"
+WEBHOOK_TEST: Final = "/v1/projects/{project_id}/webhooks/{webhook_id}/test"
+WEBHOOK_DELIVERIES: Final = "/v1/projects/{project_id}/webhooks/{webhook_id}/deliveries"
+LEAKS_PATH: Final = "/v1/leaks"
+LEAKS_GITHUB: Final = "/v1/leaks/github"
+
+# Who may call these routes, for the role x route table: a manager of the project (and
+# admin) reads and changes its webhooks, a viewer none of it; leak reports are public.
+ACCESS: Final = {
+    ("POST", WEBHOOKS_PATH): "manager",
+    ("GET", WEBHOOKS_PATH): "manager",
+    ("DELETE", WEBHOOK): "manager",
+    ("POST", WEBHOOK_TEST): "manager",
+    ("GET", WEBHOOK_DELIVERIES): "manager",
+    ("POST", LEAKS_PATH): "public",
+    ("POST", LEAKS_GITHUB): "public",
+}
+
+
+def client_ip(request: web.Request) -> str | None:
+    """The peer's address, when it is one (audit events store it as inet)."""
+    remote = request.remote
+    return remote if remote is not None and literal(remote) is not None else None
+
+
+def _actor(request: web.Request) -> Actor:
+    # The admin token is the one credential the API knows today.
+    return Actor("bootstrap", ip=client_ip(request))
+
+
+def _webhook_ids(request: web.Request) -> tuple[str, str]:
+    return request.match_info["project_id"], request.match_info["webhook_id"]
+
+
+@ROUTES.post(WEBHOOKS_PATH)
+@documented(
+    Operation(
+        "Add a webhook",
+        Answer(
+            201,
+            "The webhook, with its signing secret.",
+            "NewWebhook",
+            location="/v1/projects/{project_id}/webhooks/{id}",
+            secret=True,
+        ),
+        (*_BODY_ERRORS, 404, 409),
+        "The answer is the only place the secret ever appears. A URL whose host resolves to "
+        "a loopback, private, link-local or metadata address is refused "
+        "(`webhook_url_not_allowed`) unless WEBHOOK_ALLOW_PRIVATE.",
+        body=schemas.WEBHOOK_CREATE,
+    )
+)
+async def create_webhook(request: web.Request, given: Given) -> Reply:
+    app, project_id = request.app, request.match_info["project_id"]
+    created = await webhooks.create(
+        app[STORE], app[WEBHOOKS], app[GUARD], project_id, actor=_actor(request), **given.body
+    )
+    return new_webhook_view(created)
+
+
+@ROUTES.get(WEBHOOKS_PATH)
+@documented(
+    Operation("List a project's webhooks", Answer(200, "Its webhooks.", "WebhookList"), (401, 404))
+)
+async def list_webhooks(request: web.Request, given: Given) -> Reply:
+    app, project_id = request.app, request.match_info["project_id"]
+    return webhook_list_view(await webhooks.list_all(app[STORE], app[WEBHOOKS], project_id))
+
+
+@ROUTES.delete(WEBHOOK)
+@documented(
+    Operation(
+        "Delete a webhook",
+        Answer(204, "Deleted."),
+        (401, 404),
+        "Its pending deliveries are dropped.",
+    )
+)
+async def delete_webhook(request: web.Request, given: Given) -> Reply:
+    app = request.app
+    await webhooks.delete(app[STORE], app[WEBHOOKS], *_webhook_ids(request), actor=_actor(request))
+    return None
+
+
+@ROUTES.post(WEBHOOK_TEST)
+@documented(
+    Operation(
+        "Send a webhook.test event to this webhook now",
+        Answer(202, "Queued; its delivery shows in the webhook's deliveries.", "TestEvent"),
+        (401, 404),
+    )
+)
+async def test_webhook(request: web.Request, given: Given) -> Reply:
+    app = request.app
+    event_id = await webhooks.send_test(app[STORE], app[WEBHOOKS], *_webhook_ids(request))
+    if DELIVERER in app:
+        app[DELIVERER].wake()
+    return {"event_id": event_id}
+
+
+@ROUTES.get(WEBHOOK_DELIVERIES)
+@documented(
+    Operation(
+        "A webhook's recent deliveries, newest first",
+        Answer(200, "Its deliveries.", "DeliveryList"),
+        (400, 401, 404),
+        query=schemas.DELIVERY_PAGE,
+    )
+)
+async def list_deliveries(request: web.Request, given: Given) -> Reply:
+    app = request.app
+    found = await webhooks.deliveries(
+        app[STORE], app[WEBHOOKS], *_webhook_ids(request), **given.query
+    )
+    return delivery_list_view(found)
+
+
+# ---------------------------------------------------------------- leak reports
+
+
+@ROUTES.post(LEAKS_PATH)
+@documented(
+    Operation(
+        "Report tokens found in public",
+        Answer(202, "Received; genuine tokens are revoked at once.", "LeakReceipt"),
+        (400, 413, 415, 429),
+        "No credential needed. The answer is the same whatever the strings are, so it "
+        "never tells which tokens exist. Limited per client address (LEAK_REPORT_RATE).",
+        body=schemas.LEAK_REPORT,
+        public=True,
+    )
+)
+async def report_leaks(request: web.Request, given: Given) -> Reply:
+    app = request.app
+    app[LEAK_LIMITER].admit(request.remote or "")
+    source = given.body["source"] or None
+    found = [(raw, source) for raw in given.body["tokens"]]
+    await app[LEAKS].report(found, actor=Actor("leak_report", ip=client_ip(request)))
+    return {"received": len(found)}
+
+
+@ROUTES.post(LEAKS_GITHUB)
+@documented(
+    Operation(
+        "GitHub secret scanning reports (its partner protocol)",
+        Answer(200, "Each reported token and whether it was genuine.", "GitHubLabels"),
+        (400, 401, 404, 413, 415),
+        "Signed by GitHub (Github-Public-Key-Identifier, Github-Public-Key-Signature: ECDSA "
+        "P-256, SHA-256) with a key of GITHUB_SCANNING_KEYS_FILE; 401 without a valid "
+        "signature, 404 when no keys file is set. Genuine tokens are revoked at once.",
+        raw_body=RawBody(
+            "GitHubTokenReports",
+            {
+                "type": "array",
+                "items": {**schemas.GITHUB_REPORT_ITEM.schema(), "additionalProperties": True},
+            },
+        ),
+        public=True,
+    )
+)
+async def github_leaks(request: web.Request, given: Given) -> Reply:
+    app = request.app
+    if SCANNING_KEYS not in app:
+        raise NotFound(
+            f"GitHub secret scanning is not set up ({scanning.VARIABLE})",
+            code="github_scanning_not_configured",
+        )
+    raw = await json_bytes(request)
+    signed = scanning.verify(
+        app[SCANNING_KEYS].keys(),
+        request.headers.get(scanning.KEY_ID_HEADER),
+        request.headers.get(scanning.SIGNATURE_HEADER),
+        raw,
+    )
+    if not signed:
+        raise Unauthorized(
+            "the report is not signed by a known GitHub key", code="invalid_signature"
+        )
+    reports = _github_reports(parse_json(raw))
+    found = [(report["token"], report["url"] or report["source"]) for report in reports]
+    verdicts = await app[LEAKS].report(found, actor=Actor("leak_report", ip=client_ip(request)))
+    return web.json_response(
+        scanning.labels(reports, [verdict == "revoked" for verdict in verdicts])
+    )
+
+
+def _github_reports(value: Any) -> list[dict[str, Any]]:
+    """Each report checked as declared (fields GitHub may add later are left out)."""
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise BadRequest("the body must be a JSON array of objects", code="invalid_json")
+    fields = schemas.GITHUB_REPORT_ITEM.fields
+    return [
+        schemas.GITHUB_REPORT_ITEM.check({k: v for k, v in item.items() if k in fields})
+        for item in value
+    ]
+
+
 # ---------------------------------------------------------------- service
 
 
@@ -219,7 +450,13 @@ async def healthz(request: web.Request, given: Given) -> Reply:
     )
 )
 async def metrics(request: web.Request, given: Given) -> Reply:
-    return exposition(request.app[ADMIN_METRICS])
+    app = request.app
+    try:
+        pending = await asyncio.wait_for(app[WEBHOOKS].pending_count(), HEALTH_TIMEOUT)
+        app[ADMIN_METRICS].outbox_pending.set(pending)
+    except db.UNREACHABLE:  # the gauge keeps its last value; the scrape still answers
+        pass
+    return exposition(app[ADMIN_METRICS])
 
 
 def public_paths() -> frozenset[str]:

@@ -7,13 +7,14 @@ console's limits, are generated from the same declarations.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Final
 
 from gateway.core.rates import PATTERN as RATE_PATTERN
 from gateway.core.rates import parse_rate
 
-from . import projects, tokens
+from . import leaks, projects, tokens, webhooks
 from .fields import Body, Field, Query
 
 NAME: Final = Field(
@@ -70,4 +71,71 @@ TOKEN_PAGE: Final = Query(
             default=None, opaque=True, description="`next_cursor` of the previous page."
         ),
     }
+)
+
+# ---------------------------------------------------------------- webhooks and leak reports
+
+WEBHOOK_URL_MAX: Final = 2000
+WEBHOOK_CREATE: Final = Body(
+    "WebhookCreate",
+    {
+        "url": Field(
+            required=True,
+            # Printable ASCII only (an international host in its xn-- form): nothing a
+            # header or a log line could be broken with.
+            pattern=re.compile(rf"https?://[!-~]{{1,{WEBHOOK_URL_MAX - 8}}}"),
+            must="must be an http:// or https:// URL of printable ASCII characters",
+            convert=str.strip,
+            description=(
+                "Where events are POSTed. Its host must resolve to public addresses only "
+                "(unless WEBHOOK_ALLOW_PRIVATE)."
+            ),
+            examples=("https://example.com/hooks/tollgate",),
+        ),
+        "events": Field(
+            type="array",
+            items=Field(choices=webhooks.EVENT_CHOICES),
+            max_items=len(webhooks.EVENT_CHOICES),
+            default=[],
+            description="The event types to send; empty or absent: every type.",
+        ),
+    },
+)
+DELIVERY_PAGE: Final = Query(
+    {
+        "limit": Field(
+            type="integer",
+            minimum=1,
+            maximum=tokens.PAGE_MAX,
+            default=tokens.PAGE_DEFAULT,
+            description="How many deliveries, newest first.",
+        ),
+    }
+)
+LEAK_REPORT: Final = Body(
+    "LeakReport",
+    {
+        "tokens": Field(
+            type="array",
+            required=True,
+            items=Field(opaque=True),
+            max_items=leaks.REPORT_MAX,
+            description="Tokens found in public; strings that are not tokens are ignored.",
+        ),
+        "source": Field(
+            max_length=WEBHOOK_URL_MAX,
+            default=None,
+            description="Where they were found (a URL).",
+        ),
+    },
+)
+# One report of GitHub secret scanning; fields GitHub may add later are ignored.
+GITHUB_REPORT_ITEM: Final = Body(
+    "GitHubTokenReport",
+    {
+        "token": Field(required=True, opaque=True),
+        "type": Field(opaque=True, default=""),
+        "url": Field(opaque=True, default=None),
+        "source": Field(opaque=True, default=None),
+    },
 )

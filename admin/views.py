@@ -10,19 +10,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from gateway.core.outbox import rfc3339
 from gateway.core.store import Project, TokenInfo, TokenPage
+from gateway.core.store_webhooks import Delivery, Webhook
 from gateway.core.tokens import masked
 
-from . import schemas, tokens
+from . import schemas, tokens, webhooks
 
 Schema = dict[str, Any]
-
-
-def rfc3339(moment: datetime | None) -> str | None:
-    """``2026-11-22T10:00:00Z``: UTC, whole seconds, as most clients parse without fuss."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def project_view(project: Project) -> dict[str, Any]:
@@ -66,6 +61,47 @@ def token_page_view(page: TokenPage, prefix: str) -> dict[str, Any]:
         "tokens": [token_view(info, prefix) for info in page.tokens],
         "next_cursor": page.next_cursor,
     }
+
+
+def webhook_view(webhook: Webhook) -> dict[str, Any]:
+    return {
+        "id": webhook.id,
+        "project_id": webhook.project_id,
+        "url": webhook.url,
+        "events": list(webhook.events),
+        "created_at": rfc3339(webhook.created_at),
+    }
+
+
+def new_webhook_view(created: webhooks.Created) -> dict[str, Any]:
+    """The only answer that ever carries the webhook's secret."""
+    return {**webhook_view(created.webhook), "secret": created.secret}
+
+
+def webhook_list_view(found: Sequence[Webhook]) -> dict[str, Any]:
+    return {"webhooks": [webhook_view(w) for w in found]}
+
+
+def delivery_view(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "id": delivery.id,
+        "event_id": delivery.event_id,
+        "type": delivery.type,
+        "state": delivery.state,
+        "attempt": delivery.attempts,
+        "status_code": delivery.last_status,
+        "error": delivery.last_error,
+        "duration_ms": None
+        if delivery.last_duration_ms is None
+        else round(delivery.last_duration_ms, 1),
+        "attempted_at": rfc3339(delivery.last_attempt_at),
+        "next_attempt_at": rfc3339(delivery.next_attempt_at),
+        "created_at": rfc3339(delivery.created_at),
+    }
+
+
+def delivery_list_view(found: Sequence[Delivery]) -> dict[str, Any]:
+    return {"deliveries": [delivery_view(d) for d in found]}
 
 
 # ---------------------------------------------------------------- their schemas
@@ -132,4 +168,68 @@ ANSWERS: Final[dict[str, Schema]] = {
             "next_cursor": {"type": ["string", "null"]},
         }
     ),
+    "Webhook": _always(
+        {
+            "id": {"type": "string"},
+            "project_id": {"type": "string"},
+            "url": {"type": "string"},
+            "events": {
+                "type": "array",
+                "items": {"enum": list(webhooks.EVENT_CHOICES)},
+                "description": "The event types sent; empty: every type.",
+            },
+            "created_at": _TIME,
+        }
+    ),
+    "NewWebhook": {
+        "allOf": [
+            _ref("Webhook"),
+            _always(
+                {
+                    "secret": {
+                        "type": "string",
+                        "description": "The signing secret (whsec_...). Shown in this answer "
+                        "only, never again.",
+                    }
+                }
+            ),
+        ]
+    },
+    "WebhookList": _always({"webhooks": {"type": "array", "items": _ref("Webhook")}}),
+    "Delivery": _always(
+        {
+            "id": {"type": "integer"},
+            "event_id": {"type": "string", "description": "The webhook-id header."},
+            "type": {"type": "string"},
+            "state": {"enum": ["pending", "delivered", "failed"]},
+            "attempt": {"type": "integer", "description": "Attempts made so far."},
+            "status_code": {
+                "type": ["integer", "null"],
+                "description": "The receiver's status at the latest attempt.",
+            },
+            "error": {
+                "type": ["string", "null"],
+                "description": "Why the latest attempt got no status (timeout, refused...).",
+            },
+            "duration_ms": {"type": ["number", "null"]},
+            "attempted_at": _TIME_OR_NULL,
+            "next_attempt_at": {**_TIME_OR_NULL, "description": "Null unless pending."},
+            "created_at": _TIME,
+        }
+    ),
+    "DeliveryList": _always({"deliveries": {"type": "array", "items": _ref("Delivery")}}),
+    "TestEvent": _always({"event_id": {"type": "string"}}),
+    "LeakReceipt": _always(
+        {"received": {"type": "integer", "description": "How many strings were received."}}
+    ),
+    "GitHubLabels": {
+        "type": "array",
+        "items": _always(
+            {
+                "token_raw": {"type": "string"},
+                "token_type": {"type": "string"},
+                "label": {"enum": ["true_positive", "false_positive"]},
+            }
+        ),
+    },
 }

@@ -33,6 +33,7 @@ CREATE TABLE webhook_deliveries (
     last_status      integer NULL,              -- the receiver's HTTP status
     last_error       text NULL,                 -- or why there was none (timeout, refused)
     last_duration_ms double precision NULL,
+    last_attempt_at  timestamptz NULL,          -- when the latest attempt started
     created_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
     UNIQUE (event_id, webhook_id)
 );

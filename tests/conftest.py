@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import secrets
 import tempfile
@@ -19,11 +20,14 @@ import asyncpg
 import pytest
 
 from gateway.core.config import Settings
+from gateway.core.events import CHANNEL
 from gateway.core.migrate import migrate
 from gateway.core.store import Store
+from gateway.core.store_webhooks import WebhookStore
 from gateway.proxy.app import running, serve
 from tests.helpers import GatewayClient, Issued, issue
 from tests.pgbouncer import BINARY, MISSING, PgBouncer, running_pgbouncer
+from tests.receiver import Receiver
 
 ADMIN_TOKEN = "test-admin-token-" + "x" * 32
 
@@ -119,6 +123,8 @@ def environ(database_url: str, tmp_path: Path) -> dict[str, str]:
         "ADMIN_TOKEN": ADMIN_TOKEN,
         "UPSTREAM_URL": "http://127.0.0.1:9",
         "LAST_USED_FLUSH_INTERVAL": "0.05",
+        # Webhook receivers in tests are local (the guard has tests of its own).
+        "WEBHOOK_ALLOW_PRIVATE": "true",
     }
 
 
@@ -140,6 +146,31 @@ async def pg_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 def store(pg_pool: asyncpg.Pool) -> Store:
     return Store(pg_pool)
+
+
+@pytest.fixture
+async def events(database_url: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+    """What a gateway would hear: the store's notifications, on a real connection."""
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    conn = await asyncpg.connect(database_url)
+    await conn.add_listener(CHANNEL, lambda *args: queue.put_nowait(json.loads(args[3])))
+    yield queue
+    await conn.close()
+
+
+@pytest.fixture
+async def webhooks(pg_pool: asyncpg.Pool) -> WebhookStore:
+    """The webhook store, its outbox and notices emptied first (projects are, by pg_pool)."""
+    await pg_pool.execute("TRUNCATE outbox_events, event_notices CASCADE")
+    return WebhookStore(pg_pool)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A webhook receiver on a real socket (see tests/receiver.py)."""
+    started = await Receiver().start()
+    yield started
+    await started.close()
 
 
 ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

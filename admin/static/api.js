@@ -87,4 +87,16 @@ export const api = {
   createToken: (id, fields) => request("POST", `/v1/projects/${enc(id)}/tokens`, { body: fields }),
   revokeToken: (id, tokenId) =>
     request("DELETE", `/v1/projects/${enc(id)}/tokens/${enc(tokenId)}`),
+  listWebhooks: (id) => request("GET", `/v1/projects/${enc(id)}/webhooks`),
+  createWebhook: (id, fields) =>
+    request("POST", `/v1/projects/${enc(id)}/webhooks`, { body: fields }),
+  deleteWebhook: (id, webhookId) =>
+    request("DELETE", `/v1/projects/${enc(id)}/webhooks/${enc(webhookId)}`),
+  testWebhook: (id, webhookId) =>
+    request("POST", `/v1/projects/${enc(id)}/webhooks/${enc(webhookId)}/test`),
+  listDeliveries: (id, webhookId, limit) =>
+    request(
+      "GET",
+      `/v1/projects/${enc(id)}/webhooks/${enc(webhookId)}/deliveries?${new URLSearchParams({ limit })}`,
+    ),
 };

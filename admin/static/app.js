@@ -39,6 +39,7 @@ function signOut(message) {
   // Nothing of the previous session stays on the page.
   $("projects-list").replaceChildren();
   $("tokens-body").replaceChildren();
+  $("webhooks-list").replaceChildren();
   firstRender = true;
   $("sign-out").hidden = true;
   signin.show(message);

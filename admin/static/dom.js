@@ -2,6 +2,15 @@
 
 export const $ = (id) => document.getElementById(id);
 
+// A table cell with its column's name: narrow screens show it as "label: value".
+export function cell(label, ...content) {
+  const td = document.createElement("td");
+  td.setAttribute("role", "cell");
+  td.dataset.label = label;
+  td.append(...content);
+  return td;
+}
+
 // Show an API error next to the control that caused it (an element with role="alert").
 export function showError(element, error) {
   element.textContent = typeof error === "string" ? error : error.message;
@@ -44,6 +53,23 @@ export async function whileBusy(button, action) {
     button.disabled = false;
     button.removeAttribute("aria-busy");
   }
+}
+
+// The submit of a confirmation dialog that removes something: `remove()` runs with the
+// submit button busy. True when it is gone: a 404 counts (removed meanwhile, which is what
+// the user asked for); any other failure is shown in `error`.
+export async function removeConfirmed(event, form, error, remove) {
+  event.preventDefault();
+  clearError(error);
+  try {
+    await whileBusy(form.querySelector("button[type=submit]"), remove);
+  } catch (failure) {
+    if (failure.status !== 404) {
+      showError(error, failure);
+      return false;
+    }
+  }
+  return true;
 }
 
 // Open a modal dialog; when it closes (button, Escape or code), run `onClose` and give the
@@ -93,4 +119,29 @@ export function isCurrent(value) {
 export function focusHeading(heading) {
   heading.setAttribute("tabindex", "-1");
   heading.focus({ preventScroll: true });
+}
+
+// Copy the text of `element` to the clipboard: whether it worked. The async Clipboard API
+// needs a secure context (https or localhost); elsewhere fall back to selecting the text and
+// the legacy copy command, and leave it selected for Ctrl+C when that fails too.
+export async function copyText(element) {
+  try {
+    await navigator.clipboard.writeText(element.textContent);
+    return true;
+  } catch {
+    return copyBySelection(element);
+  }
+}
+
+function copyBySelection(element) {
+  const range = document.createRange();
+  range.selectNodeContents(element);
+  const selection = window.getSelection();
+  selection.removeAllRanges();
+  selection.addRange(range);
+  try {
+    return document.execCommand("copy");
+  } catch {
+    return false;
+  }
 }

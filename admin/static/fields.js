@@ -2,6 +2,7 @@
 // from the API's OpenAPI document (schema.js); what a person reads is written here, so a
 // message never shows the API's field names, JSON's null or a bare "N/unit".
 
+import { clearError, showError, showFieldError, whileBusy } from "./dom.js";
 import { field, problem } from "./schema.js";
 
 const LABELS = {
@@ -9,6 +10,8 @@ const LABELS = {
   rate_limit: "Rate limit",
   description: "Description",
   expires_in: "Expiration",
+  url: "URL",
+  events: "Events",
 };
 
 // For fields whose value must follow a pattern: what a good one looks like.
@@ -55,4 +58,23 @@ export function fromApi(form, component, failure) {
   if (HINTS[name]) return [input, hintOf(name, field(component, name))];
   const sentence = `${labelOf(name)} ${rest}`;
   return [input, /[.!?]$/.test(sentence) ? sentence : `${sentence}.`];
+}
+
+// Submit a form of body `component`: its `names` checked first, then `send()` with the submit
+// button busy; a refusal shows next to its field (or in `error`). The answer, or null.
+export async function sendChecked(form, error, component, names, send) {
+  clearError(error);
+  const wrong = firstProblem(form, component, names);
+  if (wrong) {
+    showFieldError(error, ...wrong);
+    return null;
+  }
+  try {
+    return await whileBusy(form.querySelector("button[type=submit]"), send);
+  } catch (failure) {
+    const about = fromApi(form, component, failure);
+    if (about) showFieldError(error, ...about);
+    else showError(error, failure);
+    return null;
+  }
 }

@@ -1,4 +1,5 @@
-// A project's page: the Settings section (name, rate limit) and the Access Tokens section.
+// A project's page: the Settings section (name, rate limit), the Access Tokens section and the
+// Webhooks section.
 
 import { api } from "./api.js";
 import {
@@ -9,6 +10,7 @@ import {
   isCurrent,
   nextGeneration,
   openDialog,
+  removeConfirmed,
   showError,
   showFieldError,
   showView,
@@ -19,6 +21,7 @@ import { timeElement } from "./format.js";
 import * as projects from "./projects.js";
 import { field, limitInput } from "./schema.js";
 import * as tokens from "./tokens.js";
+import * as webhooks from "./webhooks.js";
 
 let current = null; // the project shown, as the API last returned it
 
@@ -63,7 +66,10 @@ export async function show(projectId, { focus = false } = {}) {
   fill(project);
   $("project-body").hidden = false;
   if (focus) focusHeading($("project-title"));
-  await tokens.load(project.id, () => isCurrent(generation));
+  await Promise.all([
+    tokens.load(project.id, () => isCurrent(generation)),
+    webhooks.load(project.id, () => isCurrent(generation)),
+  ]);
 }
 
 // PATCH only what changed; an empty rate limit means the server default (null).
@@ -84,22 +90,10 @@ function openDelete() {
 }
 
 async function submitDelete(event) {
-  event.preventDefault();
-  if (!current) return;
-  const error = $("delete-error");
-  clearError(error);
+  if (!current) return event.preventDefault();
   const { id, name } = current;
-  try {
-    await whileBusy($("delete-form").querySelector("button[type=submit]"), () =>
-      api.deleteProject(id),
-    );
-  } catch (failure) {
-    // 404: deleted meanwhile, which is what the user asked for.
-    if (failure.status !== 404) {
-      showError(error, failure);
-      return;
-    }
-  }
+  const remove = () => api.deleteProject(id);
+  if (!(await removeConfirmed(event, $("delete-form"), $("delete-error"), remove))) return;
   current = null;
   $("dialog-delete").close();
   projects.announce(`Project “${name}” deleted.`);
@@ -108,6 +102,7 @@ async function submitDelete(event) {
 
 export function init() {
   tokens.init(() => current);
+  webhooks.init(() => current);
   $("delete-project").addEventListener("click", openDelete);
   $("delete-form").addEventListener("submit", submitDelete);
   const form = $("settings-form");

@@ -12,9 +12,8 @@ import {
   showError,
   showFieldError,
   showView,
-  whileBusy,
 } from "./dom.js";
-import { firstProblem, fromApi } from "./fields.js";
+import { sendChecked } from "./fields.js";
 import { timeElement } from "./format.js";
 import { field, limitInput } from "./schema.js";
 
@@ -91,24 +90,12 @@ export function init() {
       showFieldError(error, $("project-name"), "Give the project a name.");
       return;
     }
-    const wrong = firstProblem(form, "ProjectCreate", ["name", "rate_limit"]);
-    if (wrong) {
-      showFieldError(error, ...wrong);
-      return;
-    }
     const fields = { name };
     if (rate) fields.rate_limit = rate;
-    let project;
-    try {
-      project = await whileBusy(form.querySelector("button[type=submit]"), () =>
-        api.createProject(fields),
-      );
-    } catch (failure) {
-      const about = fromApi(form, "ProjectCreate", failure);
-      if (about) showFieldError(error, ...about);
-      else showError(error, failure);
-      return;
-    }
+    const send = () => api.createProject(fields);
+    const names = ["name", "rate_limit"];
+    const project = await sendChecked(form, error, "ProjectCreate", names, send);
+    if (!project) return;
     dialog.close();
     location.hash = projectHref(project.id);
   });

@@ -9,14 +9,16 @@
 import { api } from "./api.js";
 import {
   $,
+  cell,
   clearError,
   clearFieldErrorsOnChange,
+  copyText,
   openDialog,
+  removeConfirmed,
   showError,
-  showFieldError,
   whileBusy,
 } from "./dom.js";
-import { firstProblem, fromApi } from "./fields.js";
+import { sendChecked } from "./fields.js";
 import { timeElement } from "./format.js";
 import { field, limitInput } from "./schema.js";
 
@@ -46,14 +48,6 @@ function binIcon() {
   path.setAttribute("stroke-linejoin", "round");
   svg.append(path);
   return svg;
-}
-
-function cell(label, ...content) {
-  const td = document.createElement("td");
-  td.setAttribute("role", "cell");
-  td.dataset.label = label;
-  td.append(...content);
-  return td;
 }
 
 function descriptionOf(token) {
@@ -206,27 +200,12 @@ async function submitCreate(event) {
   event.preventDefault();
   const project = projectOf();
   const form = $("token-form");
-  const error = $("token-form-error");
-  clearError(error);
   if (!project) return;
-  const wrong = firstProblem(form, "TokenCreate", ["description"]);
-  if (wrong) {
-    showFieldError(error, ...wrong);
-    return;
-  }
   const fields = { description: $("token-description").value.trim() };
   if ($("token-expiration").value) fields.expires_in = $("token-expiration").value;
-  let created;
-  try {
-    created = await whileBusy(form.querySelector("button[type=submit]"), () =>
-      api.createToken(project.id, fields),
-    );
-  } catch (failure) {
-    const about = fromApi(form, "TokenCreate", failure);
-    if (about) showFieldError(error, ...about);
-    else showError(error, failure);
-    return;
-  }
+  const send = () => api.createToken(project.id, fields);
+  const created = await sendChecked(form, $("token-form-error"), "TokenCreate", ["description"], send);
+  if (!created) return;
   form.reset();
   const dialog = $("dialog-token");
   if (dialog.open) dialog.close();
@@ -276,34 +255,13 @@ function closeRequested(event) {
   asking(true);
 }
 
-// The async Clipboard API needs a secure context (https or localhost); elsewhere fall back
-// to selecting the text and the legacy copy command, and as a last resort ask for Ctrl+C.
 async function copyToken() {
   const secret = $("reveal-token");
-  const status = $("reveal-status");
   if (!secret.textContent) return;
-  try {
-    await navigator.clipboard.writeText(secret.textContent);
-    copied = true;
-  } catch {
-    copied = copyBySelection(secret);
-  }
-  status.textContent = copied
+  copied = await copyText(secret);
+  $("reveal-status").textContent = copied
     ? "Copied to the clipboard."
     : "Copying is blocked here: the token is selected, press Ctrl+C (⌘C on a Mac).";
-}
-
-function copyBySelection(secret) {
-  const range = document.createRange();
-  range.selectNodeContents(secret);
-  const selection = window.getSelection();
-  selection.removeAllRanges();
-  selection.addRange(range);
-  try {
-    return document.execCommand("copy");
-  } catch {
-    return false;
-  }
 }
 
 // ------------------------------------------------------------------ revoke
@@ -339,22 +297,11 @@ function confirmRevoke(token, row) {
 }
 
 async function submitRevoke(event) {
-  event.preventDefault();
-  if (!pendingRevoke) return;
+  if (!pendingRevoke) return event.preventDefault();
   const { token, row } = pendingRevoke;
-  const error = $("revoke-error");
-  clearError(error);
-  try {
-    await whileBusy($("revoke-form").querySelector("button[type=submit]"), () =>
-      api.revokeToken(token.project_id, token.id),
-    );
-  } catch (failure) {
-    // 404: someone revoked it already; either way the row must go.
-    if (failure.status !== 404) {
-      showError(error, failure);
-      return;
-    }
-  }
+  const revoke = () => api.revokeToken(token.project_id, token.id);
+  // A 404 (someone revoked it already) counts: either way the row must go.
+  if (!(await removeConfirmed(event, $("revoke-form"), $("revoke-error"), revoke))) return;
   row.remove();
   refreshEmptyState();
   $("tokens-status").textContent = "Token revoked.";

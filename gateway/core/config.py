@@ -182,6 +182,15 @@ def _token_prefix(text: str) -> str:
     return text
 
 
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not true or false")
+
+
 def _path(text: str) -> Path:
     if not text:
         raise ValueError("must not be empty")
@@ -325,6 +334,21 @@ class Settings:
         "ARGON2_MEMORY_COST", _int_in(1024, 4 * 1024 * 1024), "19456", "argon2id memory in KiB"
     )
     argon2_parallelism: int = _setting("ARGON2_PARALLELISM", _int_in(1, 16), "1", "argon2id lanes")
+    webhook_allow_private: bool = _setting(
+        "WEBHOOK_ALLOW_PRIVATE",
+        _bool,
+        "false",
+        "let webhooks reach loopback, private and link-local addresses (gateway up: true)",
+    )
+    leak_report_rate: Rate = _setting(
+        "LEAK_REPORT_RATE", parse_rate, "60/minute", "leak reports per client address"
+    )
+    github_scanning_keys_file: Path | None = _setting(
+        "GITHUB_SCANNING_KEYS_FILE",
+        _path,
+        None,
+        "GitHub's secret-scanning public keys (JSON), for POST /v1/leaks/github",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:

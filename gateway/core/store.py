@@ -14,7 +14,7 @@ from typing import Final
 
 import asyncpg
 
-from . import events
+from . import events, journal, outbox
 from .tokens import is_token_id, new_id
 
 
@@ -122,6 +122,8 @@ class Store:
             )
             if row is None:
                 return None
+            if set_limit or not isinstance(name, Unset):  # a change, not an empty PATCH
+                await journal.emit(conn, "project.updated", project_id, outbox.project(row))
             if set_limit:
                 await events.notify(
                     conn, events.PROJECT_UPDATED, project_id, rate_limit=row["rate_limit"]
@@ -152,17 +154,19 @@ class Store:
     ) -> TokenInfo | None:
         """Store a new token; None when the project does not exist."""
         try:
-            row = await self._pool.fetchrow(
-                "INSERT INTO tokens (id, project_id, description, secret_hash, expires_at) "
-                "VALUES ($1, $2, $3, $4, "
-                "CASE WHEN $5::int IS NULL THEN NULL ELSE now() + make_interval(days => $5) END) "
-                f"RETURNING {_TOKEN_COLUMNS}",
-                token_id,
-                project_id,
-                description,
-                secret_hash,
-                expires_in_days,
-            )
+            async with self._pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    "INSERT INTO tokens (id, project_id, description, secret_hash, expires_at) "
+                    "VALUES ($1, $2, $3, $4, CASE WHEN $5::int IS NULL THEN NULL "
+                    "ELSE now() + make_interval(days => $5) END) "
+                    f"RETURNING {_TOKEN_COLUMNS}",
+                    token_id,
+                    project_id,
+                    description,
+                    secret_hash,
+                    expires_in_days,
+                )
+                await journal.emit(conn, "token.created", project_id, outbox.token(row))
         except asyncpg.ForeignKeyViolationError:
             return None
         return TokenInfo(**row)
@@ -196,13 +200,14 @@ class Store:
     async def revoke_token(self, project_id: str, token_id: str) -> bool:
         """Delete a token; it stops working on every gateway at once."""
         async with self._pool.acquire() as conn, conn.transaction():
-            deleted = await conn.fetchval(
-                "DELETE FROM tokens WHERE project_id = $1 AND id = $2 RETURNING id",
+            deleted = await conn.fetchrow(
+                f"DELETE FROM tokens WHERE project_id = $1 AND id = $2 RETURNING {_TOKEN_COLUMNS}",
                 project_id,
                 token_id,
             )
             if deleted is None:
                 return False
+            await journal.emit(conn, "token.revoked", project_id, outbox.token(deleted))
             await events.notify(conn, events.TOKEN_REVOKED, project_id, token_id=token_id)
         return True
 

@@ -101,6 +101,12 @@ def parse(raw: str, prefix: str) -> Token | None:
     return Token(prefix, token_id, secret)
 
 
+def scanner_pattern(prefix: str) -> str:
+    """The regular expression a secret scanner finds this prefix's tokens with (README)."""
+    tail = SECRET_LEN + CHECKSUM_LEN
+    return rf"\b{re.escape(prefix)}_[0-9A-Za-z]{{{ID_LEN}}}_[0-9A-Za-z]{{{tail}}}\b"
+
+
 def masked(prefix: str, token_id: str) -> str:
     """What lists show: enough to recognise a token, nothing that helps guess it."""
     return f"{prefix}_{token_id}_…••••••••"

@@ -58,7 +58,10 @@ def up(settings: Settings) -> int:
     url = db.database_url(settings)
     generated = settings.admin_token is None
     token = settings.admin_token or Secret(secrets.token_urlsafe(32))
-    settings = dataclasses.replace(settings, database_url=url, admin_token=token)
+    # A local run's webhook receivers are local too: let them be reached.
+    settings = dataclasses.replace(
+        settings, database_url=url, admin_token=token, webhook_allow_private=True
+    )
     if settings.gateway_workers > 1:
         log.warning("gateway up runs one in-process proxy worker; GATEWAY_WORKERS is for serve")
     raise_open_files_limit()

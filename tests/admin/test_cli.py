@@ -167,6 +167,41 @@ async def test_revoking_from_the_cli_notifies_gateways(
     assert event["kind"] == "token_revoked" and event["token_id"] == token_id
 
 
+# ---------------------------------------------------------------- webhooks
+
+
+async def test_webhooks_create_list_test_deliveries_and_delete(
+    env: dict[str, str], pg_pool: asyncpg.Pool
+) -> None:
+    pid = (await ok(env, "projects", "create", "--name", "p", "--json")).json()["id"]
+    url = "http://127.0.0.1:9/hook"
+    made = await ok(
+        env, "webhooks", "create", "--project", pid, "--url", url, "--event", "token.revoked"
+    )
+    secret = made.out.strip().splitlines()[-1].removeprefix("secret: ")
+    assert secret.startswith("whsec_") and "only time" in made.err
+    stored = await pg_pool.fetchrow("SELECT id, events FROM webhooks")
+    assert stored["events"] == ["token.revoked"]
+    table = (await ok(env, "webhooks", "list", "--project", pid)).out
+    assert stored["id"] in table and url in table and secret not in table
+    one = ("--project", pid, "--webhook", stored["id"])
+    event_id = (await ok(env, "webhooks", "test", *one, "--json")).json()["event_id"]
+    (delivery,) = (await ok(env, "webhooks", "deliveries", *one, "--json")).json()["deliveries"]
+    assert (delivery["event_id"], delivery["state"]) == (event_id, "pending")
+    assert (await ok(env, "webhooks", "delete", *one)).out.startswith("deleted webhook")
+    again = await admin(env, "webhooks", "delete", *one)
+    assert (again.code, again.err.strip()) == (1, "admin: webhook not found")
+
+
+async def test_the_cli_applies_the_webhook_url_rule(env: dict[str, str]) -> None:
+    pid = (await ok(env, "projects", "create", "--name", "p", "--json")).json()["id"]
+    strict = {**env, "WEBHOOK_ALLOW_PRIVATE": "false"}
+    refused = await admin(
+        strict, "webhooks", "create", "--project", pid, "--url", "http://10.0.0.1/"
+    )
+    assert refused.code == 2 and "not allowed" in refused.err and "Traceback" not in refused.err
+
+
 async def test_settings_flags_are_accepted(env: dict[str, str], database_url: str) -> None:
     env = {**env, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nothing"}
     pid = (
@@ -276,6 +311,8 @@ def test_data_commands_list_only_their_own_flags() -> None:
         allowed = {"--token-prefix"} if name.startswith("tokens") else set()
         if name == "tokens create":
             allowed |= {"--argon2-time-cost", "--argon2-memory-cost", "--argon2-parallelism"}
+        if name == "webhooks create":  # whether a private address may receive events
+            allowed |= {"--webhook-allow-private"}
         assert extra <= allowed, f"{name} lists {extra - allowed}"
     # serve still takes every setting.
     assert "--upstream-url" in serve.format_help() and "--admin-port" in serve.format_help()

@@ -24,11 +24,13 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+from standardwebhooks import Webhook as Verifier
 
 from admin.app import create_app as create_admin_app
 from gateway.core.config import Settings
 from gateway.proxy.app import running, serve
 from tests.conftest import ADMIN_TOKEN
+from tests.receiver import Receiver
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -91,6 +93,7 @@ async def servers(database_url: str) -> AsyncIterator[Servers]:
             "ADMIN_TOKEN": ADMIN_TOKEN,
             "UPSTREAM_URL": str(upstream.make_url("/")),
             "LAST_USED_FLUSH_INTERVAL": "0.05",
+            "WEBHOOK_ALLOW_PRIVATE": "true",  # the webhook receivers here are local
         }
     )
     admin = await started(create_admin_app(settings))
@@ -481,6 +484,62 @@ async def test_deleting_a_project_stops_its_tokens(console: Console, servers: Se
     await page.goto(f"{console.base}#/projects/{project_id}")
     await expect(page.get_by_role("heading", name="Project not found")).to_be_visible()
     await expect(page.get_by_role("alert")).to_contain_text("does not exist")
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+async def test_add_a_webhook_see_its_secret_once_send_a_test_and_delete_it(
+    console: Console,
+) -> None:
+    page = console.page
+    receiver = await Receiver().start()
+    try:
+        await open_project(console, "Hooked")
+        section = page.get_by_role("region", name="Webhooks")
+        await expect(section.get_by_text("No webhooks yet.")).to_be_visible()
+        await console.button("Add webhook").click()
+        dialog = console.dialog("Add webhook")
+        await dialog.get_by_label("URL").fill("ftp://example.com/x")
+        await dialog.get_by_role("button", name="Add", exact=True).click()
+        await expect(dialog.get_by_role("alert")).to_contain_text("URL")
+        await dialog.get_by_label("URL").fill(receiver.url())
+        await dialog.get_by_label("token.revoked").check()
+        await dialog.get_by_label("token.leaked").check()
+        await console.screenshot("webhook-dialog.png")
+        await dialog.get_by_role("button", name="Add", exact=True).click()
+
+        reveal = console.dialog("Your webhook signing secret")
+        await expect(reveal).to_be_visible()
+        secret = await reveal.locator("code#webhook-secret").inner_text()
+        assert secret.startswith("whsec_")
+        await reveal.get_by_role("button", name="Copy").click()
+        await expect(reveal.get_by_role("status")).not_to_be_empty()
+        await reveal.get_by_role("button", name="Done").click()
+        await expect(reveal).to_be_hidden()
+        item = section.get_by_role("listitem").filter(has_text=receiver.url())
+        await expect(item).to_contain_text("token.leaked, token.revoked")  # the dialog is done
+        await assert_secret_gone(page, secret)
+        await expect(item.get_by_text("No deliveries yet.")).to_be_visible()
+        await item.get_by_role("button", name="Send test event").click()
+        rows = item.get_by_role("table").locator("tbody tr")
+        await expect(rows.first).to_contain_text("webhook.test")
+        await expect(rows.first).to_contain_text("Delivered")
+        await expect(rows.first).to_contain_text("HTTP 200")
+        (received,) = receiver.received
+        assert Verifier(secret).verify(received.body, received.headers)["type"] == "webhook.test"
+        await expect(rows.first).to_contain_text(received.event_id)
+        await console.fits()
+        await console.screenshot("webhooks.png", full_page=True)
+
+        await item.get_by_role("button", name="Delete").click()
+        confirm = console.dialog("Delete webhook?")
+        await expect(confirm).to_contain_text(receiver.url())
+        await confirm.get_by_role("button", name="Delete webhook").click()
+        await expect(item).to_have_count(0)
+        await expect(section.get_by_text("No webhooks yet.")).to_be_visible()
+    finally:
+        await receiver.close()
 
 
 # ---------------------------------------------------------------- session and keyboard

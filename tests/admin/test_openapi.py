@@ -14,6 +14,9 @@ from admin.openapi import SCHEMAS, document
 from gateway.core.config import Settings
 
 Operation = tuple[str, str]
+# The /v1 routes that need no admin token: the API's description, and leak reports (whoever
+# found a token reports it; GitHub's are signed instead).
+PUBLIC_V1 = {"/v1/openapi.json", "/v1/leaks", "/v1/leaks/github"}
 
 
 def served_operations(app: web.Application) -> set[Operation]:
@@ -92,7 +95,7 @@ def test_protected_operations_say_so() -> None:
     for path, item in doc["paths"].items():
         for method, operation in item.items():
             public = operation.get("security") == []
-            assert public == (not path.startswith("/v1/") or path == "/v1/openapi.json")
+            assert public == (not path.startswith("/v1/") or path in PUBLIC_V1)
             if not public:
                 assert "401" in operation["responses"], (method, path)
 
@@ -155,9 +158,25 @@ def _bodies(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     return found
 
 
+def _good_value(schema: dict[str, Any]) -> Any:
+    """A value the field's schema allows."""
+    if schema["type"] == "array":
+        return []
+    return schema["examples"][0] if "examples" in schema else "x"
+
+
 def _bad_values(schema: dict[str, Any]) -> list[tuple[Any, str]]:
     """Values the field's schema rules out, each with the error code it must get."""
-    bad: list[tuple[Any, str]] = [(5, "invalid_type"), (["x"], "invalid_type")]
+    if schema["type"] == "array":
+        items = schema["items"]
+        bad: list[tuple[Any, str]] = [(5, "invalid_type"), ("x", "invalid_type")]
+        bad += [
+            ([5], "invalid_type"),
+            ([_good_value(items)] * (schema["maxItems"] + 1), "invalid_value"),
+        ]
+        bad += [([value], code) for value, code in _bad_values(items) if code == "invalid_value"]
+        return bad
+    bad = [(5, "invalid_type"), (["x"], "invalid_type")]
     if "null" not in schema["type"]:
         bad.append((None, "invalid_type"))
     if "maxLength" in schema:
@@ -176,15 +195,19 @@ async def test_each_body_is_checked_as_the_document_declares_it(admin_client: An
     """Driven by the served document: what it rules out, the API refuses, naming the field."""
     doc = await (await admin_client.get("/v1/openapi.json")).json()
     project = await (await admin_client.post("/v1/projects", json={"name": "p"})).json()
-    bodies = _bodies(doc)
+    bodies = [(m, p, schema) for m, p, schema in _bodies(doc) if schema["type"] == "object"]
     assert {(m, p) for m, p, _ in bodies} == {
         ("post", "/v1/projects"),
         ("patch", "/v1/projects/{project_id}"),
         ("post", "/v1/projects/{project_id}/tokens"),
+        ("post", "/v1/projects/{project_id}/webhooks"),
+        ("post", "/v1/leaks"),
     }
     for method, template, schema in bodies:
         path = template.format(project_id=project["id"])
-        minimal = {name: "x" for name in schema.get("required", [])}
+        minimal = {
+            name: _good_value(schema["properties"][name]) for name in schema.get("required", [])
+        }
         response = await admin_client.request(method, path, json={**minimal, "surely_unknown": 1})
         error = (await response.json())["error"]
         assert (response.status, error["code"]) == (400, "unknown_field")
@@ -227,12 +250,16 @@ async def test_answers_documented_as_secret_are_never_cached(admin_client: Any) 
         for answer in operation["responses"].values()
         if "Cache-Control" in answer.get("headers", {})
     ]
-    assert secret == [("post", "/v1/projects/{project_id}/tokens")]
+    assert secret == [
+        ("post", "/v1/projects/{project_id}/tokens"),
+        ("post", "/v1/projects/{project_id}/webhooks"),
+    ]
     project = await (await admin_client.post("/v1/projects", json={"name": "p"})).json()
-    response = await admin_client.post(f"/v1/projects/{project['id']}/tokens", json={})
-    assert response.status == 201
-    assert response.headers["Cache-Control"] == "no-store"
-    assert response.headers["Pragma"] == "no-cache"
+    for path, body in [("tokens", {}), ("webhooks", {"url": "http://127.0.0.1:9/hook"})]:
+        response = await admin_client.post(f"/v1/projects/{project['id']}/{path}", json=body)
+        assert response.status == 201
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["Pragma"] == "no-cache"
 
 
 async def test_what_the_document_calls_public_needs_no_token_and_the_rest_does(

@@ -43,9 +43,10 @@ SECRET_VALUES: dict[str, list[str]] = {
 }
 
 SECRET_NAME = re.compile(r"(_URL|_TOKEN|PASSWORD|SECRET|_KEYS?|_KEYS?_FILE)$")
-# Named like a secret, but only saying where one is: what the file holds is never shown
-# (test_a_bad_key_file_is_named_without_its_content).
-PATHS_OF_SECRETS = {"GATEWAY_TLS_KEY_FILE"}
+# Named like secrets, but paths: the TLS key file says where the key is (what the file
+# holds is never shown: test_a_bad_key_file_is_named_without_its_content); the scanning
+# keys file holds GitHub's public keys.
+PATHS_OF_SECRETS = {"GATEWAY_TLS_KEY_FILE", "GITHUB_SCANNING_KEYS_FILE"}
 
 
 def test_every_secret_bearing_setting_is_listed() -> None:

@@ -14,9 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.core.config import ConfigError, Settings
+from gateway.core.gcra import US, Tat, gcra
 from gateway.core.rates import Rate, parse_rate
 from gateway.proxy.ratelimit import Decision, LocalLimiter, create_limiter, require_backend
-from gateway.proxy.ratelimit.gcra import US, Tat, gcra
 
 PERIODS = st.sampled_from([1, 60, 3600])
 

@@ -24,9 +24,9 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gateway.core.gcra import US, Tat, decide, gcra
 from gateway.core.rates import Rate, parse_rate
 from gateway.proxy.metrics import GatewayMetrics
-from gateway.proxy.ratelimit.gcra import US, Tat, decide, gcra
 from gateway.proxy.ratelimit.redis import SCRIPT, RedisLimiter
 from tests.relay import Relay
 
@@ -103,7 +103,7 @@ async def test_two_limiters_share_one_limit_exactly(prefix: str) -> None:
 
 
 async def test_the_lua_step_equals_the_python_step(redis: Redis, prefix: str) -> None:
-    # Replays every reply of the script through gateway.ratelimit.gcra at the server's
+    # Replays every reply of the script through gateway.core.gcra at the server's
     # own clock: admission and the kept TAT must agree exactly, across limit changes.
     rates = [Rate(7, 60), Rate(3, 1), Rate(999_999_937, 3600), Rate(2, 1), Rate(13, 3600)]
     rng = random.Random(5)

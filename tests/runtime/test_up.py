@@ -5,6 +5,7 @@ the gateway to the demo upstream, and a clean stop on SIGTERM."""
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import queue
@@ -28,6 +29,7 @@ from typing import IO, Any
 
 import psutil
 import pytest
+from standardwebhooks import Webhook as Verifier
 
 from gateway.core.config import Settings, settings_fields
 from gateway.runtime.up import Addresses, banner, walkthrough
@@ -176,6 +178,45 @@ def stops_within(pid: int, seconds: float) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+@contextlib.contextmanager
+def webhook_receiver() -> Iterator[tuple[str, queue.Queue[tuple[dict[str, str], bytes]]]]:
+    """A local webhook receiver (a real HTTP server in a thread): its URL and what it got."""
+    received: queue.Queue[tuple[dict[str, str], bytes]] = queue.Queue()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.put(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet."""
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_up_delivers_webhooks_to_local_receivers(up: Up) -> None:
+    admin_url, admin_token = up.exported("ADMIN_URL"), up.exported("ADMIN_TOKEN")
+    status, project = call("POST", f"{admin_url}/v1/projects", admin_token, {"name": "hooks"})
+    assert status == 201, project
+    with webhook_receiver() as (url, received):
+        base = f"{admin_url}/v1/projects/{project['id']}/webhooks"
+        status, hook = call("POST", base, admin_token, {"url": url})  # a loopback address
+        assert status == 201, hook
+        status, sent = call("POST", f"{base}/{hook['id']}/test", admin_token, {})
+        assert status == 202, sent
+        headers, body = received.get(timeout=10)
+    assert Verifier(hook["secret"]).verify(body, headers)["type"] == "webhook.test"
+    assert headers["webhook-id"] == sent["event_id"]
 
 
 def test_up_serves_a_token_through_the_gateway_and_stops_cleanly(up: Up, data_dir: Path) -> None:

@@ -1,7 +1,7 @@
 """Per-token rate limits: one interface, swappable backends (as Kong's policies are).
 
 ``local`` counts per process; ``redis`` shares one bucket per token between every
-instance. Both decide with :mod:`.gcra`. The redis backend lives in its own module
+instance. Both decide with :mod:`gateway.core.gcra`. The redis backend lives in its own module
 so that the optional ``redis`` package is imported only when it is chosen.
 """
 
@@ -11,10 +11,10 @@ import importlib.util
 from typing import Protocol
 
 from gateway.core.config import ConfigError, Settings
+from gateway.core.gcra import Decision
 from gateway.core.rates import Rate
 
 from ..metrics import GatewayMetrics
-from .gcra import Decision
 from .local import LocalLimiter
 
 __all__ = ["Decision", "LocalLimiter", "RateLimiter", "create_limiter", "require_backend"]

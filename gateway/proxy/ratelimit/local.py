@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from gateway.core.gcra import US, Decision, Tat, bucket, gcra
 from gateway.core.rates import Rate
-
-from .gcra import US, Decision, Tat, bucket, gcra
 
 DEFAULT_MAX_KEYS = 100_000
 

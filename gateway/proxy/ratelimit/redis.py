@@ -28,10 +28,10 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError, NoScriptError, RedisError
 
 from gateway.core.config import mask_url
+from gateway.core.gcra import US, Decision, Tat, bucket, decide
 from gateway.core.rates import Rate
 
 from ..metrics import GatewayMetrics
-from .gcra import US, Decision, Tat, bucket, decide
 from .local import LocalLimiter
 
 log = logging.getLogger(__name__)
