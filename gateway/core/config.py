@@ -182,14 +182,6 @@ def _token_prefix(text: str) -> str:
     return text
 
 
-def _admin_token(text: str) -> Secret:
-    if len(text) < 32:
-        raise ValueError(f"must be at least 32 characters (got {len(text)})")
-    if any(c.isspace() or not c.isprintable() for c in text):
-        raise ValueError("must not contain spaces or control characters")
-    return Secret(text)
-
-
 def _bool(text: str) -> bool:
     value = text.strip().lower()
     if value in ("true", "1", "yes", "on"):
@@ -203,6 +195,18 @@ def _path(text: str) -> Path:
     if not text:
         raise ValueError("must not be empty")
     return Path(text)
+
+
+def _admin_tokens(text: str) -> Secret:
+    """One admin token, or several separated by commas while one replaces another
+    (README "Rotating ADMIN_TOKEN"): each is checked, the whole kept as one Secret."""
+    for position, token in enumerate(text.split(","), 1):
+        which = "" if "," not in text else f"token {position} "
+        if len(token) < 32:
+            raise ValueError(f"{which}must be at least 32 characters (got {len(token)})")
+        if any(c.isspace() or not c.isprintable() for c in token):
+            raise ValueError(f"{which}must not contain spaces or control characters")
+    return Secret(text)
 
 
 # ---------------------------------------------------------------- the settings
@@ -245,7 +249,10 @@ class Settings:
     admin_host: str = _setting("ADMIN_HOST", _host, "127.0.0.1", "admin API listen address")
     admin_port: int = _setting("ADMIN_PORT", _int_in(0, 65535), "8081", "admin API port")
     admin_token: Secret | None = _setting(
-        "ADMIN_TOKEN", _admin_token, None, "bearer secret of the admin API (>= 32 characters)"
+        "ADMIN_TOKEN",
+        _admin_tokens,
+        None,
+        "bearer secret of the admin API (>= 32 characters; old,new while rotating)",
     )
     token_prefix: str = _setting("TOKEN_PREFIX", _token_prefix, "tg", "first part of tokens")
     token_cache_ttl: float = _setting(
@@ -300,6 +307,25 @@ class Settings:
         "auto",
         "open client connections per worker (auto: from the open-file limit)",
     )
+    # TLS: the files are read when the gateway starts (gateway.core.tls), not here.
+    tls_cert_file: Path | None = _setting(
+        "GATEWAY_TLS_CERT_FILE",
+        _path,
+        None,
+        "PEM certificate chain: the proxy listener speaks TLS (with GATEWAY_TLS_KEY_FILE)",
+    )
+    tls_key_file: Path | None = _setting(
+        "GATEWAY_TLS_KEY_FILE",
+        _path,
+        None,
+        "PEM private key of GATEWAY_TLS_CERT_FILE (unencrypted)",
+    )
+    upstream_ca_file: Path | None = _setting(
+        "UPSTREAM_CA_FILE",
+        _path,
+        None,
+        "PEM CA bundle the https upstream's certificate is verified with (unset: the system's)",
+    )
     log_format: Literal["json", "text"] = _setting(
         "LOG_FORMAT", _choice("json", "text"), "json", "access log format"
     )
@@ -345,6 +371,11 @@ class Settings:
                 "DATABASE_LISTEN_URL",
                 "needs DATABASE_URL (without it the embedded Postgres serves both directly)",
             )
+        if (values["tls_cert_file"] is None) != (values["tls_key_file"] is None):
+            given, missing = ("GATEWAY_TLS_CERT_FILE", "GATEWAY_TLS_KEY_FILE")
+            if values["tls_cert_file"] is None:
+                given, missing = missing, given
+            raise ConfigError(missing, f"is required with {given} (both or neither)")
         return cls(**values)
 
     def require_upstream(self) -> str:
@@ -356,6 +387,11 @@ class Settings:
         if self.admin_token is None:
             raise ConfigError("ADMIN_TOKEN", "is required (at least 32 characters)")
         return self.admin_token
+
+    def admin_tokens(self) -> tuple[Secret, ...]:
+        """Every admin token accepted: ``ADMIN_TOKEN``'s comma-separated tokens, the one
+        to use first (during a rotation the old one is still accepted beside it)."""
+        return tuple(Secret(token) for token in self.require_admin_token().reveal().split(","))
 
     def __repr__(self) -> str:
         # Any text may be a URL with a password (and a Secret masks itself): none

@@ -36,6 +36,11 @@ START_TIME_SLACK: Final = 5.0
 _watched: set[Path] = set()
 
 
+def exists(data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds an embedded Postgres (``start`` would create one)."""
+    return (data_dir.expanduser() / "pg").is_dir()
+
+
 def start(data_dir: Path) -> str:
     """Start (or join) the embedded server for ``data_dir``; return its URL."""
     data_dir = data_dir.expanduser().resolve()

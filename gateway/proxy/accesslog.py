@@ -5,10 +5,13 @@ proxy's runtime). This one formats with one %-operation, never sees the token
 (only its public id), and writes lines in batches: at most ``flush_interval``
 seconds late, or as soon as ``batch`` lines are waiting.
 
-JSON fields: time (RFC 3339 UTC, milliseconds), request_id, method, path (without
-the query string, which may carry secrets), status, outcome (SPEC §6),
-duration_ms, upstream_ms (null when the upstream was not asked), token_id and
-project_id (null before authentication).
+JSON fields: time (RFC 3339 UTC, milliseconds), request_id, trace_id (of the W3C
+``traceparent`` sent upstream, :mod:`.tracecontext`; null for a request refused before
+its head was read), method, path (without the query string, which may carry secrets),
+status, outcome (SPEC §6), duration_ms, upstream_ms (null when the upstream was not
+asked), token_id and project_id (null before authentication). Text lines carry the
+same fields in the same order but for trace_id, which comes last ("-" when null), so
+the positions of the others stay what they were before it was added.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ from json.encoder import encode_basestring_ascii
 from typing import Literal, TextIO
 
 _JSON = (
-    '{"time":"%s","request_id":"%s","method":"%s","path":%s,"status":%d,'
+    '{"time":"%s","request_id":"%s","trace_id":%s,"method":"%s","path":%s,"status":%d,'
     '"outcome":"%s","duration_ms":%.3f,"upstream_ms":%s,"token_id":%s,"project_id":%s}\n'
 )
-_TEXT = "%s %s %s %s %d %s %.3f %s %s %s\n"
+_TEXT = "%s %s %s %s %d %s %.3f %s %s %s %s\n"
 # The largest pipe write the system keeps whole (POSIX: at least 512; Linux: 4096).
 PIPE_BUF: int = getattr(select, "PIPE_BUF", 512)
 
@@ -52,6 +55,7 @@ class AccessLog:
     def log(
         self,
         request_id: str,
+        trace_id: str | None,
         method: str,
         path: str,
         status: int,
@@ -68,6 +72,7 @@ class AccessLog:
             line = _JSON % (
                 when,
                 request_id,
+                "null" if trace_id is None else f'"{trace_id}"',
                 method,
                 encode_basestring_ascii(path),
                 status,
@@ -90,6 +95,7 @@ class AccessLog:
                 "-" if upstream is None else f"{upstream * 1000:.3f}",
                 token_id or "-",
                 project_id or "-",
+                trace_id or "-",
             )
         self._lines.append(line)
         if len(self._lines) >= self._batch:

@@ -1,11 +1,11 @@
 """The gateway's resources, built in order in ONE context, and the listener that serves them.
 
-:func:`running` opens, in this order (and closes in reverse): the Postgres pool, the
-upstream client, the argon2 thread pool and the authenticator, the LISTEN
-connection, the rate limiter, the last-used flusher and the access log; then it
-builds the complete :class:`~.handler.Handler` from them. Nothing is bound late and
-nothing does I/O at import time. :func:`serve` puts a running gateway on a port
-(Tollgate's own HTTP/1.1 server, :mod:`.front`)::
+:func:`running` reads the TLS files (``gateway.core.tls``), then opens, in this order
+(and closes in reverse): the Postgres pool, the upstream client, the argon2 thread pool
+and the authenticator, the LISTEN connection, the rate limiter, the last-used flusher
+and the access log; then it builds the complete :class:`~.handler.Handler` from them.
+Nothing is bound late and nothing does I/O at import time. :func:`serve` puts a running
+gateway on a port (Tollgate's own HTTP/1.1 server, :mod:`.front`)::
 
     async with running(settings) as gateway, serve(gateway, host, port) as server:
         ...
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
-from gateway.core import db
+from gateway.core import db, tls
 from gateway.core.config import ConfigError, Settings
 from gateway.core.store import Store
 from gateway.core.tokens import Hasher
@@ -66,6 +67,7 @@ class Gateway:
     last_used: LastUsed
     metrics: GatewayMetrics
     limits: ClientLimits  # what its listener allows each client
+    tls: ssl.SSLContext | None  # its listener's, when it speaks TLS
 
     def is_ready(self) -> bool:
         """Accepting requests with the LISTEN connection (hence Postgres) up."""
@@ -92,6 +94,9 @@ async def running(
     if url is None:
         raise ConfigError("DATABASE_URL", "is not resolved (call gateway.core.db.database_url)")
     upstream = settings.require_upstream()
+    # Files first: a bad certificate is a setting to fix, before any connection is made.
+    listener_tls = tls.server_context(settings)
+    upstream_tls = tls.upstream_context(settings)
     metrics = metrics or GatewayMetrics(CollectorRegistry())
     access_log = access_log or AccessLog(settings.log_format)
     async with contextlib.AsyncExitStack() as stack:
@@ -100,7 +105,9 @@ async def running(
         store = Store(pool)
         # The timeout bounds the connect, the wait for the answer's head and every wait
         # for body bytes.
-        client = UpstreamClient(upstream, timeout=settings.upstream_timeout)
+        client = UpstreamClient(
+            upstream, timeout=settings.upstream_timeout, ssl_context=upstream_tls
+        )
         stack.push_async_callback(client.close)
         executor = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="argon2")
         stack.callback(executor.shutdown, wait=False, cancel_futures=True)
@@ -134,7 +141,7 @@ async def running(
             access_log=access_log,
         )
         limits = ClientLimits.from_settings(settings)
-        yield Gateway(handler, auth, listener, limiter, last_used, metrics, limits)
+        yield Gateway(handler, auth, listener, limiter, last_used, metrics, limits, listener_tls)
 
 
 def serve(
@@ -146,8 +153,9 @@ def serve(
     backlog: int = 1024,
     shutdown_timeout: float = 10.0,
 ) -> AbstractAsyncContextManager[Server]:
-    """Serve ``gateway`` on host:port while inside (OSError when the port cannot be bound);
-    leaving drains requests in flight for up to ``shutdown_timeout`` seconds."""
+    """Serve ``gateway`` on host:port while inside, over TLS when its settings say so
+    (OSError when the port cannot be bound); leaving drains requests in flight for up to
+    ``shutdown_timeout`` seconds."""
     return serve_front(
         gateway.handler,
         gateway.limits,
@@ -156,4 +164,5 @@ def serve(
         reuse_port=reuse_port,
         backlog=backlog,
         shutdown_timeout=shutdown_timeout,
+        ssl_context=gateway.tls,
     )

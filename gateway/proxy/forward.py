@@ -65,6 +65,7 @@ _REQUEST_DROP: Final = (
     "x-forwarded-host",
     "forwarded",
     "x-real-ip",
+    "traceparent",  # the handler's (the client's when valid: tracecontext.of)
 )
 # Set by the gateway on every answer; the upstream's values would contradict ours.
 _RESPONSE_DROP: Final = (
@@ -127,6 +128,9 @@ class Forwarder:
         incoming = request.headers
         headers = without(incoming, _REQUEST_DROP)
         headers.update(identity)
+        if "tracestate" in headers and identity.get("traceparent") != incoming.get("traceparent"):
+            # The client's traceparent was replaced: its tracestate belongs to no trace now.
+            del headers["tracestate"]
         remote = request.peer
         if remote:
             headers["X-Forwarded-For"] = remote

@@ -1,6 +1,6 @@
 """The request path, top to bottom, in one handler for every method and path.
 
-request id -> bearer -> ``auth.prove()`` -> path check -> ``limiter.hit()`` ->
+request id and trace context -> bearer -> ``auth.prove()`` -> path check -> ``limiter.hit()`` ->
 ``forward()``; then metrics and the access log in one ``finally``, whatever
 happened. Each step returns a value or raises one of :mod:`gateway.core.errors`'
 classes, whose ``outcome`` is what the metrics count.
@@ -24,6 +24,7 @@ from collections.abc import Callable
 from gateway.core.errors import ClientClosed, TollgateError, TooManyRequests, error_body
 from gateway.core.rates import Rate
 
+from . import tracecontext
 from .accesslog import AccessLog
 from .auth import Authenticator
 from .bearer import bearer_token
@@ -107,6 +108,7 @@ class Handler:
 
     async def __call__(self, request: Request) -> None:
         request_id = self.request_id(request)
+        traceparent = tracecontext.of(request.headers)
         state = None
         upstream_seconds: float | None = None
         outcome = TollgateError.outcome  # if even the finally below is reached by cancellation
@@ -126,6 +128,7 @@ class Handler:
                     "X-Project-Id": state.project_id,
                     "X-Token-Id": state.token_id,
                     "X-Request-Id": request_id,
+                    "traceparent": traceparent,
                 }
                 upstream_seconds, outcome = await self._forwarder.forward(
                     request, url, identity, extra
@@ -147,6 +150,7 @@ class Handler:
                 status, outcome = _CLIENT_GONE, "client_closed"
             self._record(
                 request_id,
+                tracecontext.trace_id(traceparent),
                 request.method,
                 request.path,
                 status,
@@ -161,12 +165,13 @@ class Handler:
         """Count and log a request the connection refused itself; the id to answer with."""
         request_id = self.new_request_id()
         status = _CLIENT_GONE if err.outcome == "client_closed" else err.status
-        self._record(request_id, method, path, status, err.outcome, started, None, None, None)
+        self._record(request_id, None, method, path, status, err.outcome, started, None, None, None)
         return request_id
 
     def _record(
         self,
         request_id: str,
+        trace_id: str | None,
         method: str,
         path: str,
         status: int,
@@ -181,6 +186,7 @@ class Handler:
         self._duration[outcome].observe(duration)
         self._access_log.log(
             request_id,
+            trace_id,
             method,
             path,
             status,

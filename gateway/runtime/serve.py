@@ -2,7 +2,7 @@
 
 Everything that can be a configuration mistake happens first, in this process and
 before any worker exists, so it ends with one line and exit status 2: the upstream
-URL, the database (the embedded server starts here and stays owned by this process),
+URL, the TLS files, the database (the embedded server starts here and stays owned by this process),
 migrations, and both ports.
 
 Then ``GATEWAY_WORKERS`` processes are *spawned* (fresh interpreters: nothing of this
@@ -40,7 +40,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.core import db
+from gateway.core import db, tls
 from gateway.core.clikit import EXIT_USAGE
 from gateway.core.config import ConfigError, Settings, cannot_listen
 from gateway.core.migrate import migrate as apply_migrations
@@ -63,6 +63,7 @@ RESTART_DELAY_MAX = 10.0
 
 def serve(settings: Settings, *, migrate: bool) -> int:
     settings.require_upstream()
+    tls.check(settings)
     if settings.metrics_port == settings.gateway_port != 0:
         raise ConfigError("GATEWAY_METRICS_PORT", "must differ from GATEWAY_PORT")
     url = db.database_url(settings)
@@ -175,8 +176,9 @@ class Supervisor:
         except OSError as err:
             raise cannot_listen("GATEWAY_METRICS_PORT", host, port, err) from None
         log.info(
-            "starting %d worker(s) on http://%s:%d; metrics and health on %s",
+            "starting %d worker(s) on %s://%s:%d; metrics and health on %s",
             self._settings.gateway_workers,
+            tls.scheme(self._settings),
             self._settings.gateway_host,
             self._settings.gateway_port,
             site.name,

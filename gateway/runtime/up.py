@@ -26,7 +26,7 @@ from aiohttp import web
 
 # The one module of gateway/ allowed to import admin: it composes everything for local use.
 from admin.app import create_app as create_admin_app
-from gateway.core import db, migrate
+from gateway.core import db, migrate, tls
 from gateway.core.config import ConfigError, Secret, Settings, cannot_listen
 from gateway.proxy.app import running, serve
 from gateway.proxy.front import raise_open_files_limit
@@ -115,7 +115,7 @@ async def _start_all(stack: contextlib.AsyncExitStack, settings: Settings) -> Ad
         stack, monitor, host, settings.metrics_port, "GATEWAY_METRICS_PORT"
     )
     return Addresses(
-        gateway=_url(settings.gateway_host, gateway_port),
+        gateway=_url(settings.gateway_host, gateway_port, tls.scheme(settings)),
         admin=_url(settings.admin_host, admin_port),
         metrics=_url(host, metrics_port),
         upstream=upstream,
@@ -146,7 +146,7 @@ def _cannot_bind(variable: str, host: str, port: int, err: OSError) -> ConfigErr
     return cannot_listen(variable, host, port, err)
 
 
-def _url(host: str, port: int) -> str:
+def _url(host: str, port: int, scheme: str = "http") -> str:
     """A URL a local shell can call (a wildcard listener is reached through loopback)."""
     if host in ("0.0.0.0", ""):  # noqa: S104 - recognising the wildcard, not binding it
         host = "127.0.0.1"
@@ -154,12 +154,12 @@ def _url(host: str, port: int) -> str:
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
 def banner(settings: Settings, where: Addresses, *, embedded: bool, generated: bool) -> str:
     """What ``gateway up`` prints once everything listens."""
-    token = settings.require_admin_token().reveal()
+    token = settings.admin_tokens()[0].reveal()  # while rotating, the first one given
     upstream = f"{where.upstream}  (the built-in demo: echoes each request as JSON)"
     if not where.demo:
         upstream = where.upstream

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
+import re
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
 
-from gateway.core.config import Settings
+from admin.cli import build_parser
+from gateway.core.clikit import flag_name
+from gateway.core.config import Settings, settings_fields
 from gateway.core.store import Store
 from gateway.core.tokens import generate, parse
 from tests.conftest import ADMIN_AUTH
@@ -41,12 +48,13 @@ def env(environ: dict[str, str], pg_pool: asyncpg.Pool) -> dict[str, str]:
     return {**base, **environ, "ARGON2_MEMORY_COST": "1024", "ARGON2_TIME_COST": "1"}
 
 
-async def admin(env: dict[str, str], *args: str) -> Result:
+async def admin(env: dict[str, str], *args: str, cwd: Path | None = None) -> Result:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "admin",
         *args,
+        cwd=cwd,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -214,6 +222,133 @@ async def test_settings_flags_are_accepted(env: dict[str, str], database_url: st
     assert made.json()["masked"].startswith("acme_")
 
 
+async def test_projects_update_renames_and_sets_the_limit(
+    env: dict[str, str], database_url: str
+) -> None:
+    pid = (await ok(env, "projects", "create", "--name", "old", "--json")).json()["id"]
+    renamed = await ok(env, "projects", "update", "--project", pid, "--name", "new", "--json")
+    assert renamed.json()["name"] == "new" and renamed.json()["rate_limit"] is None
+    # A new limit reaches running gateways at once, as one set through the API does.
+    events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    listener = await asyncpg.connect(database_url)
+    try:
+        await listener.add_listener(
+            "tollgate_events", lambda *args: events.put_nowait(json.loads(args[3]))
+        )
+        limited = await ok(env, "projects", "update", "--project", pid, "--rate-limit", "10/sec")
+        event = await asyncio.wait_for(events.get(), 10)
+    finally:
+        await listener.close()
+    assert event["kind"] == "project_updated" and event["project_id"] == pid
+    assert "new" in limited.out and "10/second" in limited.out
+    both = (
+        await ok(env, "projects", "update", "--project", pid, "--rate-limit", "default", "--json")
+    ).json()
+    assert both["rate_limit"] is None and both["name"] == "new"
+    listed = (await ok(env, "projects", "list", "--json")).json()["projects"]
+    assert listed == [both]
+
+
+async def test_projects_delete_takes_the_tokens_along(
+    env: dict[str, str], pg_pool: asyncpg.Pool
+) -> None:
+    pid = (await ok(env, "projects", "create", "--name", "p", "--json")).json()["id"]
+    await ok(env, "tokens", "create", "--project", pid)
+    deleted = await ok(env, "projects", "delete", "--project", pid)
+    assert pid in deleted.out and "stop working" in deleted.out
+    assert await pg_pool.fetchval("SELECT count(*) FROM tokens") == 0
+    assert (await ok(env, "projects", "list", "--json")).json() == {"projects": []}
+    again = await admin(env, "projects", "delete", "--project", pid, "--json")
+    assert (again.code, again.out, again.err.strip()) == (1, "", "admin: project not found")
+
+
+async def test_tokens_show_gives_one_token_masked(env: dict[str, str]) -> None:
+    pid = (await ok(env, "projects", "create", "--name", "p", "--json")).json()["id"]
+    made = (await ok(env, "tokens", "create", "--project", pid, "--json")).json()
+    shown = (
+        await ok(env, "tokens", "show", "--project", pid, "--token", made["id"], "--json")
+    ).json()
+    assert (
+        shown == (await ok(env, "tokens", "list", "--project", pid, "--json")).json()["tokens"][0]
+    )
+    assert "token" not in shown and shown["masked"].startswith("tg_")
+    table = (await ok(env, "tokens", "show", "--project", pid, "--token", made["id"])).out
+    assert made["id"] in table and made["token"] not in table
+    gone = await admin(env, "tokens", "show", "--project", pid, "--token", MISSING)
+    assert (gone.code, gone.err.strip()) == (1, "admin: token not found")
+
+
+def all_commands() -> dict[str, argparse.ArgumentParser]:
+    """Every command of ``admin``, by name (``serve``, ``projects create`` ...)."""
+    found: dict[str, argparse.ArgumentParser] = {}
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}".strip())
+        if parser.get_default("command") is not None:
+            found[path] = parser
+
+    walk(build_parser(), "")
+    return found
+
+
+def test_data_commands_list_only_their_own_flags() -> None:
+    commands = all_commands()
+    serve = commands.pop("serve")
+    assert {"projects update", "projects delete", "tokens show"} <= commands.keys()
+    every_setting = {flag_name(field.metadata["env"]) for field in settings_fields()}
+    for name, parser in commands.items():
+        # What --help shows under "settings": the flags standing for settings.
+        text = parser.format_help().split("\nsettings (", 1)[1].split("\n\n", 1)[0]
+        listed = set(re.findall(r"^  (--[a-z0-9-]+)", text, re.MULTILINE))
+        assert listed <= every_setting
+        assert {"--database-url", "--gateway-data-dir"} <= listed, name
+        # Beyond the database, only what the command uses: the token prefix (masked ids)
+        # and, to issue one, the argon2 parameters.
+        extra = listed - {"--database-url", "--gateway-data-dir"}
+        allowed = {"--token-prefix"} if name.startswith("tokens") else set()
+        if name == "tokens create":
+            allowed |= {"--argon2-time-cost", "--argon2-memory-cost", "--argon2-parallelism"}
+        if name == "webhooks create":  # whether a private address may receive events
+            allowed |= {"--webhook-allow-private"}
+        assert extra <= allowed, f"{name} lists {extra - allowed}"
+    # serve still takes every setting.
+    assert "--upstream-url" in serve.format_help() and "--admin-port" in serve.format_help()
+
+
+async def test_a_normal_call_logs_nothing(env: dict[str, str]) -> None:
+    made = await ok(env, "projects", "create", "--name", "quiet")
+    assert made.err == ""
+    listed = await ok(env, "projects", "list")
+    assert listed.err == ""
+
+
+async def test_no_database_here_is_refused_and_none_is_created() -> None:
+    """No DATABASE_URL and no embedded database in this directory: one line saying so,
+    exit 2, and no new empty database to answer "no projects yet" from. Once one exists
+    (`gateway migrate` made it) the same call works, logging nothing."""
+    workdir = Path(tempfile.mkdtemp(prefix="tollgate-cli-"))  # see test_up's data_dir
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "GATEWAY_"))}
+    try:
+        refused = await admin(clean, "projects", "list", cwd=workdir)
+        assert refused.code == 2 and refused.out == ""
+        [line] = refused.err.strip().splitlines()
+        assert line.startswith(f"admin: DATABASE_URL: is not set and {workdir}/.data holds no")
+        assert "gateway up" in line and "gateway migrate" in line
+        assert not (workdir / ".data").exists()
+
+        migrate = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "migrate", cwd=workdir, env=clean
+        )
+        assert await asyncio.wait_for(migrate.wait(), 120) == 0
+        listed = await admin(clean, "projects", "list", cwd=workdir)
+        assert (listed.code, listed.out.strip(), listed.err) == (0, "no projects yet", "")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- exit statuses
 
 
@@ -245,7 +380,12 @@ async def test_not_found_is_exit_1(env: dict[str, str], args: tuple[str, ...]) -
         (("tokens", "create", "--project", "{pid}", "--expires-in", "7d"), '"expires_in"'),
         (("tokens", "create", "--project", "{pid}", "--description", "x" * 201), '"description"'),
         (("tokens", "rotate"), "invalid choice"),
-        (("projects", "list", "--token-prefix", "NOT OK"), "TOKEN_PREFIX"),
+        (("tokens", "list", "--project", "{pid}", "--token-prefix", "NOT OK"), "TOKEN_PREFIX"),
+        (("projects", "list", "--token-prefix", "tg"), "unrecognized arguments"),
+        (("projects", "update", "--project", "{pid}"), "nothing to change"),
+        (("projects", "update", "--project", "{pid}", "--name", " "), '"name"'),
+        (("projects", "update", "--project", "{pid}", "--rate-limit", "lots"), '"rate_limit"'),
+        (("tokens", "show", "--project", "{pid}"), "--token"),
         (("projects", "list", "--database-url", "mysql://x"), "DATABASE_URL"),
         (("projects", "list", "--database-url", "postgresql://u@127.0.0.1:1/x"), "DATABASE_URL"),
     ],

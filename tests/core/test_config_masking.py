@@ -12,9 +12,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
+from gateway.core import tls
 from gateway.core.config import ConfigError, Secret, Settings, mask_url, settings_fields
 from tests.core.test_config import _run
 from tests.gatewayproc import echo_app, running_gateway
+from tests.tlsfiles import make_tls_files
 
 SECRET = "hunter2-Sekr1t"
 
@@ -41,20 +43,32 @@ SECRET_VALUES: dict[str, list[str]] = {
 }
 
 SECRET_NAME = re.compile(r"(_URL|_TOKEN|PASSWORD|SECRET|_KEYS?|_KEYS?_FILE)$")
-
-# Settings whose name matches but whose value carries no secret, and why.
-NOT_SECRET: dict[str, str] = {
-    "GITHUB_SCANNING_KEYS_FILE": "a path to GitHub's published public keys",
-}
+# Named like secrets, but paths: the TLS key file says where the key is (what the file
+# holds is never shown: test_a_bad_key_file_is_named_without_its_content); the scanning
+# keys file holds GitHub's public keys.
+PATHS_OF_SECRETS = {"GATEWAY_TLS_KEY_FILE", "GITHUB_SCANNING_KEYS_FILE"}
 
 
 def test_every_secret_bearing_setting_is_listed() -> None:
     """The pattern for settings to come (admin keys, keys files, webhook secrets): one
     whose name says it carries a secret is checked here, or this test fails."""
     names = {field.metadata["env"] for field in settings_fields()}
-    suspicious = {name for name in names if SECRET_NAME.search(name)} - NOT_SECRET.keys()
+    suspicious = {name for name in names if SECRET_NAME.search(name)} - PATHS_OF_SECRETS
     assert suspicious <= SECRET_VALUES.keys(), f"not checked for masking: {suspicious}"
     assert SECRET_VALUES.keys() <= names
+
+
+def test_a_bad_key_file_is_named_without_its_content(tmp_path: Path) -> None:
+    files = make_tls_files(tmp_path / "tls")
+    key = tmp_path / "key.pem"
+    key.write_text(f"-----BEGIN PRIVATE KEY-----\n{SECRET}\n-----END PRIVATE KEY-----\n")
+    settings = Settings.from_env(
+        {"GATEWAY_TLS_CERT_FILE": str(files.cert_file), "GATEWAY_TLS_KEY_FILE": str(key)}
+    )
+    with pytest.raises(ConfigError) as caught:
+        tls.server_context(settings)
+    assert str(caught.value).startswith("GATEWAY_TLS_KEY_FILE: ")
+    assert SECRET not in str(caught.value) and SECRET not in repr(settings)
 
 
 def test_secret_settings_that_are_not_urls_are_secrets() -> None:

@@ -65,14 +65,16 @@ async def test_text_lines(
     access_log.flush()
     fields = stream.getvalue().split()
     assert fields[2:6] == ["GET", "/v1/z", "200", "proxied"]
-    assert fields[-2:] == [issued.token_id, issued.project_id]
+    # The trace id last: it came after the other fields, which kept their places.
+    assert fields[-3:-1] == [issued.token_id, issued.project_id]
+    assert len(fields[-1]) == 32 and int(fields[-1], 16)
     assert issued.raw not in stream.getvalue()
 
 
 async def test_lines_are_written_soon_without_a_flush() -> None:
     stream = io.StringIO()
     access_log = AccessLog("json", stream, flush_interval=0.01)
-    access_log.log("r", "GET", "/p", 200, "proxied", 0.001, 0.0005, "t", "p")
+    access_log.log("r", None, "GET", "/p", 200, "proxied", 0.001, 0.0005, "t", "p")
     assert stream.getvalue() == ""  # batched...
     deadline = time.monotonic() + 5
     while not stream.getvalue():  # ...then written by the timer
@@ -85,7 +87,7 @@ async def test_lines_are_written_soon_without_a_flush() -> None:
 async def test_json_escapes_paths(path: str) -> None:
     stream = io.StringIO()
     access_log = AccessLog("json", stream)
-    access_log.log("r", "GET", path, 200, "proxied", 0.001, None, None, None)
+    access_log.log("r", None, "GET", path, 200, "proxied", 0.001, None, None, None)
     access_log.flush()
     assert json.loads(stream.getvalue())["path"] == path
 
@@ -101,7 +103,18 @@ async def test_logging_is_cheaper_than_the_logging_module() -> None:
     stdlib.setLevel(logging.INFO)
 
     def ours() -> None:
-        access_log.log("abc123", "GET", "/v1/validate", 200, "proxied", 0.0012, 0.0009, "t", "p")
+        access_log.log(
+            "abc123",
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "GET",
+            "/v1/validate",
+            200,
+            "proxied",
+            0.0012,
+            0.0009,
+            "t",
+            "p",
+        )
 
     def theirs() -> None:
         stdlib.info('%s "%s %s" %d %s', "127.0.0.1", "GET", "/v1/validate", 200, "proxied")
@@ -141,7 +154,7 @@ async def test_lines_reach_a_pipe_intact() -> None:
     with os.fdopen(read_end, "rb") as reader, os.fdopen(write_end, "w") as writer:
         access_log = AccessLog("json", writer)
         for i in range(100):
-            access_log.log(f"r{i}", "GET", f"/p/{i}", 200, "proxied", 0.001, None, "t", "p")
+            access_log.log(f"r{i}", None, "GET", f"/p/{i}", 200, "proxied", 0.001, None, "t", "p")
         access_log.flush()
         writer.close()
         lines = reader.read().decode().splitlines()

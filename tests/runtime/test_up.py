@@ -98,12 +98,19 @@ def data_dir() -> Iterator[Path]:
 
 @pytest.fixture
 def up(tmp_path: Path, data_dir: Path) -> Iterator[Up]:
-    stderr = tmp_path / "stderr.txt"
+    with started_up(tmp_path, clean_environ(data_dir)) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def started_up(cwd: Path, env: dict[str, str]) -> Iterator[Up]:
+    """``gateway up`` in ``cwd`` with ``env``, once it printed its walk-through; stopped after."""
+    stderr = cwd / "stderr.txt"
     with stderr.open("w") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "up"],
-            cwd=tmp_path,
-            env=clean_environ(data_dir),
+            cwd=cwd,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,

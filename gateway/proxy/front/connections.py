@@ -39,10 +39,17 @@ class Client(Protocol):
 
 
 class Connections:
-    def __init__(self, app: App, limits: ClientLimits, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        app: App,
+        limits: ClientLimits,
+        loop: asyncio.AbstractEventLoop,
+        scheme: str = "http",
+    ) -> None:
         self.app = app
         self.limits = limits
         self.loop = loop
+        self.scheme = scheme  # of every request on these connections: "https" over TLS
         self.open: dict[Client, None] = {}
         self.idle: dict[Client, None] = {}  # insertion order: longest idle first
         self.draining = False

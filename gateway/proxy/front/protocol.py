@@ -303,6 +303,7 @@ class Connection(asyncio.Protocol):
             content_length=length,
             has_body=has_body,
             peer=self._peer,
+            scheme=self._hub.scheme,
             upgrade=upgrade,
             started=self._started,
         )

@@ -35,9 +35,11 @@ class Server:
         backlog: int = 1024,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        """Listen on host:port (port 0: one the system chooses); OSError if it cannot."""
+        """Listen on host:port (port 0: one the system chooses); OSError if it cannot.
+        With ``ssl_context``, connections speak TLS and requests' scheme is ``https``."""
         loop = asyncio.get_running_loop()
-        self._connections = connections = Connections(self._app, self._limits, loop)
+        scheme = "http" if ssl_context is None else "https"
+        self._connections = connections = Connections(self._app, self._limits, loop, scheme)
         try:
             self._server = await loop.create_server(
                 lambda: Connection(connections),
@@ -91,11 +93,12 @@ async def serve(
     reuse_port: bool = False,
     backlog: int = 1024,
     shutdown_timeout: float = 10.0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Server]:
-    """Serve ``app`` on host:port while inside; on the way out, stop as :class:`Server`
-    describes. Raises OSError when the port cannot be bound."""
+    """Serve ``app`` on host:port (over TLS with ``ssl_context``) while inside; on the way
+    out, stop as :class:`Server` describes. Raises OSError when the port cannot be bound."""
     server = Server(app, limits)
-    await server.start(host, port, reuse_port=reuse_port, backlog=backlog)
+    await server.start(host, port, reuse_port=reuse_port, backlog=backlog, ssl_context=ssl_context)
     try:
         yield server
     finally:

@@ -8,7 +8,8 @@ wrk -c50, small answers) a bare aiohttp proxy spends ~250 µs of CPU per request
 ClientSession and ~120 µs with a protocol-level client like this one, most of the
 difference being the client side.
 
-What it does: one origin (``http`` or ``https``); idle connections reused last-in
+What it does: one origin (``http`` or ``https``, its certificate and host name always
+verified, with the context :mod:`gateway.core.tls` builds); idle connections reused last-in
 first-out; request bodies streamed (``Content-Length`` when known, else chunked);
 answers framed by llhttp (Content-Length, chunked, the connection's end; 1xx interim
 answers skipped; HEAD/204/304 without a body); a request may ask to upgrade, and a 101
@@ -322,6 +323,16 @@ class UpstreamClient:
             )
         except TimeoutError:
             raise UpstreamTimeout("connecting to the upstream timed out") from None
+        except ssl.SSLCertVerificationError as err:
+            raise UpstreamUnreachable(
+                f"the upstream's TLS certificate is not trusted ({err.verify_message}):"
+                " check UPSTREAM_URL's host name and UPSTREAM_CA_FILE"
+            ) from None
+        except ssl.SSLError as err:
+            raise UpstreamUnreachable(
+                f"the TLS handshake with the upstream failed ({err.reason or err}):"
+                " does UPSTREAM_URL's port speak TLS?"
+            ) from None
         except OSError as err:
             raise UpstreamUnreachable(f"cannot connect to the upstream: {err}") from None
         self._all.add(conn)

@@ -1,0 +1,239 @@
+"""TLS on both sides (SPEC §14): the proxy listener with ``GATEWAY_TLS_CERT_FILE`` /
+``GATEWAY_TLS_KEY_FILE``, an ``https`` upstream verified against ``UPSTREAM_CA_FILE``.
+
+The upstream is tests/upstream.py's app on a real TLS socket, with a certificate signed
+by a CA the test makes; it counts TLS handshakes (its context's SNI callback runs once
+per handshake) and the connections its requests arrive on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.core.config import Settings
+from tests.conftest import IssueToken, StartGateway
+from tests.helpers import GatewayClient, Issued, bearer, sample
+from tests.proxy.test_forward import headers_of
+from tests.tlsfiles import TLSFiles, make_tls_files
+from tests.upstream import create_upstream
+
+GROSS = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TLSUpstream:
+    url: str  # https://localhost:port
+    handshakes: list[str]  # the server name of each TLS handshake
+    connections: list[tuple[str, int]]  # the peer of each request
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> TLSFiles:
+    return make_tls_files(tmp_path / "tls")
+
+
+async def serve_upstream(aiohttp_server: Any, files: TLSFiles) -> TLSUpstream:
+    handshakes: list[str] = []
+    connections: list[tuple[str, int]] = []
+    context = files.server_context()
+    context.sni_callback = lambda sock, name, ctx: handshakes.append(name or "")
+
+    @web.middleware
+    async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
+        transport = request.transport
+        assert transport is not None and transport.get_extra_info("ssl_object") is not None
+        connections.append(transport.get_extra_info("peername"))
+        return await handler(request)
+
+    app = create_upstream()
+    app.middlewares.append(count)
+    server = await aiohttp_server(app, ssl=context)
+    return TLSUpstream(f"https://localhost:{server.port}", handshakes, connections)
+
+
+@pytest.fixture
+async def tls_upstream(aiohttp_server: Any, tls_files: TLSFiles) -> TLSUpstream:
+    return await serve_upstream(aiohttp_server, tls_files)
+
+
+@pytest.fixture
+async def token(issue_token: IssueToken) -> Issued:
+    return await issue_token()
+
+
+def to_upstream(settings: Settings, upstream: TLSUpstream, ca_file: Path | None) -> Settings:
+    return dataclasses.replace(
+        settings, upstream_url=f"{upstream.url}/base", upstream_ca_file=ca_file
+    )
+
+
+async def status_of(client: GatewayClient, token: Issued) -> tuple[int, Any]:
+    async with client.get("/v1/x", headers=bearer(token.raw)) as response:
+        return response.status, await response.json()
+
+
+# ---------------------------------------------------------------- the upstream side
+
+
+async def test_an_https_upstream_is_reached_over_reused_tls_connections(
+    settings: Settings,
+    tls_upstream: TLSUpstream,
+    tls_files: TLSFiles,
+    start_gateway: StartGateway,
+    token: Issued,
+) -> None:
+    client = await start_gateway(to_upstream(settings, tls_upstream, tls_files.ca_file))
+    for _ in range(20):
+        status, echo = await status_of(client, token)
+        assert status == 200
+        assert echo["raw_path"] == "/base/v1/x"
+    # One handshake, one connection, kept alive for all twenty.
+    assert tls_upstream.handshakes == ["localhost"]
+    assert len(tls_upstream.connections) == 20
+    assert len(set(tls_upstream.connections)) == 1
+
+    answers = await asyncio.gather(*(status_of(client, token) for _ in range(5)))
+    assert [status for status, _ in answers] == [200] * 5
+    for _ in range(10):
+        assert (await status_of(client, token))[0] == 200
+    # At most one new connection per request in flight at once, each then reused.
+    assert len(tls_upstream.handshakes) == len(set(tls_upstream.connections)) <= 5
+
+
+@pytest.mark.parametrize("trusted", ["another CA", "the system's CAs"])
+async def test_an_upstream_certificate_of_an_unknown_ca_is_a_502(
+    settings: Settings,
+    tls_upstream: TLSUpstream,
+    start_gateway: StartGateway,
+    token: Issued,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    trusted: str,
+) -> None:
+    ca_file = make_tls_files(tmp_path / "other").ca_file if trusted == "another CA" else None
+    client = await start_gateway(to_upstream(settings, tls_upstream, ca_file))
+    with caplog.at_level(logging.WARNING, logger="gateway.proxy.forward"):
+        status, body = await status_of(client, token)
+    assert (status, body["error"]["code"]) == (502, "upstream_unreachable")
+    assert sample(client.gateway, "gateway_requests_total", outcome="upstream_error") == 1
+    assert tls_upstream.connections == []  # nothing was sent to it
+    [line] = [r.getMessage() for r in caplog.records if "upstream" in r.getMessage()]
+    assert "the upstream's TLS certificate is not trusted" in line
+    assert "unable to get local issuer certificate" in line
+    assert "UPSTREAM_CA_FILE" in line
+
+
+async def test_an_upstream_certificate_for_another_host_is_a_502(
+    settings: Settings,
+    aiohttp_server: Any,
+    start_gateway: StartGateway,
+    token: Issued,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    files = make_tls_files(tmp_path / "elsewhere", "api.example.test")
+    upstream = await serve_upstream(aiohttp_server, files)
+    client = await start_gateway(to_upstream(settings, upstream, files.ca_file))
+    with caplog.at_level(logging.WARNING, logger="gateway.proxy.forward"):
+        status, body = await status_of(client, token)
+    assert (status, body["error"]["code"]) == (502, "upstream_unreachable")
+    assert upstream.connections == []
+    assert "Hostname mismatch, certificate is not valid for 'localhost'" in caplog.text
+
+
+async def test_a_plain_http_upstream_port_behind_an_https_url_is_a_502(
+    settings: Settings,
+    upstream: Any,
+    tls_files: TLSFiles,
+    start_gateway: StartGateway,
+    token: Issued,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    plain = dataclasses.replace(
+        settings, upstream_url=f"https://localhost:{upstream.port}", upstream_ca_file=None
+    )
+    client = await start_gateway(plain)
+    with caplog.at_level(logging.WARNING, logger="gateway.proxy.forward"):
+        assert (await status_of(client, token))[0] == 502
+    assert "TLS handshake with the upstream failed" in caplog.text
+
+
+# ---------------------------------------------------------------- the listener side
+
+
+@pytest.fixture
+async def tls_gateway(
+    gateway_settings: Settings, tls_files: TLSFiles, start_gateway: StartGateway
+) -> GatewayClient:
+    settings = dataclasses.replace(
+        gateway_settings, tls_cert_file=tls_files.cert_file, tls_key_file=tls_files.key_file
+    )
+    return await start_gateway(settings)
+
+
+async def test_the_listener_speaks_tls_and_tells_the_upstream_so(
+    tls_gateway: GatewayClient, tls_files: TLSFiles, token: Issued
+) -> None:
+    url = f"https://localhost:{tls_gateway.port}/v1/x"
+    connector = aiohttp.TCPConnector(ssl=tls_files.client_context())
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for _ in range(3):
+            async with session.get(url, headers=bearer(token.raw)) as response:
+                assert response.status == 200
+                seen = headers_of(await response.json())
+                assert seen["x-forwarded-proto"] == ["https"]
+        assert tls_gateway.server.connections == 1  # kept alive over TLS
+        async with session.get(url) as response:  # refusals are answered over TLS too
+            assert response.status == 401
+            assert "error" in await response.json()
+
+
+async def test_the_listener_offers_http_1_1_by_alpn_and_no_plain_http(
+    tls_gateway: GatewayClient, tls_files: TLSFiles
+) -> None:
+    context = tls_files.client_context()
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    _, writer = await asyncio.open_connection(
+        "127.0.0.1", tls_gateway.port, ssl=context, server_hostname="localhost"
+    )
+    ssl_object = writer.get_extra_info("ssl_object")
+    assert ssl_object.selected_alpn_protocol() == "http/1.1"
+    assert ssl_object.version() in ("TLSv1.2", "TLSv1.3")
+    writer.close()
+    # Plain HTTP on the TLS port gets no HTTP answer.
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientError):
+            async with session.get(f"http://127.0.0.1:{tls_gateway.port}/x") as response:
+                await response.read()
+
+
+async def test_websockets_flow_through_tls_on_both_sides(
+    settings: Settings,
+    tls_upstream: TLSUpstream,
+    tls_files: TLSFiles,
+    start_gateway: StartGateway,
+    token: Issued,
+) -> None:
+    both = dataclasses.replace(
+        to_upstream(settings, tls_upstream, tls_files.ca_file),
+        tls_cert_file=tls_files.cert_file,
+        tls_key_file=tls_files.key_file,
+    )
+    client = await start_gateway(both)
+    connector = aiohttp.TCPConnector(ssl=tls_files.client_context())
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.ws_connect(f"wss://localhost:{client.port}/ws", headers=bearer(token.raw)) as ws,
+    ):
+        assert await ws.receive_str(timeout=GROSS) == f"hello {token.token_id}"
+        await ws.send_str("over tls")
+        assert await ws.receive_str(timeout=GROSS) == "echo: over tls"
