@@ -1,7 +1,7 @@
 """The ``admin`` command: ``serve`` the admin API, or manage projects, tokens and webhooks
 from a shell.
 
-The project, token and webhook commands ("data commands", all built by
+The project, token, webhook and admin key commands ("data commands", all built by
 :func:`_data_command`) work straight on the database through the same use cases as the
 HTTP API, so a revoke here reaches every gateway exactly as one made over HTTP. Output is
 a readable table, or the API's JSON with ``--json``. Errors go to stderr: exit status 1
@@ -31,14 +31,18 @@ from gateway.core.config import ConfigError, Settings
 from gateway.core.errors import BadRequest, TollgateError
 from gateway.core.journal import CLI
 from gateway.core.store import Project, Store, TokenInfo
+from gateway.core.store_keys import AdminKey, KeyStore
 from gateway.core.store_webhooks import Webhook, WebhookStore
 from gateway.core.tokens import Hasher
 
-from . import projects, schemas, serve, tokens, webhooks
+from . import admin_keys, projects, schemas, serve, tokens, webhooks
+from .credentials import key_prefix
 from .ssrf import Guard
 from .views import (
+    admin_key_view,
     delivery_list_view,
     delivery_view,
+    new_admin_key_view,
     new_token_view,
     new_webhook_view,
     project_list_view,
@@ -348,6 +352,73 @@ async def _webhooks_deliveries(
     return 0
 
 
+def _key_rows(found: Sequence[AdminKey], prefix: str) -> str:
+    rows = [
+        (
+            v["id"],
+            v["name"],
+            v["role"],
+            v["project_id"] or "all",
+            v["status"],
+            v["expires_at"] or "never",
+            v["last_used_at"] or "never",
+        )
+        for v in (admin_key_view(key, prefix) for key in found)
+    ]
+    headers = ("ID", "NAME", "ROLE", "PROJECT", "STATUS", "EXPIRES", "LAST USED")
+    return _table(headers, rows)
+
+
+def _keys(store: Store) -> KeyStore:
+    return KeyStore(store.pool)
+
+
+async def _keys_create(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    body = {"name": args.name, "role": args.role, "expires_in": args.expires_in}
+    if args.project is not None:
+        body["project_id"] = args.project
+    given = schemas.ADMIN_KEY_CREATE.check(body)
+    prefix = key_prefix(settings.token_prefix)
+    hasher = Hasher.from_settings(settings)
+    issued = await admin_keys.issue(_keys(store), store, hasher, prefix, **given, actor=CLI)
+    if args.json:
+        _print_json(new_admin_key_view(issued, prefix))
+    else:
+        print(_key_rows([issued.key], prefix))
+        print(f"\nkey: {issued.raw}")
+        print("This is the only time the key is shown: store it now.", file=sys.stderr)
+    return 0
+
+
+async def _keys_list(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    found = await admin_keys.list_all(_keys(store))
+    prefix = key_prefix(settings.token_prefix)
+    if args.json:
+        _print_json({"admin_keys": [admin_key_view(key, prefix) for key in found]})
+    else:
+        print(_key_rows(found, prefix) if found else "no admin keys yet")
+    return 0
+
+
+async def _keys_show(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    key = await admin_keys.get(_keys(store), args.key)
+    prefix = key_prefix(settings.token_prefix)
+    if args.json:
+        _print_json(admin_key_view(key, prefix))
+    else:
+        print(_key_rows([key], prefix))
+    return 0
+
+
+async def _keys_revoke(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    await admin_keys.revoke(_keys(store), args.key, actor=CLI)
+    if args.json:
+        _print_json({"id": args.key, "revoked": True})
+    else:
+        print(f"revoked admin key {args.key}; every admin instance refuses it now")
+    return 0
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return serve.serve(settings, migrate=not args.no_migrate)
 
@@ -492,6 +563,34 @@ def _webhook_commands(commands: Any) -> None:
     )
 
 
+def _key_commands(commands: Any) -> None:
+    group = _group(commands, "keys", "issue, show, list and revoke admin keys")
+    create = _data_command(
+        group, "create", _keys_create, "issue an admin key (shown once)", uses=ISSUES_TOKENS
+    )
+    create.add_argument("--name", required=True, help=f"1-{admin_keys.NAME_MAX} characters")
+    create.add_argument(
+        "--role",
+        required=True,
+        choices=admin_keys.ROLES,
+        help="admin: everything; manager or viewer: one project (--project)",
+    )
+    create.add_argument("--project", metavar="PROJECT_ID", help="the project of a project role")
+    create.add_argument(
+        "--expires-in",
+        default=tokens.DEFAULT_PRESET,
+        metavar="PRESET",
+        help=f"one of {', '.join(tokens.PRESETS)} (default {tokens.DEFAULT_PRESET})",
+    )
+    _data_command(group, "list", _keys_list, "list admin keys, newest first", uses=SHOWS_TOKENS)
+    show = _data_command(
+        group, "show", _keys_show, "show one admin key (never its secret)", uses=SHOWS_TOKENS
+    )
+    show.add_argument("--key", required=True, metavar="KEY_ID")
+    revoke = _data_command(group, "revoke", _keys_revoke, "revoke an admin key at once")
+    revoke.add_argument("--key", required=True, metavar="KEY_ID")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="admin", description="Tollgate administration.")
     commands = parser.add_subparsers(title="commands", parser_class=Parser)
@@ -499,6 +598,7 @@ def build_parser() -> Parser:
     _project_commands(commands)
     _token_commands(commands)
     _webhook_commands(commands)
+    _key_commands(commands)
     return parser
 
 

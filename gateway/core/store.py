@@ -12,7 +12,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Protocol
 
 import asyncpg
 
@@ -78,6 +78,10 @@ _TOKEN_COLUMNS = "id, project_id, description, created_at, expires_at, last_used
 class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
 
     # ------------------------------------------------------------ projects
 
@@ -205,7 +209,7 @@ class Store:
         self, project_id: str, *, limit: int, cursor: str | None = None
     ) -> TokenPage:
         """A page of a project's tokens, newest first (keyset pagination)."""
-        after = _decode_cursor(cursor) if cursor else (None, None)
+        after = decode_cursor(cursor) if cursor else (None, None)
         rows = await self._pool.fetch(
             f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE project_id = $1 "
             "AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) "
@@ -217,7 +221,7 @@ class Store:
         )
         tokens = [TokenInfo(**row) for row in rows[:limit]]
         more = len(rows) > limit
-        return TokenPage(tokens, _encode_cursor(tokens[-1]) if more else None)
+        return TokenPage(tokens, encode_cursor(tokens[-1]) if more else None)
 
     async def get_token(self, project_id: str, token_id: str) -> TokenInfo | None:
         row = await self._pool.fetchrow(
@@ -268,12 +272,22 @@ class Store:
         )
 
 
-def _encode_cursor(token: TokenInfo) -> str:
-    raw = f"{token.created_at.isoformat()}|{token.id}".encode()
+class Keyed(Protocol):
+    """A row listed newest first by (created_at, id): a token, an admin key."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def encode_cursor(last: Keyed) -> str:
+    """The cursor of the page after ``last`` (keyset pagination, newest first)."""
+    raw = f"{last.created_at.isoformat()}|{last.id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         when, token_id = raw.split("|", 1)

@@ -25,14 +25,15 @@ from concurrent.futures import Executor
 
 from gateway.core import db, tokens
 from gateway.core.errors import ServiceUnavailable, TollgateError, TooManyRequests
+from gateway.core.proofs import NegativeCache, ProofCache
 from gateway.core.rates import Rate, parse_rate
+from gateway.core.singleflight import SingleFlight
 from gateway.core.store import AuthRecord, Store
 
 from .bearer import expired_token, invalid_token
-from .caches import NegativeCache, ProofCache, StateCache, TokenState
+from .caches import StateCache, TokenState
 from .metrics import GatewayMetrics
 from .ratelimit.throttle import FailureThrottle
-from .singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 
