@@ -2,6 +2,8 @@
 
 Changes the gateway must see at once (a revoked token, a deleted project, a new
 rate limit) send their :mod:`~gateway.core.events` event in the same transaction.
+Every method that changes something takes the ``actor`` who asked and writes its audit
+event (:func:`~gateway.core.journal.audit`) in that same transaction.
 """
 
 from __future__ import annotations
@@ -79,14 +81,20 @@ class Store:
 
     # ------------------------------------------------------------ projects
 
-    async def create_project(self, name: str, rate_limit: str | None) -> Project:
-        row = await self._pool.fetchrow(
-            f"INSERT INTO projects (id, name, rate_limit) VALUES ($1, $2, $3) "
-            f"RETURNING {_PROJECT_COLUMNS}",
-            new_id(),
-            name,
-            rate_limit,
-        )
+    async def create_project(
+        self, name: str, rate_limit: str | None, *, actor: journal.Actor
+    ) -> Project:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"INSERT INTO projects (id, name, rate_limit) VALUES ($1, $2, $3) "
+                f"RETURNING {_PROJECT_COLUMNS}",
+                new_id(),
+                name,
+                rate_limit,
+            )
+            await journal.audit(
+                conn, actor, "project.created", project_id=row["id"], target_id=row["id"]
+            )
         return Project(**row)
 
     async def list_projects(self) -> list[Project]:
@@ -107,10 +115,17 @@ class Store:
         *,
         name: str | Unset = UNSET,
         rate_limit: str | Unset | None = UNSET,
+        actor: journal.Actor,
     ) -> Project | None:
-        """Change a project; gateways hear of a new rate limit at once."""
+        """Change a project; gateways hear of a new rate limit at once. Audited with the
+        fields that changed, each as [before, after] (nothing changed: no event)."""
         set_limit = not isinstance(rate_limit, Unset)
         async with self._pool.acquire() as conn, conn.transaction():
+            before = await conn.fetchrow(
+                f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = $1 FOR UPDATE", project_id
+            )
+            if before is None:
+                return None
             row = await conn.fetchrow(
                 f"UPDATE projects SET name = COALESCE($2, name), "
                 f"rate_limit = CASE WHEN $3 THEN $4 ELSE rate_limit END "
@@ -120,8 +135,16 @@ class Store:
                 set_limit,
                 None if isinstance(rate_limit, Unset) else rate_limit,
             )
-            if row is None:
-                return None
+            changes = journal.changed(before, row, ("name", "rate_limit"))
+            if changes:
+                await journal.audit(
+                    conn,
+                    actor,
+                    "project.updated",
+                    project_id=project_id,
+                    target_id=project_id,
+                    changes=changes,
+                )
             if set_limit or not isinstance(name, Unset):  # a change, not an empty PATCH
                 await journal.emit(conn, "project.updated", project_id, outbox.project(row))
             if set_limit:
@@ -130,7 +153,7 @@ class Store:
                 )
         return Project(**row)
 
-    async def delete_project(self, project_id: str) -> bool:
+    async def delete_project(self, project_id: str, *, actor: journal.Actor) -> bool:
         """Delete a project and its tokens; they stop working on every gateway."""
         async with self._pool.acquire() as conn, conn.transaction():
             deleted = await conn.fetchval(
@@ -138,6 +161,9 @@ class Store:
             )
             if deleted is None:
                 return False
+            await journal.audit(
+                conn, actor, "project.deleted", project_id=project_id, target_id=project_id
+            )
             await events.notify(conn, events.PROJECT_DELETED, project_id)
         return True
 
@@ -151,6 +177,7 @@ class Store:
         secret_hash: str,
         description: str,
         expires_in_days: int | None,
+        actor: journal.Actor,
     ) -> TokenInfo | None:
         """Store a new token; None when the project does not exist."""
         try:
@@ -165,6 +192,9 @@ class Store:
                     description,
                     secret_hash,
                     expires_in_days,
+                )
+                await journal.audit(
+                    conn, actor, "token.created", project_id=project_id, target_id=token_id
                 )
                 await journal.emit(conn, "token.created", project_id, outbox.token(row))
         except asyncpg.ForeignKeyViolationError:
@@ -197,7 +227,7 @@ class Store:
         )
         return None if row is None else TokenInfo(**row)
 
-    async def revoke_token(self, project_id: str, token_id: str) -> bool:
+    async def revoke_token(self, project_id: str, token_id: str, *, actor: journal.Actor) -> bool:
         """Delete a token; it stops working on every gateway at once."""
         async with self._pool.acquire() as conn, conn.transaction():
             deleted = await conn.fetchrow(
@@ -207,6 +237,9 @@ class Store:
             )
             if deleted is None:
                 return False
+            await journal.audit(
+                conn, actor, "token.revoked", project_id=project_id, target_id=token_id
+            )
             await journal.emit(conn, "token.revoked", project_id, outbox.token(deleted))
             await events.notify(conn, events.TOKEN_REVOKED, project_id, token_id=token_id)
         return True

@@ -14,15 +14,13 @@ by :meth:`Handler.rejected`, with the same fields.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import re
-import secrets
 import time
 from collections.abc import Callable
 
 from gateway.core.errors import ClientClosed, TollgateError, TooManyRequests, error_body
 from gateway.core.rates import Rate
+from gateway.core.requestids import RequestIds
 
 from . import tracecontext
 from .accesslog import AccessLog
@@ -37,7 +35,6 @@ from .ratelimit import Decision, LocalLimiter, RateLimiter
 
 log = logging.getLogger(__name__)
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _TOO_MANY_BODY = error_body(TooManyRequests.code, TooManyRequests.message)
 _CLIENT_GONE = 499  # logged when no answer could be sent (nginx's "client closed request")
 
@@ -92,19 +89,13 @@ class Handler:
         self._hit_now: Callable[[str, Rate], Decision] | None = (
             limiter.hit_now if isinstance(limiter, LocalLimiter) else None
         )
-        # Request ids: a random per-process prefix and a counter, unique without a
-        # syscall per request.
-        self._id_prefix = secrets.token_hex(6)
-        self._ids = itertools.count(1)
+        self._ids = RequestIds()
 
     def request_id(self, request: Request) -> str:
-        given = request.headers.get("X-Request-Id")
-        if given is not None and _REQUEST_ID.fullmatch(given):
-            return given
-        return self.new_request_id()
+        return self._ids.of(request.headers.get("X-Request-Id"))
 
     def new_request_id(self) -> str:
-        return f"{self._id_prefix}{next(self._ids):x}"
+        return self._ids.new()
 
     async def __call__(self, request: Request) -> None:
         request_id = self.request_id(request)
