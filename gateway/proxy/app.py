@@ -31,6 +31,7 @@ from gateway.core.tokens import Hasher
 
 from .accesslog import AccessLog
 from .auth import Authenticator
+from .clientaddr import ClientAddresses
 from .forward import Forwarder
 from .front import ClientLimits, Server
 from .front import serve as serve_front
@@ -139,6 +140,7 @@ async def running(
             last_used=last_used,
             metrics=metrics,
             access_log=access_log,
+            clients=ClientAddresses(settings.trusted_proxies),
         )
         limits = ClientLimits.from_settings(settings)
         yield Gateway(handler, auth, listener, limiter, last_used, metrics, limits, listener_tls)
