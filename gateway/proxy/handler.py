@@ -1,7 +1,7 @@
 """The request path, top to bottom, in one handler for every method and path.
 
 request id and trace context -> bearer -> ``auth.prove()`` -> path check -> ``limiter.hit()`` ->
-``forward()``; then metrics and the access log in one ``finally``, whatever
+``forward()``; then metrics, the usage ledger and the access log in one ``finally``, whatever
 happened. Each step returns a value or raises one of :mod:`gateway.core.errors`'
 classes, whose ``outcome`` is what the metrics count.
 
@@ -84,6 +84,7 @@ class Handler:
         self._forwarder = forwarder
         self._limiter = limiter
         self._last_used = last_used
+        self._ledger = last_used.ledger
         self._count = metrics.outcome_count
         self._duration = metrics.outcome_duration
         self._upstream_duration = metrics.upstream_duration
@@ -148,6 +149,10 @@ class Handler:
             status = request.status
             if status is None:  # the connection was gone before any answer could go out
                 status, outcome = _CLIENT_GONE, "client_closed"
+            if state is not None:
+                self._ledger.count(
+                    state.token_id, state.project_id, status, upstream_seconds is not None
+                )
             self._record(
                 request_id,
                 tracecontext.trace_id(traceparent),
