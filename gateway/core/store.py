@@ -18,6 +18,7 @@ from typing import Final
 import asyncpg
 
 from . import events, journal, outbox
+from .store_usage import TOUCH_LAST_USED
 from .tokens import is_token_id, new_id
 
 
@@ -280,13 +281,7 @@ class Store:
 
         Tokens deleted meanwhile are simply skipped.
         """
-        await self._pool.execute(
-            "UPDATE tokens AS t SET last_used_at = u.at "
-            "FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at) "
-            "WHERE t.id = u.id AND (t.last_used_at IS NULL OR t.last_used_at < u.at)",
-            token_ids,
-            times,
-        )
+        await self._pool.execute(TOUCH_LAST_USED, token_ids, times)
 
 
 def _encode_cursor(token: TokenInfo) -> str:

@@ -2,9 +2,9 @@
 
 request id and trace context -> bearer -> ``auth.prove()`` -> path check -> the
 token's scopes and allowed addresses (``rules.check()``) -> ``limiter.hit()`` ->
-``forward()``; then metrics and the access log in one ``finally``, whatever happened.
-Each step returns a value or raises one of :mod:`gateway.core.errors`' classes, whose
-``outcome`` is what the metrics count.
+``forward()``; then metrics, the usage ledger and the access log in one ``finally``,
+whatever happened. Each step returns a value or raises one of :mod:`gateway.core.errors`'
+classes, whose ``outcome`` is what the metrics count.
 
 One handler rather than a stack of middlewares: each middleware layer costs a
 coroutine and a closure per request, and a cached request must cost little more
@@ -85,6 +85,7 @@ class Handler:
         self._forwarder = forwarder
         self._limiter = limiter
         self._last_used = last_used
+        self._ledger = last_used.ledger
         self._count = metrics.outcome_count
         self._duration = metrics.outcome_duration
         self._upstream_duration = metrics.upstream_duration
@@ -151,6 +152,10 @@ class Handler:
             status = request.status
             if status is None:  # the connection was gone before any answer could go out
                 status, outcome = _CLIENT_GONE, "client_closed"
+            if state is not None:
+                self._ledger.count(
+                    state.token_id, state.project_id, status, upstream_seconds is not None
+                )
             self._record(
                 request_id,
                 tracecontext.trace_id(traceparent),
