@@ -76,6 +76,11 @@ async def _migrate(url: str) -> None:
         await conn.close()
 
 
+def unknown_tokens(count: int, prefix: str = "tg") -> list[str]:
+    """Well-formed tokens (right shape and checksum) whose ids no database holds."""
+    return [str(tokens.generate(prefix)) for _ in range(count)]
+
+
 def create_tokens(url: str, settings: Settings, fresh: int) -> BenchTokens:
     hasher = tokens.Hasher(
         time_cost=settings.argon2_time_cost,

@@ -112,6 +112,8 @@ async def issue(
     hasher: Hasher | None = None,
     prefix: str = "tg",
     project_name: str = "test project",
+    scopes: tuple[str, ...] = (),
+    allowed_ips: tuple[str, ...] = (),
 ) -> Issued:
     """A token (in a new project unless ``project_id`` is given), hashed with ``hasher``."""
     if project_id is None:
@@ -125,6 +127,8 @@ async def issue(
         description="test",
         expires_in_days=expires_in_days,
         actor=CLI,
+        scopes=scopes,
+        allowed_ips=allowed_ips,
     )
     assert info is not None
     return Issued(str(token), token.id, project_id)

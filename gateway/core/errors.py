@@ -9,7 +9,7 @@ code, a public message and the gateway outcome it counts as (SPEC §6)::
     ├── Unauthorized              401 unauthorized           unauthenticated
     │   └── InvalidToken          401 invalid_token          invalid_token
     │       └── ExpiredToken      401 invalid_token          expired_token
-    ├── Forbidden                 403 forbidden              forbidden
+    ├── Forbidden                 403 forbidden (code per case) forbidden
     ├── NotFound                  404 not_found
     ├── MethodNotAllowed          405 method_not_allowed     invalid_request
     ├── RequestTimeout            408 request_timeout        client_timeout
@@ -104,7 +104,8 @@ class ExpiredToken(InvalidToken):
 
 
 class Forbidden(TollgateError):
-    """A proven credential that may not do this (a role too low, a scope too narrow)."""
+    """A proven credential that may not do this: a token out of scope or from an address
+    not allowed, an admin credential whose role or project does not reach it."""
 
     status, code, message = 403, "forbidden", "forbidden"
     outcome = "forbidden"

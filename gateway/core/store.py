@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Protocol
@@ -17,6 +18,7 @@ from typing import Final, Protocol
 import asyncpg
 
 from . import events, journal, outbox
+from .store_usage import TOUCH_LAST_USED
 from .tokens import is_token_id, new_id
 
 
@@ -48,6 +50,12 @@ class TokenInfo:
     created_at: datetime
     expires_at: datetime | None
     last_used_at: datetime | None
+    scopes: list[str]
+    allowed_ips: list[str]
+    expires_in: str | None  # the preset it was created with
+    rotated_from: str | None
+    replaced_by: str | None
+    rotated_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,9 @@ class AuthRecord:
     secret_hash: str
     expires_at: datetime | None
     rate_limit: str | None
+    scopes: list[str]
+    allowed_ips: list[str]
+    rotated_at: datetime | None  # set once a successor was issued (SPEC §10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +83,10 @@ class InvalidCursor(ValueError):
 
 
 _PROJECT_COLUMNS = "id, name, rate_limit, created_at"
-_TOKEN_COLUMNS = "id, project_id, description, created_at, expires_at, last_used_at"
+_TOKEN_COLUMNS = (
+    "id, project_id, description, created_at, expires_at, last_used_at, scopes, allowed_ips, "
+    "expires_in, rotated_from, replaced_by, rotated_at"
+)
 
 
 class Store:
@@ -182,20 +196,27 @@ class Store:
         description: str,
         expires_in_days: int | None,
         actor: journal.Actor,
+        expires_in: str | None = None,
+        scopes: Sequence[str] = (),
+        allowed_ips: Sequence[str] = (),
     ) -> TokenInfo | None:
         """Store a new token; None when the project does not exist."""
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 row = await conn.fetchrow(
-                    "INSERT INTO tokens (id, project_id, description, secret_hash, expires_at) "
+                    "INSERT INTO tokens (id, project_id, description, secret_hash, expires_at, "
+                    "expires_in, scopes, allowed_ips) "
                     "VALUES ($1, $2, $3, $4, CASE WHEN $5::int IS NULL THEN NULL "
-                    "ELSE now() + make_interval(days => $5) END) "
+                    "ELSE now() + make_interval(days => $5) END, $6, $7, $8) "
                     f"RETURNING {_TOKEN_COLUMNS}",
                     token_id,
                     project_id,
                     description,
                     secret_hash,
                     expires_in_days,
+                    expires_in,
+                    list(scopes),
+                    list(allowed_ips),
                 )
                 await journal.audit(
                     conn, actor, "token.created", project_id=project_id, target_id=token_id
@@ -252,7 +273,8 @@ class Store:
 
     async def auth_record(self, token_id: str) -> AuthRecord | None:
         row = await self._pool.fetchrow(
-            "SELECT t.id AS token_id, t.project_id, t.secret_hash, t.expires_at, p.rate_limit "
+            "SELECT t.id AS token_id, t.project_id, t.secret_hash, t.expires_at, p.rate_limit, "
+            "t.scopes, t.allowed_ips, t.rotated_at "
             "FROM tokens t JOIN projects p ON p.id = t.project_id WHERE t.id = $1",
             token_id,
         )
@@ -263,13 +285,7 @@ class Store:
 
         Tokens deleted meanwhile are simply skipped.
         """
-        await self._pool.execute(
-            "UPDATE tokens AS t SET last_used_at = u.at "
-            "FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at) "
-            "WHERE t.id = u.id AND (t.last_used_at IS NULL OR t.last_used_at < u.at)",
-            token_ids,
-            times,
-        )
+        await self._pool.execute(TOUCH_LAST_USED, token_ids, times)
 
 
 class Keyed(Protocol):
