@@ -216,25 +216,40 @@ let copied = false; // the token on show went to the clipboard (button or Ctrl+C
 
 // Show the raw token once. Only the DOM holds it from here on; `created` loses it at once.
 function reveal(created, projectId) {
-  const secret = $("reveal-token");
-  secret.textContent = created.token;
+  const token = created.token;
   delete created.token;
-  copied = false;
-  asking(false);
-  $("reveal-status").textContent = "";
-  openDialog($("dialog-reveal"), {
+  revealOnce(token, {
+    kind: "token",
     returnFocus: () => $("create-token"),
     onClose: () => {
-      secret.textContent = "";
-      $("reveal-status").textContent = "";
-      asking(false);
-      window.getSelection()?.removeAllRanges();
       const project = projectOf();
       if (project && project.id === projectId) {
         $("tokens-body").prepend(tokenRow(created));
         refreshEmptyState();
         $("tokens-status").textContent = "Token created.";
       }
+    },
+  });
+}
+
+// The one-time reveal dialog, for a token or an admin key (`kind` names it): `text` is held
+// by the DOM alone while the dialog is open, and emptied when it closes.
+export function revealOnce(text, { kind, returnFocus, onClose }) {
+  const secret = $("reveal-token");
+  secret.textContent = text;
+  $("dialog-reveal-title").textContent = `Your new ${kind}`;
+  $("reveal-kind").textContent = kind;
+  copied = false;
+  asking(false);
+  $("reveal-status").textContent = "";
+  openDialog($("dialog-reveal"), {
+    returnFocus,
+    onClose: () => {
+      secret.textContent = "";
+      $("reveal-status").textContent = "";
+      asking(false);
+      window.getSelection()?.removeAllRanges();
+      onClose();
     },
   });
   $("reveal-copy").focus();
