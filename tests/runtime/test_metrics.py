@@ -40,6 +40,7 @@ OUTCOMES = {
     "invalid_token",
     "expired_token",
     "rate_limited",
+    "forbidden",  # SPEC §15
     "quota_exceeded",  # SPEC §15
     "upstream_error",
     "upstream_timeout",
