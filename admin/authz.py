@@ -48,9 +48,7 @@ TABLE: Final[dict[tuple[str, str], Rule]] = {
     ("GET", routes.TOKENS): Rule("viewer", project=True, portal=True),
     ("GET", routes.TOKEN): Rule("viewer", project=True, portal=True),
     ("DELETE", routes.TOKEN): Rule("manager", project=True, portal=True),
-    ("PUT", routes.TOKEN): Rule("viewer", project=True, portal=True),  # always 405
-    ("PATCH", routes.TOKEN): Rule("viewer", project=True, portal=True),  # always 405
-    ("*", routes.TOKEN): Rule("viewer", project=True, portal=True),  # any other method: 405
+    ("*", routes.TOKEN): Rule("viewer", project=True, portal=True),  # other methods: 405
     # webhooks: the project's managers
     ("POST", routes.WEBHOOKS_PATH): Rule("manager", project=True),
     ("GET", routes.WEBHOOKS_PATH): Rule("manager", project=True),

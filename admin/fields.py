@@ -115,9 +115,10 @@ class Field:
                 )
             return value
         if self.pattern is not None:
-            if not self.pattern.fullmatch(value.strip()):
+            text = value.strip()
+            if not self.pattern.fullmatch(text):
                 raise field_error("invalid_value", name, self.must)
-            return self.convert(value) if self.convert else value
+            return self.convert(text) if self.convert else text
         return self._text(name, value)
 
     def _text(self, name: str, value: str) -> str:
@@ -138,6 +139,12 @@ class Field:
             raise field_error("invalid_value", name, "must not be blank")
         return value
 
+    @property
+    def may_be_empty(self) -> bool:
+        """Whether "" is a value of this field as its schema describes it."""
+        restricted = self.choices or self.pattern is not None or self.format is not None
+        return not restricted and self.min_length == 0
+
     # ------------------------------------------------------------ describing
 
     def schema(self) -> Schema:
@@ -145,8 +152,9 @@ class Field:
         schema: Schema = {"type": [self.type, "null"] if self.nullable else self.type}
         facets = {
             "enum": list(self.choices) or None,
-            # JSON Schema patterns match anywhere: anchor it to mean the whole value.
-            "pattern": None if self.pattern is None else f"^{self.pattern.pattern}$",
+            # JSON Schema patterns match anywhere: anchor it to mean the whole value (spaces
+            # around it aside, as checked), whatever alternatives the pattern has.
+            "pattern": None if self.pattern is None else _anchored(self),
             "minLength": self.min_length or None,
             "maxLength": self.max_length,
             "minimum": self.minimum,
@@ -170,6 +178,8 @@ class Body:
 
     name: str
     fields: Mapping[str, Field]
+    # JSON Schema rules across fields (a use case checks them): each goes in "allOf".
+    rules: tuple[Schema, ...] = ()
 
     def __post_init__(self) -> None:
         if any(declared.type == "integer" for declared in self.fields.values()):
@@ -201,12 +211,16 @@ class Body:
         if required:
             schema["required"] = required
         schema["properties"] = {name: declared.schema() for name, declared in self.fields.items()}
+        if self.rules:
+            schema["allOf"] = list(self.rules)
         return schema
 
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """Query-string parameters; others are ignored. An empty string means absent."""
+    """Query-string parameters; others are ignored. An empty string means absent for a
+    parameter that could be empty; for one that cannot (a number, a time, a choice, a
+    pattern), it is a value, and refused."""
 
     fields: Mapping[str, Field]
 
@@ -221,7 +235,7 @@ class Query:
             raw = query.get(name)
             if declared.type == "integer" and raw is not None:
                 given[name] = _whole(name, declared, raw)  # "" included: not a number
-            elif raw:
+            elif raw or (raw == "" and not declared.may_be_empty):
                 given[name] = raw
         return _values(self.fields, given)
 
@@ -247,6 +261,13 @@ def _values(fields: Mapping[str, Field], given: Mapping[str, Any]) -> dict[str, 
         elif declared.default is not ABSENT:
             values[name] = declared.default
     return values
+
+
+def _anchored(declared: Field) -> str:
+    assert declared.pattern is not None
+    if declared.opaque:  # passed on as sent: no spaces allowed around it
+        return f"^(?:{declared.pattern.pattern})$"
+    return rf"^\s*(?:{declared.pattern.pattern})\s*$"
 
 
 def _time(name: str, text: str) -> datetime:

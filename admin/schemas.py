@@ -14,6 +14,7 @@ from typing import Final
 from gateway.core.journal import ACTIONS
 from gateway.core.rates import PATTERN as RATE_PATTERN
 from gateway.core.rates import parse_rate
+from gateway.core.store import CURSOR_PATTERN
 from gateway.core.tokens import ID_LEN
 
 from . import admin_keys, leaks, projects, tokens, webhooks
@@ -70,7 +71,10 @@ TOKEN_PAGE: Final = Query(
             description="How many tokens, at most, on this page.",
         ),
         "cursor": Field(
-            default=None, opaque=True, description="`next_cursor` of the previous page."
+            default=None,
+            opaque=True,  # checked by the store: invalid_cursor
+            pattern=CURSOR_PATTERN,
+            description="`next_cursor` of the previous page.",
         ),
     }
 )
@@ -204,6 +208,14 @@ ADMIN_KEY_CREATE: Final = Body(
             description="How long the key works; `never` for no expiry.",
         ),
     },
+    # project_id: required for manager and viewer, refused for admin (admin_keys.issue).
+    rules=(
+        {
+            "if": {"properties": {"role": {"const": "admin"}}, "required": ["role"]},
+            "then": {"not": {"required": ["project_id"]}},
+            "else": {"required": ["project_id"]},
+        },
+    ),
 )
 PAGE: Final = TOKEN_PAGE  # ?limit=&cursor=, the same for every keyset listing
 PORTAL_SESSION_CREATE: Final = Body(
