@@ -309,7 +309,7 @@ def test_data_commands_list_only_their_own_flags() -> None:
         # and, to issue one, the argon2 parameters.
         extra = listed - {"--database-url", "--gateway-data-dir"}
         allowed = {"--token-prefix"} if name.startswith("tokens") else set()
-        if name == "tokens create":
+        if name in ("tokens create", "tokens rotate"):
             allowed |= {"--argon2-time-cost", "--argon2-memory-cost", "--argon2-parallelism"}
         if name == "webhooks create":  # whether a private address may receive events
             allowed |= {"--webhook-allow-private"}
@@ -379,7 +379,7 @@ async def test_not_found_is_exit_1(env: dict[str, str], args: tuple[str, ...]) -
         (("tokens", "revoke", "--project", MISSING), "--token"),
         (("tokens", "create", "--project", "{pid}", "--expires-in", "7d"), '"expires_in"'),
         (("tokens", "create", "--project", "{pid}", "--description", "x" * 201), '"description"'),
-        (("tokens", "rotate"), "invalid choice"),
+        (("tokens", "expire"), "invalid choice"),
         (("tokens", "list", "--project", "{pid}", "--token-prefix", "NOT OK"), "TOKEN_PREFIX"),
         (("projects", "list", "--token-prefix", "tg"), "unrecognized arguments"),
         (("projects", "update", "--project", "{pid}"), "nothing to change"),

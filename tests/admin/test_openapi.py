@@ -200,11 +200,13 @@ async def test_each_body_is_checked_as_the_document_declares_it(admin_client: An
         ("post", "/v1/projects"),
         ("patch", "/v1/projects/{project_id}"),
         ("post", "/v1/projects/{project_id}/tokens"),
+        ("post", "/v1/projects/{project_id}/tokens/{token_id}/rotate"),
         ("post", "/v1/projects/{project_id}/webhooks"),
         ("post", "/v1/leaks"),
     }
+    token = await (await admin_client.post(f"/v1/projects/{project['id']}/tokens")).json()
     for method, template, schema in bodies:
-        path = template.format(project_id=project["id"])
+        path = template.format(project_id=project["id"], token_id=token["id"])
         minimal = {
             name: _good_value(schema["properties"][name]) for name in schema.get("required", [])
         }
@@ -252,6 +254,7 @@ async def test_answers_documented_as_secret_are_never_cached(admin_client: Any) 
     ]
     assert secret == [
         ("post", "/v1/projects/{project_id}/tokens"),
+        ("post", "/v1/projects/{project_id}/tokens/{token_id}/rotate"),
         ("post", "/v1/projects/{project_id}/webhooks"),
     ]
     project = await (await admin_client.post("/v1/projects", json={"name": "p"})).json()

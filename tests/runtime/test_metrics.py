@@ -31,14 +31,15 @@ from tests.gatewayproc import (
 
 PROXIED = {"outcome": "proxied"}
 
-# SPEC §6, written out here so the test checks the contract, not the code; plus the
-# client's own failures the README adds (the client left; it was too slow).
+# SPEC §6 and §15, written out here so the test checks the contract, not the code; plus
+# the client's own failures the README adds (the client left; it was too slow).
 OUTCOMES = {
     "proxied",
     "unauthenticated",
     "invalid_request",
     "invalid_token",
     "expired_token",
+    "forbidden",
     "rate_limited",
     "upstream_error",
     "upstream_timeout",
