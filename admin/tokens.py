@@ -113,6 +113,7 @@ async def issue(
     expires_in: str = DEFAULT_PRESET,
     scopes: Sequence[str] = (),
     allowed_ips: Sequence[str] = (),
+    actor: Actor,
 ) -> Issued:
     # Checked first so an unknown project costs no argon2 work.
     await projects.get(store, project_id)
@@ -127,6 +128,7 @@ async def issue(
         expires_in=expires_in,
         scopes=scopes,
         allowed_ips=allowed_ips,
+        actor=actor,
     )
     if info is None:  # the project was deleted meanwhile
         raise projects.not_found()
@@ -226,10 +228,10 @@ async def get(store: Store, project_id: str, token_id: str) -> TokenInfo:
     return info
 
 
-async def revoke(store: Store, project_id: str, token_id: str) -> None:
+async def revoke(store: Store, project_id: str, token_id: str, *, actor: Actor) -> None:
     """Delete the token: it stops working on every gateway at once (NOTIFY)."""
     known = is_token_id(project_id) and is_token_id(token_id)
-    if known and await store.revoke_token(project_id, token_id):
+    if known and await store.revoke_token(project_id, token_id, actor=actor):
         return
     raise await _missing(store, project_id)
 

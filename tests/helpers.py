@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 import aiohttp
 from yarl import URL
 
+from gateway.core.journal import CLI
 from gateway.core.store import Store
 from gateway.core.tokens import Hasher, generate
 from gateway.proxy.app import Gateway
@@ -116,7 +117,7 @@ async def issue(
 ) -> Issued:
     """A token (in a new project unless ``project_id`` is given), hashed with ``hasher``."""
     if project_id is None:
-        project_id = (await store.create_project(project_name, rate_limit)).id
+        project_id = (await store.create_project(project_name, rate_limit, actor=CLI)).id
     token = generate(prefix)
     secret_hash = (hasher or Hasher()).hash(token.secret)
     info = await store.create_token(
@@ -125,6 +126,7 @@ async def issue(
         secret_hash=secret_hash,
         description="test",
         expires_in_days=expires_in_days,
+        actor=CLI,
         scopes=scopes,
         allowed_ips=allowed_ips,
     )

@@ -361,6 +361,12 @@ class Settings:
     leak_report_rate: Rate = _setting(
         "LEAK_REPORT_RATE", parse_rate, "60/minute", "leak reports per client address"
     )
+    audit_retention_days: int = _setting(
+        "AUDIT_RETENTION_DAYS",
+        _int_in(1, 36500),
+        "400",
+        "days audit events are kept; the retention job deletes older ones",
+    )
     github_scanning_keys_file: Path | None = _setting(
         "GITHUB_SCANNING_KEYS_FILE",
         _path,

@@ -2,6 +2,8 @@
 
 Changes the gateway must see at once (a revoked token, a deleted project, a new
 rate limit) send their :mod:`~gateway.core.events` event in the same transaction.
+Every method that changes something takes the ``actor`` who asked and writes its audit
+event (:func:`~gateway.core.journal.audit`) in that same transaction.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Final
 import asyncpg
 
 from . import events, journal, outbox
+from .store_usage import TOUCH_LAST_USED
 from .tokens import is_token_id, new_id
 
 
@@ -115,14 +118,20 @@ class Store:
 
     # ------------------------------------------------------------ projects
 
-    async def create_project(self, name: str, rate_limit: str | None) -> Project:
-        row = await self._pool.fetchrow(
-            f"INSERT INTO projects (id, name, rate_limit) VALUES ($1, $2, $3) "
-            f"RETURNING {_PROJECT_COLUMNS}",
-            new_id(),
-            name,
-            rate_limit,
-        )
+    async def create_project(
+        self, name: str, rate_limit: str | None, *, actor: journal.Actor
+    ) -> Project:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"INSERT INTO projects (id, name, rate_limit) VALUES ($1, $2, $3) "
+                f"RETURNING {_PROJECT_COLUMNS}",
+                new_id(),
+                name,
+                rate_limit,
+            )
+            await journal.audit(
+                conn, actor, "project.created", project_id=row["id"], target_id=row["id"]
+            )
         return Project(**row)
 
     async def list_projects(self) -> list[Project]:
@@ -143,10 +152,17 @@ class Store:
         *,
         name: str | Unset = UNSET,
         rate_limit: str | Unset | None = UNSET,
+        actor: journal.Actor,
     ) -> Project | None:
-        """Change a project; gateways hear of a new rate limit at once."""
+        """Change a project; gateways hear of a new rate limit at once. Audited with the
+        fields that changed, each as [before, after] (nothing changed: no event)."""
         set_limit = not isinstance(rate_limit, Unset)
         async with self._pool.acquire() as conn, conn.transaction():
+            before = await conn.fetchrow(
+                f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = $1 FOR UPDATE", project_id
+            )
+            if before is None:
+                return None
             row = await conn.fetchrow(
                 f"UPDATE projects SET name = COALESCE($2, name), "
                 f"rate_limit = CASE WHEN $3 THEN $4 ELSE rate_limit END "
@@ -156,8 +172,16 @@ class Store:
                 set_limit,
                 None if isinstance(rate_limit, Unset) else rate_limit,
             )
-            if row is None:
-                return None
+            changes = journal.changed(before, row, ("name", "rate_limit"))
+            if changes:
+                await journal.audit(
+                    conn,
+                    actor,
+                    "project.updated",
+                    project_id=project_id,
+                    target_id=project_id,
+                    changes=changes,
+                )
             if set_limit or not isinstance(name, Unset):  # a change, not an empty PATCH
                 await journal.emit(conn, "project.updated", project_id, outbox.project(row))
             if set_limit:
@@ -166,7 +190,7 @@ class Store:
                 )
         return Project(**row)
 
-    async def delete_project(self, project_id: str) -> bool:
+    async def delete_project(self, project_id: str, *, actor: journal.Actor) -> bool:
         """Delete a project and its tokens; they stop working on every gateway."""
         async with self._pool.acquire() as conn, conn.transaction():
             deleted = await conn.fetchval(
@@ -174,6 +198,9 @@ class Store:
             )
             if deleted is None:
                 return False
+            await journal.audit(
+                conn, actor, "project.deleted", project_id=project_id, target_id=project_id
+            )
             await events.notify(conn, events.PROJECT_DELETED, project_id)
         return True
 
@@ -187,6 +214,7 @@ class Store:
         secret_hash: str,
         description: str,
         expires_in_days: int | None,
+        actor: journal.Actor,
         expires_in: str | None = None,
         scopes: Sequence[str] = (),
         allowed_ips: Sequence[str] = (),
@@ -208,6 +236,9 @@ class Store:
                     expires_in,
                     list(scopes),
                     list(allowed_ips),
+                )
+                await journal.audit(
+                    conn, actor, "token.created", project_id=project_id, target_id=token_id
                 )
                 await journal.emit(conn, "token.created", project_id, outbox.token(row))
         except asyncpg.ForeignKeyViolationError:
@@ -250,7 +281,7 @@ class Store:
         )
         return None if row is None else TokenInfo(**row)
 
-    async def revoke_token(self, project_id: str, token_id: str) -> bool:
+    async def revoke_token(self, project_id: str, token_id: str, *, actor: journal.Actor) -> bool:
         """Delete a token; it stops working on every gateway at once."""
         async with self._pool.acquire() as conn, conn.transaction():
             deleted = await conn.fetchrow(
@@ -260,6 +291,9 @@ class Store:
             )
             if deleted is None:
                 return False
+            await journal.audit(
+                conn, actor, "token.revoked", project_id=project_id, target_id=token_id
+            )
             await journal.emit(conn, "token.revoked", project_id, outbox.token(deleted))
             await events.notify(conn, events.TOKEN_REVOKED, project_id, token_id=token_id)
         return True
@@ -363,13 +397,7 @@ class Store:
 
         Tokens deleted meanwhile are simply skipped.
         """
-        await self._pool.execute(
-            "UPDATE tokens AS t SET last_used_at = u.at "
-            "FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at) "
-            "WHERE t.id = u.id AND (t.last_used_at IS NULL OR t.last_used_at < u.at)",
-            token_ids,
-            times,
-        )
+        await self._pool.execute(TOUCH_LAST_USED, token_ids, times)
 
 
 def _encode_cursor(token: TokenInfo) -> str:

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from gateway.core import db, tls
 from gateway.core.config import ConfigError, Settings
 from gateway.core.store import Store
+from gateway.core.store_usage import UsageStore
 from gateway.core.tokens import Hasher
 
 from .accesslog import AccessLog
@@ -130,7 +131,7 @@ async def running(
         await limiter.start()
         stack.push_async_callback(limiter.close)
         last_used = await stack.enter_async_context(
-            flushing(LastUsed(store, metrics), settings.last_used_flush_interval)
+            flushing(LastUsed(UsageStore(pool), metrics), settings.last_used_flush_interval)
         )
         stack.callback(access_log.flush)
         handler = Handler(

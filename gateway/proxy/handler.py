@@ -2,9 +2,9 @@
 
 request id and trace context -> bearer -> ``auth.prove()`` -> path check -> the
 token's scopes and allowed addresses (``rules.check()``) -> ``limiter.hit()`` ->
-``forward()``; then metrics and the access log in one ``finally``, whatever happened.
-Each step returns a value or raises one of :mod:`gateway.core.errors`' classes, whose
-``outcome`` is what the metrics count.
+``forward()``; then metrics, the usage ledger and the access log in one ``finally``,
+whatever happened. Each step returns a value or raises one of :mod:`gateway.core.errors`'
+classes, whose ``outcome`` is what the metrics count.
 
 One handler rather than a stack of middlewares: each middleware layer costs a
 coroutine and a closure per request, and a cached request must cost little more
@@ -15,15 +15,13 @@ by :meth:`Handler.rejected`, with the same fields.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import re
-import secrets
 import time
 from collections.abc import Callable
 
 from gateway.core.errors import ClientClosed, TollgateError, TooManyRequests, error_body
 from gateway.core.rates import Rate
+from gateway.core.requestids import RequestIds
 
 from . import tracecontext
 from .accesslog import AccessLog
@@ -39,7 +37,6 @@ from .ratelimit import Decision, LocalLimiter, RateLimiter
 
 log = logging.getLogger(__name__)
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _TOO_MANY_BODY = error_body(TooManyRequests.code, TooManyRequests.message)
 _CLIENT_GONE = 499  # logged when no answer could be sent (nginx's "client closed request")
 
@@ -88,6 +85,7 @@ class Handler:
         self._forwarder = forwarder
         self._limiter = limiter
         self._last_used = last_used
+        self._ledger = last_used.ledger
         self._count = metrics.outcome_count
         self._duration = metrics.outcome_duration
         self._upstream_duration = metrics.upstream_duration
@@ -96,19 +94,13 @@ class Handler:
         self._hit_now: Callable[[str, Rate], Decision] | None = (
             limiter.hit_now if isinstance(limiter, LocalLimiter) else None
         )
-        # Request ids: a random per-process prefix and a counter, unique without a
-        # syscall per request.
-        self._id_prefix = secrets.token_hex(6)
-        self._ids = itertools.count(1)
+        self._ids = RequestIds()
 
     def request_id(self, request: Request) -> str:
-        given = request.headers.get("X-Request-Id")
-        if given is not None and _REQUEST_ID.fullmatch(given):
-            return given
-        return self.new_request_id()
+        return self._ids.of(request.headers.get("X-Request-Id"))
 
     def new_request_id(self) -> str:
-        return f"{self._id_prefix}{next(self._ids):x}"
+        return self._ids.new()
 
     async def __call__(self, request: Request) -> None:
         request_id = self.request_id(request)
@@ -160,6 +152,10 @@ class Handler:
             status = request.status
             if status is None:  # the connection was gone before any answer could go out
                 status, outcome = _CLIENT_GONE, "client_closed"
+            if state is not None:
+                self._ledger.count(
+                    state.token_id, state.project_id, status, upstream_seconds is not None
+                )
             self._record(
                 request_id,
                 tracecontext.trace_id(traceparent),

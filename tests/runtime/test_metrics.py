@@ -41,6 +41,7 @@ OUTCOMES = {
     "expired_token",
     "forbidden",
     "rate_limited",
+    "quota_exceeded",  # SPEC §15
     "upstream_error",
     "upstream_timeout",
     "unavailable",
@@ -53,6 +54,7 @@ ALLOWED_LABELS: dict[str, dict[str, set[str]]] = {
     "gateway_token_cache": {"result": {"hit", "miss", "negative"}},
     "gateway_token_verifications": {"result": {"valid", "invalid"}},
     "gateway_last_used_flushes": {"result": {"ok", "error"}},
+    "gateway_usage_flushes": {"result": {"ok", "error"}},
 }
 
 
