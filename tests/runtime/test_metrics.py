@@ -41,6 +41,7 @@ OUTCOMES = {
     "expired_token",
     "forbidden",
     "rate_limited",
+    "forbidden",  # SPEC §15
     "quota_exceeded",  # SPEC §15
     "upstream_error",
     "upstream_timeout",
