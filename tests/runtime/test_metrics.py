@@ -39,7 +39,6 @@ OUTCOMES = {
     "invalid_request",
     "invalid_token",
     "expired_token",
-    "forbidden",
     "rate_limited",
     "forbidden",  # SPEC §15
     "quota_exceeded",  # SPEC §15
