@@ -48,6 +48,7 @@ TABLE: Final[dict[tuple[str, str], Rule]] = {
     ("GET", routes.TOKENS): Rule("viewer", project=True, portal=True),
     ("GET", routes.TOKEN): Rule("viewer", project=True, portal=True),
     ("DELETE", routes.TOKEN): Rule("manager", project=True, portal=True),
+    ("POST", routes.TOKEN_ROTATE): Rule("manager", project=True, portal=True),
     ("PUT", routes.TOKEN): Rule("viewer", project=True, portal=True),  # always 405
     ("PATCH", routes.TOKEN): Rule("viewer", project=True, portal=True),  # always 405
     ("*", routes.TOKEN): Rule("viewer", project=True, portal=True),  # any other method: 405

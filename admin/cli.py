@@ -25,7 +25,7 @@ from typing import Any, Final, TypeVar
 
 import asyncpg
 
-from gateway.core import db, embedded, migrate
+from gateway.core import capabilities, db, embedded, migrate
 from gateway.core.clikit import Command, Parser, add_settings_flags, quiet, run, subcommand
 from gateway.core.config import ConfigError, Settings
 from gateway.core.errors import BadRequest, TollgateError
@@ -162,19 +162,28 @@ def _project_rows(found: Sequence[Project]) -> str:
     return _table(("ID", "NAME", "RATE LIMIT", "CREATED"), rows)
 
 
+def _token_status(view: dict[str, Any]) -> str:
+    if view["replaced_by"] and view["status"] == "active":
+        return f"rotating until {view['expires_at']}, replaced by {view['replaced_by']}"
+    return str(view["status"])
+
+
 def _token_rows(found: Sequence[TokenInfo], prefix: str) -> str:
     rows = [
         (
             v["id"],
-            v["status"],
+            _token_status(v),
             v["description"],
             v["created_at"],
             v["expires_at"] or "never",
             v["last_used_at"] or "never",
+            ", ".join(v["scopes"]) or "all",
+            ", ".join(v["allowed_ips"]) or "any",
         )
         for v in (token_view(info, prefix) for info in found)
     ]
-    return _table(("ID", "STATUS", "DESCRIPTION", "CREATED", "EXPIRES", "LAST USED"), rows)
+    headers = ("ID", "STATUS", "DESCRIPTION", "CREATED", "EXPIRES", "LAST USED", "SCOPES", "FROM")
+    return _table(headers, rows)
 
 
 # ---------------------------------------------------------------- commands
@@ -229,7 +238,12 @@ async def _projects_delete(settings: Settings, args: argparse.Namespace, store: 
 
 async def _tokens_create(settings: Settings, args: argparse.Namespace, store: Store) -> int:
     given = schemas.TOKEN_CREATE.check(
-        {"description": args.description, "expires_in": args.expires_in}
+        {
+            "description": args.description,
+            "expires_in": args.expires_in,
+            "scopes": args.scope or [],
+            "allowed_ips": args.allowed_ip or [],
+        }
     )
     prefix = settings.token_prefix
     issued = await tokens.issue(
@@ -244,8 +258,28 @@ async def _tokens_create(settings: Settings, args: argparse.Namespace, store: St
     return 0
 
 
+async def _tokens_rotate(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    given = schemas.TOKEN_ROTATE.check({"grace": args.grace})
+    prefix = settings.token_prefix
+    issued = await tokens.rotate(
+        store, Hasher.from_settings(settings), prefix, args.project, args.token, actor=CLI, **given
+    )
+    if args.json:
+        _print_json(new_token_view(issued, prefix))
+    else:
+        old = await tokens.get(store, args.project, args.token)
+        print(_token_rows([issued.info, old], prefix))
+        print(f"\ntoken: {issued.token}")
+        print("This is the only time the token is shown: store it now.", file=sys.stderr)
+    return 0
+
+
 async def _tokens_list(settings: Settings, args: argparse.Namespace, store: Store) -> int:
-    found = await tokens.list_all(store, args.project)
+    query = {"status": args.status, "within": args.within}
+    given = schemas.TOKEN_PAGE.check({k: v for k, v in query.items() if v is not None})
+    found = await tokens.list_all(
+        store, args.project, status=given["status"], within=given["within"]
+    )
     if args.json:
         _print_json({"tokens": [token_view(t, settings.token_prefix) for t in found]})
     else:
@@ -509,7 +543,7 @@ def _project_commands(commands: Any) -> None:
 
 
 def _token_commands(commands: Any) -> None:
-    group = _group(commands, "tokens", "issue, show, list and revoke a project's tokens")
+    group = _group(commands, "tokens", "issue, show, list, rotate and revoke a project's tokens")
     create = _data_command(
         group, "create", _tokens_create, "issue a token (shown once)", uses=ISSUES_TOKENS
     )
@@ -523,10 +557,46 @@ def _token_commands(commands: Any) -> None:
     create.add_argument(
         "--description", default="", help=f"up to {tokens.DESCRIPTION_MAX} characters"
     )
+    create.add_argument(
+        "--scope",
+        action="append",
+        metavar="'METHOD /PREFIX'",
+        help="what the token may call, e.g. 'GET /v1/validate' or '* /v1/status' (repeat it,"
+        f" at most {capabilities.SCOPES_MAX}; default: everything)",
+    )
+    create.add_argument(
+        "--allowed-ip",
+        action="append",
+        metavar="ADDRESS|CIDR",
+        help="an address or block the token may be used from (repeat it, at most"
+        f" {capabilities.ALLOWED_IPS_MAX}; default: any)",
+    )
+    rotate = _data_command(
+        group,
+        "rotate",
+        _tokens_rotate,
+        "issue a token's successor (shown once); the old one works until the grace ends",
+        uses=ISSUES_TOKENS,
+    )
+    _token_flags(rotate)
+    rotate.add_argument(
+        "--grace",
+        default=tokens.DEFAULT_GRACE,
+        metavar="DURATION",
+        help=f"how long the old token keeps working, 0s to 7d (default {tokens.DEFAULT_GRACE})",
+    )
     listing = _data_command(
         group, "list", _tokens_list, "list a project's tokens, newest first", uses=SHOWS_TOKENS
     )
     _project_flag(listing)
+    listing.add_argument(
+        "--status", metavar="STATUS", help=f"only {', '.join(tokens.STATUS_FILTERS)} tokens"
+    )
+    listing.add_argument(
+        "--within",
+        metavar="DURATION",
+        help=f"with --status expiring: ending within this (default {tokens.DEFAULT_WITHIN})",
+    )
     show = _data_command(
         group, "show", _tokens_show, "show one token (masked, never the secret)", uses=SHOWS_TOKENS
     )

@@ -68,6 +68,7 @@ PROJECTS: Final = "/v1/projects"
 PROJECT: Final = "/v1/projects/{project_id}"
 TOKENS: Final = "/v1/projects/{project_id}/tokens"
 TOKEN: Final = "/v1/projects/{project_id}/tokens/{token_id}"
+TOKEN_ROTATE: Final = "/v1/projects/{project_id}/tokens/{token_id}/rotate"
 
 # The routes the app serves, in this order (see add_routes).
 ROUTES: Final = web.RouteTableDef()
@@ -211,6 +212,35 @@ async def revoke_token(request: web.Request, given: Given) -> Reply:
     ids = request.match_info["project_id"], request.match_info["token_id"]
     await tokens.revoke(request.app[STORE], *ids, actor=actor(request))
     return None
+
+
+@ROUTES.post(TOKEN_ROTATE)
+@documented(
+    Operation(
+        "Rotate a token: issue its successor, retire it after a grace period",
+        Answer(
+            201,
+            "The successor, with `rotated_from`.",
+            "NewToken",
+            location="/v1/projects/{project_id}/tokens/{id}",
+            secret=True,
+        ),
+        (*_BODY_ERRORS, 404, 409),
+        "The successor has the same description, scopes, allowed_ips and expiry preset "
+        "(counted from now). The old token keeps working until the end of its grace (never "
+        "past its own expiry) on every gateway, its proxied answers carrying `Deprecation` "
+        "and `Sunset`; it shows `replaced_by` and cannot be rotated again (409 "
+        "`already_rotated`). The answer is the only place the new token ever appears.",
+        body=schemas.TOKEN_ROTATE,
+    )
+)
+async def rotate_token(request: web.Request, given: Given) -> Reply:
+    app, prefix = request.app, _prefix(request)
+    ids = request.match_info["project_id"], request.match_info["token_id"]
+    issued = await tokens.rotate(
+        app[STORE], app[HASHER], prefix, *ids, actor=actor(request), **given.body
+    )
+    return new_token_view(issued, prefix)
 
 
 _TOKEN_ALLOW: Final = {"Allow": "GET, DELETE"}
@@ -612,7 +642,12 @@ async def metrics(request: web.Request, given: Given) -> Reply:
     try:
         pending = await asyncio.wait_for(app[WEBHOOKS].pending_count(), HEALTH_TIMEOUT)
         app[ADMIN_METRICS].outbox_pending.set(pending)
-    except db.UNREACHABLE:  # the gauge keeps its last value; the scrape still answers
+        soon = tokens.EXPIRING_SOON
+        expiring = await asyncio.wait_for(
+            app[STORE].count_expiring(tokens.seconds(soon)), HEALTH_TIMEOUT
+        )
+        app[ADMIN_METRICS].tokens_expiring.labels(soon).set(expiring)
+    except db.UNREACHABLE:  # the gauges keep their last values; the scrape still answers
         pass
     return exposition(app[ADMIN_METRICS])
 

@@ -11,6 +11,7 @@ import re
 from dataclasses import replace
 from typing import Final
 
+from gateway.core import capabilities
 from gateway.core.journal import ACTIONS
 from gateway.core.rates import PATTERN as RATE_PATTERN
 from gateway.core.rates import parse_rate
@@ -58,10 +59,72 @@ TOKEN_CREATE: Final = Body(
             default=tokens.DEFAULT_PRESET,
             description="How long the token works; `never` for no expiry.",
         ),
+        "scopes": Field(
+            type="array",
+            items=Field(
+                pattern=re.compile(r"\S+\s+\S+"),
+                must="must be a method (or *) and a path prefix, such as GET /v1/validate",
+                convert=capabilities.canonical_scope,
+                examples=("GET /v1/validate", "* /v1/status"),
+            ),
+            max_items=capabilities.SCOPES_MAX,
+            default=[],
+            description=(
+                "`<METHOD or *> <path prefix>` each: what the token may call. A prefix covers "
+                "itself and what continues it after a `/`. Empty or absent: everything."
+            ),
+        ),
+        "allowed_ips": Field(
+            type="array",
+            items=Field(
+                pattern=re.compile(r"[0-9A-Fa-f:.]{2,45}(/[0-9]{1,3})?"),
+                must="must be an IPv4 or IPv6 address or CIDR block, such as 203.0.113.0/24",
+                convert=capabilities.canonical_network,
+                examples=("203.0.113.0/24", "2001:db8::/48", "198.51.100.7"),
+            ),
+            max_items=capabilities.ALLOWED_IPS_MAX,
+            default=[],
+            description=(
+                "IPv4/IPv6 addresses or CIDR blocks the token may be used from (the client "
+                "address, see TRUSTED_PROXIES). Empty or absent: any address."
+            ),
+        ),
+    },
+)
+TOKEN_ROTATE: Final = Body(
+    "TokenRotate",
+    {
+        "grace": Field(
+            pattern=tokens.GRACE_PATTERN,
+            must="must be a duration from 0s to 7d, such as 0s, 90m, 24h or 7d",
+            convert=tokens.check_grace,
+            default=tokens.DEFAULT_GRACE,
+            description=(
+                "How long the old token keeps working (`s`, `m`, `h` or `d`; at most 7d), "
+                "never past its own expiry."
+            ),
+            examples=("24h", "0s", "7d"),
+        ),
     },
 )
 TOKEN_PAGE: Final = Query(
     {
+        "status": Field(
+            choices=tokens.STATUS_FILTERS,
+            default=None,
+            description=(
+                "Only `active`, `expired` or `expiring` tokens (active, ending within "
+                "`within`; rotated tokens in their grace included)."
+            ),
+        ),
+        "within": Field(
+            pattern=tokens.GRACE_PATTERN,
+            must="must be a duration such as 7d, 24h or 90m (at most 365d)",
+            convert=tokens.check_within,
+            default=tokens.DEFAULT_WITHIN,
+            description="With `status=expiring`: how soon (default 7d).",
+            examples=("7d",),
+        ),
         "limit": Field(
             type="integer",
             minimum=1,

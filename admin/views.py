@@ -52,6 +52,12 @@ def token_view(info: TokenInfo, prefix: str, *, now: datetime | None = None) -> 
         "expires_at": rfc3339(info.expires_at),
         "last_used_at": rfc3339(info.last_used_at),
         "status": token_status(info, now or datetime.now(UTC)),
+        "expires_in": tokens.preset_of(info),
+        "scopes": list(info.scopes),
+        "allowed_ips": list(info.allowed_ips),
+        "rotated_from": info.rotated_from,
+        "replaced_by": info.replaced_by,
+        "rotated_at": rfc3339(info.rotated_at),
     }
 
 
@@ -218,6 +224,31 @@ ANSWERS: Final[dict[str, Schema]] = {
             "expires_at": _TIME_OR_NULL,
             "last_used_at": _TIME_OR_NULL,
             "status": {"enum": ["active", "expired"]},
+            "expires_in": {
+                "enum": list(tokens.PRESETS),
+                "description": "The expiry preset it was created with (a successor keeps it).",
+            },
+            "scopes": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "`<METHOD or *> <path prefix>` each; empty: everything.",
+            },
+            "allowed_ips": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Addresses and CIDR blocks it may be used from; empty: any.",
+            },
+            "rotated_from": {
+                "type": ["string", "null"],
+                "description": "The token this one replaced.",
+            },
+            "replaced_by": {
+                "type": ["string", "null"],
+                "description": "Its successor: set once rotated; it then works until "
+                "`expires_at` (the end of its grace) and its answers carry Deprecation and "
+                "Sunset.",
+            },
+            "rotated_at": {**_TIME_OR_NULL, "description": "When its successor was issued."},
         }
     ),
     "NewToken": {

@@ -94,10 +94,18 @@ export const api = {
   updateProject: (id, fields) => request("PATCH", `/v1/projects/${enc(id)}`, { body: fields }),
   deleteProject: (id) => request("DELETE", `/v1/projects/${enc(id)}`),
   // Pages of the API's default size.
-  listTokens: (id, cursor) => {
-    const query = cursor ? `?${new URLSearchParams({ cursor })}` : "";
+  // `filter`: {status, within} of the API's listing, or {} for every token.
+  listTokens: (id, cursor, filter = {}) => {
+    const params = new URLSearchParams(filter);
+    if (cursor) params.set("cursor", cursor);
+    const query = params.toString() ? `?${params}` : "";
     return request("GET", `/v1/projects/${enc(id)}/tokens${query}`);
   },
+  getToken: (id, tokenId) => request("GET", `/v1/projects/${enc(id)}/tokens/${enc(tokenId)}`),
+  rotateToken: (id, tokenId, grace) =>
+    request("POST", `/v1/projects/${enc(id)}/tokens/${enc(tokenId)}/rotate`, {
+      body: { grace },
+    }),
   createToken: (id, fields) => request("POST", `/v1/projects/${enc(id)}/tokens`, { body: fields }),
   revokeToken: (id, tokenId) =>
     request("DELETE", `/v1/projects/${enc(id)}/tokens/${enc(tokenId)}`),

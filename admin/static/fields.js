@@ -10,6 +10,8 @@ const LABELS = {
   rate_limit: "Rate limit",
   description: "Description",
   expires_in: "Expiration",
+  scopes: "Scopes",
+  allowed_ips: "Allowed addresses",
   url: "URL",
   events: "Events",
 };

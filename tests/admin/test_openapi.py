@@ -200,14 +200,16 @@ async def test_each_body_is_checked_as_the_document_declares_it(admin_client: An
         ("post", "/v1/projects"),
         ("patch", "/v1/projects/{project_id}"),
         ("post", "/v1/projects/{project_id}/tokens"),
+        ("post", "/v1/projects/{project_id}/tokens/{token_id}/rotate"),
         ("post", "/v1/projects/{project_id}/webhooks"),
         ("post", "/v1/leaks"),
         ("post", "/v1/admin-keys"),
         ("post", "/v1/projects/{project_id}/portal-sessions"),
         ("post", "/v1/portal-sessions/exchange"),
     }
+    token = await (await admin_client.post(f"/v1/projects/{project['id']}/tokens")).json()
     for method, template, schema in bodies:
-        path = template.format(project_id=project["id"])
+        path = template.format(project_id=project["id"], token_id=token["id"])
         minimal = {
             name: _good_value(schema["properties"][name]) for name in schema.get("required", [])
         }
@@ -255,6 +257,7 @@ async def test_answers_documented_as_secret_are_never_cached(admin_client: Any) 
     ]
     assert secret == [
         ("post", "/v1/projects/{project_id}/tokens"),
+        ("post", "/v1/projects/{project_id}/tokens/{token_id}/rotate"),
         ("post", "/v1/projects/{project_id}/webhooks"),
         ("post", "/v1/admin-keys"),
         ("post", "/v1/projects/{project_id}/portal-sessions"),
