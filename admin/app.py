@@ -27,6 +27,7 @@ from gateway.core.errors import (
     UnsupportedMediaType,
 )
 from gateway.core.store import Store
+from gateway.core.store_usage import UsageStore
 from gateway.core.store_webhooks import WebhookStore
 from gateway.core.tokens import Hasher
 
@@ -47,6 +48,7 @@ from .keys import (
     SCANNING_KEYS,
     SETTINGS,
     STORE,
+    USAGE,
     WEBHOOKS,
 )
 from .leaks import AddressLimiter, LeakReports
@@ -151,6 +153,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[POOL] = pool
     app[STORE] = Store(pool)
     app[WEBHOOKS] = WebhookStore(pool)
+    app[USAGE] = UsageStore(pool)
     app[LEAKS] = LeakReports(
         app[WEBHOOKS], app[HASHER], app[SETTINGS].token_prefix, app[ADMIN_METRICS]
     )

@@ -20,8 +20,10 @@ def not_found() -> NotFound:
     return NotFound("project not found", code="project_not_found")
 
 
-async def create(store: Store, *, name: str, rate_limit: str | None = None) -> Project:
-    return await store.create_project(name, rate_limit)
+async def create(
+    store: Store, *, name: str, rate_limit: str | None = None, quota: str | None = None
+) -> Project:
+    return await store.create_project(name, rate_limit, quota=quota)
 
 
 async def list_all(store: Store) -> list[Project]:
@@ -42,11 +44,12 @@ async def update(
     *,
     name: str | Unset = UNSET,
     rate_limit: str | Unset | None = UNSET,
+    quota: str | Unset | None = UNSET,
 ) -> Project:
-    """Rename or change the rate limit; gateways hear of a new limit at once."""
+    """Rename or change the rate limit or quota; gateways hear of a new one at once."""
     if not is_token_id(project_id):
         raise not_found()
-    project = await store.update_project(project_id, name=name, rate_limit=rate_limit)
+    project = await store.update_project(project_id, name=name, rate_limit=rate_limit, quota=quota)
     if project is None:
         raise not_found()
     return project

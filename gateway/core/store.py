@@ -35,6 +35,7 @@ class Project:
     name: str
     rate_limit: str | None
     created_at: datetime
+    quota: str | None = None  # "N/day" or "N/month" (SPEC §11); None: no quota
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class AuthRecord:
     secret_hash: str
     expires_at: datetime | None
     rate_limit: str | None
+    quota: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,7 @@ class InvalidCursor(ValueError):
     """A pagination cursor that this store did not issue."""
 
 
-_PROJECT_COLUMNS = "id, name, rate_limit, created_at"
+_PROJECT_COLUMNS = "id, name, rate_limit, created_at, quota"
 _TOKEN_COLUMNS = "id, project_id, description, created_at, expires_at, last_used_at"
 
 
@@ -78,15 +80,23 @@ class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """For the other stores of the same database (usage, webhooks)."""
+        return self._pool
+
     # ------------------------------------------------------------ projects
 
-    async def create_project(self, name: str, rate_limit: str | None) -> Project:
+    async def create_project(
+        self, name: str, rate_limit: str | None, *, quota: str | None = None
+    ) -> Project:
         row = await self._pool.fetchrow(
-            f"INSERT INTO projects (id, name, rate_limit) VALUES ($1, $2, $3) "
+            f"INSERT INTO projects (id, name, rate_limit, quota) VALUES ($1, $2, $3, $4) "
             f"RETURNING {_PROJECT_COLUMNS}",
             new_id(),
             name,
             rate_limit,
+            quota,
         )
         return Project(**row)
 
@@ -108,26 +118,35 @@ class Store:
         *,
         name: str | Unset = UNSET,
         rate_limit: str | Unset | None = UNSET,
+        quota: str | Unset | None = UNSET,
     ) -> Project | None:
-        """Change a project; gateways hear of a new rate limit at once."""
+        """Change a project; gateways hear of a new rate limit or quota at once."""
         set_limit = not isinstance(rate_limit, Unset)
+        set_quota = not isinstance(quota, Unset)
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 f"UPDATE projects SET name = COALESCE($2, name), "
-                f"rate_limit = CASE WHEN $3 THEN $4 ELSE rate_limit END "
+                f"rate_limit = CASE WHEN $3 THEN $4 ELSE rate_limit END, "
+                f"quota = CASE WHEN $5 THEN $6 ELSE quota END "
                 f"WHERE id = $1 RETURNING {_PROJECT_COLUMNS}",
                 project_id,
                 None if isinstance(name, Unset) else name,
                 set_limit,
                 None if isinstance(rate_limit, Unset) else rate_limit,
+                set_quota,
+                None if isinstance(quota, Unset) else quota,
             )
             if row is None:
                 return None
-            if set_limit or not isinstance(name, Unset):  # a change, not an empty PATCH
+            if set_limit or set_quota or not isinstance(name, Unset):  # not an empty PATCH
                 await journal.emit(conn, "project.updated", project_id, outbox.project(row))
-            if set_limit:
+            if set_limit or set_quota:
                 await events.notify(
-                    conn, events.PROJECT_UPDATED, project_id, rate_limit=row["rate_limit"]
+                    conn,
+                    events.PROJECT_UPDATED,
+                    project_id,
+                    rate_limit=row["rate_limit"],
+                    quota=row["quota"],
                 )
         return Project(**row)
 
@@ -216,7 +235,8 @@ class Store:
 
     async def auth_record(self, token_id: str) -> AuthRecord | None:
         row = await self._pool.fetchrow(
-            "SELECT t.id AS token_id, t.project_id, t.secret_hash, t.expires_at, p.rate_limit "
+            "SELECT t.id AS token_id, t.project_id, t.secret_hash, t.expires_at, p.rate_limit, "
+            "p.quota "
             "FROM tokens t JOIN projects p ON p.id = t.project_id WHERE t.id = $1",
             token_id,
         )
