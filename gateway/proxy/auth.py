@@ -25,7 +25,7 @@ from concurrent.futures import Executor
 
 from gateway.core import db, tokens
 from gateway.core.errors import ServiceUnavailable, TollgateError, TooManyRequests
-from gateway.core.rates import Rate, parse_rate
+from gateway.core.rates import Quota, Rate, parse_quota, parse_rate
 from gateway.core.store import AuthRecord, Store
 
 from .bearer import expired_token, invalid_token
@@ -227,4 +227,13 @@ class Authenticator:
             except ValueError:
                 log.warning("project %s has an unreadable rate limit", record.project_id)
         expires_at = None if record.expires_at is None else record.expires_at.timestamp()
-        return TokenState(record.token_id, record.project_id, expires_at, rate)
+        return TokenState(record.token_id, record.project_id, expires_at, rate, self._quota(record))
+
+    def _quota(self, record: AuthRecord) -> Quota | None:
+        if record.quota is None:
+            return None
+        try:
+            return parse_quota(record.quota)
+        except ValueError:
+            log.warning("project %s has an unreadable quota; none applied", record.project_id)
+            return None

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from cachetools import LRUCache, TTLCache
 
-from gateway.core.rates import Rate
+from gateway.core.rates import Quota, Rate
 
 Clock = Callable[[], float]
 
@@ -71,6 +71,7 @@ class TokenState:
     project_id: str
     expires_at: float | None  # epoch seconds; None: never expires
     rate: Rate  # the project's limit, or the default one
+    quota: Quota | None = None  # the project's quota (SPEC §11)
     fresh_until: float = field(default=0.0, repr=False)  # monotonic clock
     generation: int = field(default=0, repr=False)
 
