@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 from gateway.core.errors import NotFound
+from gateway.core.journal import Actor
 from gateway.core.store import UNSET, Project, Store, Unset
 from gateway.core.tokens import is_token_id
 
@@ -21,9 +22,14 @@ def not_found() -> NotFound:
 
 
 async def create(
-    store: Store, *, name: str, rate_limit: str | None = None, quota: str | None = None
+    store: Store,
+    *,
+    name: str,
+    rate_limit: str | None = None,
+    quota: str | None = None,
+    actor: Actor,
 ) -> Project:
-    return await store.create_project(name, rate_limit, quota=quota)
+    return await store.create_project(name, rate_limit, actor=actor, quota=quota)
 
 
 async def list_all(store: Store) -> list[Project]:
@@ -45,17 +51,20 @@ async def update(
     name: str | Unset = UNSET,
     rate_limit: str | Unset | None = UNSET,
     quota: str | Unset | None = UNSET,
+    actor: Actor,
 ) -> Project:
     """Rename or change the rate limit or quota; gateways hear of a new one at once."""
     if not is_token_id(project_id):
         raise not_found()
-    project = await store.update_project(project_id, name=name, rate_limit=rate_limit, quota=quota)
+    project = await store.update_project(
+        project_id, name=name, rate_limit=rate_limit, quota=quota, actor=actor
+    )
     if project is None:
         raise not_found()
     return project
 
 
-async def delete(store: Store, project_id: str) -> None:
+async def delete(store: Store, project_id: str, *, actor: Actor) -> None:
     """Delete a project and its tokens; they stop working on every gateway at once."""
-    if not is_token_id(project_id) or not await store.delete_project(project_id):
+    if not is_token_id(project_id) or not await store.delete_project(project_id, actor=actor):
         raise not_found()

@@ -47,6 +47,42 @@ def tree_cpu_seconds(root: int) -> float:
     return total
 
 
+def tree_pids(root: int) -> list[int]:
+    """``root`` and all its descendants alive now."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def tree_rss_bytes(root: int) -> int:
+    """Resident memory of ``root`` and its descendants, summed (VmRSS from /proc: shared
+    pages count once per process, so this errs on the high side)."""
+    total = 0
+    for pid in tree_pids(root):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            continue
+    return total
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -90,6 +126,15 @@ class Processes:
         for name, proc in self._started:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with status {proc.returncode}")
+
+    def stop(self, name: str) -> None:
+        """Stop the process started as ``name`` now (the others keep running)."""
+        for i, (started, proc) in enumerate(self._started):
+            if started == name:
+                del self._started[i]
+                self.pids.pop(name, None)
+                stop(proc)
+                return
 
     def close(self) -> None:
         while self._started:
@@ -149,8 +194,17 @@ def http_status(url: str, headers: Mapping[str, str] | None = None) -> int:
 # ------------------------------------------------------------------ nginx
 
 
-def nginx_conf(prefix: Path, *, port: int, workers: int, upstream_port: int | None) -> str:
-    """A private nginx config: an upstream answering 200, or a keep-alive reverse proxy."""
+def nginx_conf(
+    prefix: Path,
+    *,
+    port: int,
+    workers: int,
+    upstream_port: int | None,
+    proxy_extra: str = "",
+    worker_connections: int = 4096,
+) -> str:
+    """A private nginx config: an upstream answering 200, or a keep-alive reverse proxy
+    (``proxy_extra``: more directives for its location)."""
     if upstream_port is None:
         location = f"default_type application/json;\n            return 200 '{UPSTREAM_BODY}';"
         upstream_block = ""
@@ -158,7 +212,8 @@ def nginx_conf(prefix: Path, *, port: int, workers: int, upstream_port: int | No
         location = (
             "proxy_pass http://backend;\n"
             "            proxy_http_version 1.1;\n"
-            '            proxy_set_header Connection "";'
+            '            proxy_set_header Connection "";\n'
+            f"            {proxy_extra}"
         )
         upstream_block = (
             f"upstream backend {{ server 127.0.0.1:{upstream_port}; keepalive 128;"
@@ -172,10 +227,11 @@ def nginx_conf(prefix: Path, *, port: int, workers: int, upstream_port: int | No
     return f"""
 {user}
 worker_processes {workers};
+worker_rlimit_nofile {2 * worker_connections + 64};
 daemon off;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
-events {{ worker_connections 4096; }}
+events {{ worker_connections {worker_connections}; }}
 http {{
     access_log off;
     {temp}
@@ -201,16 +257,69 @@ def start_nginx(
     port: int,
     workers: int,
     upstream_port: int | None = None,
+    proxy_extra: str = "",
+    worker_connections: int = 4096,
 ) -> None:
     prefix = root / name
     prefix.mkdir()
     conf = prefix / "nginx.conf"
-    conf.write_text(nginx_conf(prefix, port=port, workers=workers, upstream_port=upstream_port))
+    conf.write_text(
+        nginx_conf(
+            prefix,
+            port=port,
+            workers=workers,
+            upstream_port=upstream_port,
+            proxy_extra=proxy_extra,
+            worker_connections=worker_connections,
+        )
+    )
     argv = [nginx, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
     procs.start(name, argv, log=prefix / "stdout.log")
 
 
 # ------------------------------------------------------------------ wrk
+
+
+def wrk_argv(
+    wrk_bin: str,
+    url: str,
+    *,
+    connections: int,
+    seconds: float,
+    headers: Mapping[str, str] | None = None,
+    script: Path | None = None,
+    script_args: Sequence[str] = (),
+    timeout: float = 2.0,
+) -> list[str]:
+    """wrk's command line: one thread, ``script`` (default: report.lua, which any other
+    script must load too, for the JSON line) with ``script_args``."""
+    argv = [
+        wrk_bin,
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        f"{timeout:g}s",
+        "-s",
+        str(script or BENCH / "report.lua"),
+    ]
+    for key, value in (headers or {}).items():
+        argv += ["-H", f"{key}: {value}"]
+    argv.append(url)
+    if script_args:
+        argv += ["--", *script_args]
+    return argv
+
+
+def wrk_result(stdout: str, stderr: str, returncode: int, connections: int) -> dict[str, Any]:
+    """The JSON line report.lua printed, with ``rps`` and the measured percentiles."""
+    for line in stdout.splitlines():
+        if line.startswith("JSON "):
+            result: dict[str, Any] = json.loads(line[5:])
+            result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+            measured_percentiles(result, connections)
+            return result
+    raise RuntimeError(f"wrk failed ({returncode}): {stderr.strip() or stdout}")
 
 
 def wrk(
@@ -221,35 +330,32 @@ def wrk(
     seconds: float,
     headers: Mapping[str, str] | None = None,
     cpu_of: int | None = None,
+    script: Path | None = None,
+    script_args: Sequence[str] = (),
+    timeout: float = 2.0,
 ) -> dict[str, Any]:
     """One wrk run (one thread); its summary with ``rps`` added, and with ``cpu_us`` (CPU
     time per request of the process tree ``cpu_of``: unlike rps, barely moved by other
     load on the machine)."""
-    argv = [
+    argv = wrk_argv(
         wrk_bin,
-        "-t1",
-        f"-c{connections}",
-        f"-d{max(1, round(seconds))}s",
-        "--timeout",
-        "2s",
-        "-s",
-        str(BENCH / "report.lua"),
-    ]
-    for key, value in (headers or {}).items():
-        argv += ["-H", f"{key}: {value}"]
-    argv.append(url)
+        url,
+        connections=connections,
+        seconds=seconds,
+        headers=headers,
+        script=script,
+        script_args=script_args,
+        timeout=timeout,
+    )
     cpu_before = tree_cpu_seconds(cpu_of) if cpu_of else 0.0
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=seconds + timeout + 30, check=False
+    )
     cpu = tree_cpu_seconds(cpu_of) - cpu_before if cpu_of else 0.0
-    for line in done.stdout.splitlines():
-        if line.startswith("JSON "):
-            result: dict[str, Any] = json.loads(line[5:])
-            result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
-            measured_percentiles(result, connections)
-            if cpu_of:
-                result["cpu_us"] = cpu * 1e6 / max(1, result["requests"])
-            return result
-    raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout}")
+    result = wrk_result(done.stdout, done.stderr, done.returncode, connections)
+    if cpu_of:
+        result["cpu_us"] = cpu * 1e6 / max(1, result["requests"])
+    return result
 
 
 def measured_percentiles(result: dict[str, Any], connections: int) -> None:

@@ -64,6 +64,18 @@ def machine_info(nginx: str) -> dict[str, Any]:
     }
 
 
+def header(machine: dict[str, Any]) -> str:
+    """The report's first lines alone (a run of the workloads only)."""
+    m = machine
+    return (
+        "# Tollgate benchmark\n\n"
+        f"{m['date']} · {m['nproc']} cores · {m['cpu']} · Linux {m['kernel']} · "
+        f"Python {m['python']} · aiohttp {m['aiohttp']} · nginx {m['nginx']} · wrk {m['wrk']}\n"
+        f"Load average before {m['load_before']}, after {m.get('load_after', '?')}; "
+        f"run took {m.get('elapsed_s', '?')} s.\n"
+    )
+
+
 def ms(us: float) -> str:
     return f"{us / 1000:.2f}"
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -36,6 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 import procs  # noqa: E402
 import report  # noqa: E402
+import workloads  # noqa: E402
+import workloads_report  # noqa: E402
 from procs import Processes, free_port, wait_http, wrk  # noqa: E402
 
 NEW_TOKENS_PER_SECOND = 20
@@ -50,6 +53,7 @@ class Target:
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     process: str = ""  # name in Processes whose CPU time is measured
+    metrics_url: str = ""  # a gateway's /metrics
 
 
 @dataclass
@@ -70,6 +74,8 @@ class Options:
     baseline: Path | None = None  # another source tree whose gateway is measured alongside
     new_tokens: bool = True
     py_spy: str | None = None
+    workloads: tuple[str, ...] = ()  # bench/workloads.py's, after the rounds
+    only_workloads: bool = False  # without the proxying rounds
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -104,6 +110,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         help="also measure the gateway of this source tree (e.g. a git worktree of an "
         "older commit), interleaved with this one",
+    )
+    parser.add_argument(
+        "--workloads",
+        default=",".join(workloads.ALL),
+        help="bench/workloads.py's workloads to run after the rounds, comma-separated "
+        f"(of {', '.join(workloads.ALL)}; empty: none)",
+    )
+    parser.add_argument(
+        "--only-workloads",
+        action="store_true",
+        help="only the workloads (no proxying rounds, new tokens or rejections)",
     )
     parser.add_argument("--time-limit", type=int, default=1200, help="abort after this (s)")
     parser.add_argument("--output", type=Path, default=BENCH / "results" / "latest.md")
@@ -184,6 +201,9 @@ class Bench:
         )
         self.targets: list[Target] = []
         self.tokens: Any = None
+        self.tree = ROOT  # the source tree whose gateway is measured
+        self.gateway_env: dict[str, str] = {}
+        self.token_prefix = "tg"
         self.gateway_url = ""
         self.gateway_log: Path | None = None
         self.cleanups: list[Callable[[], None]] = []
@@ -266,6 +286,8 @@ class Bench:
         print(f"  {fresh + 3} tokens created in {time.monotonic() - started:.1f} s", flush=True)
         self.fresh = iter(self.tokens.fresh)
         self.per_run = per_run
+        self.gateway_env = env
+        self.token_prefix = settings.token_prefix
 
         if o.baseline is not None:
             self.targets.append(
@@ -301,7 +323,8 @@ class Bench:
         except RuntimeError:
             print(tail(log), file=sys.stderr)
             raise
-        return Target(key, label, url, auth, process=key)
+        metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+        return Target(key, label, url, auth, process=key, metrics_url=metrics)
 
     # ------------------------------------------------------------ measuring
 
@@ -513,12 +536,23 @@ def main(argv: list[str] | None = None) -> int:
         profile=args.output.with_name("profile.txt") if args.profile else None,
         py_spy=shutil.which("py-spy")
         or shutil.which("py-spy", path=str(Path(sys.executable).parent)),
+        workloads=tuple(w for w in args.workloads.split(",") if w) if skip is None else (),
+        only_workloads=args.only_workloads,
     )
+    unknown = set(opts.workloads) - set(workloads.ALL)
+    if unknown:
+        print(f"bench: unknown workloads: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
     if opts.profile and not opts.py_spy:
         print("bench: --profile needs py-spy (pip install py-spy)", file=sys.stderr)
         return 2
     if skip:
         print(f"bench: skipping the gateway: {skip}", file=sys.stderr)
+    # Thousands of connections (the many-connections workload): every process started
+    # from here (nginx, the load generator, the gateway) inherits the raised limit.
+    resource.setrlimit(
+        resource.RLIMIT_NOFILE, (hard := resource.getrlimit(resource.RLIMIT_NOFILE)[1], hard)
+    )
     machine = report.machine_info(opts.nginx)
     started = time.monotonic()
     processes = Processes()
@@ -529,7 +563,9 @@ def main(argv: list[str] | None = None) -> int:
                 bench.start_upstream_and_proxies()
                 if opts.gateway:
                     bench.start_gateway()
-                results = bench.run()
+                results = {"rounds": []} if opts.only_workloads else bench.run()
+                if opts.workloads:
+                    results["workloads"] = workloads.Workloads(bench, opts.workloads).run()
         except (RuntimeError, Timeout, KeyboardInterrupt) as err:
             print(f"bench: aborted: {err or type(err).__name__}", file=sys.stderr)
             return 1
@@ -539,7 +575,13 @@ def main(argv: list[str] | None = None) -> int:
                 cleanup()
     machine["elapsed_s"] = round(time.monotonic() - started)
     machine["load_after"] = report.loadavg()
-    text = report.render(results, machine, opts.workers, opts.connections, opts.seconds, skip)
+    text = (
+        report.render(results, machine, opts.workers, opts.connections, opts.seconds, skip)
+        if results["rounds"]
+        else report.header(machine)
+    )
+    if "workloads" in results:
+        text += workloads_report.render(results["workloads"], opts.workers)
     if opts.profile and opts.profile.exists():
         text += report.profile_section(opts.profile)
     args.output.parent.mkdir(parents=True, exist_ok=True)

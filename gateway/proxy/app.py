@@ -32,6 +32,7 @@ from gateway.core.tokens import Hasher
 
 from .accesslog import AccessLog
 from .auth import Authenticator
+from .clientaddr import ClientAddresses
 from .forward import Forwarder
 from .front import ClientLimits, Server
 from .front import serve as serve_front
@@ -145,6 +146,7 @@ async def running(
             last_used=last_used,
             metrics=metrics,
             access_log=access_log,
+            clients=ClientAddresses(settings.trusted_proxies),
             quotas=quotas,
         )
         limits = ClientLimits.from_settings(settings)

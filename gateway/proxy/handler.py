@@ -1,9 +1,10 @@
 """The request path, top to bottom, in one handler for every method and path.
 
-request id and trace context -> bearer -> ``auth.prove()`` -> path check -> ``limiter.hit()``
-(or, for a project with a quota, ``quotas.admit()``: rate limit and quota together) ->
-``forward()``; then metrics, the usage ledger and the access log in one ``finally``, whatever
-happened. Each step returns a value or raises one of :mod:`gateway.core.errors`'
+request id and trace context -> bearer -> ``auth.prove()`` -> path check -> the
+token's scopes and allowed addresses (``rules.check()``) -> ``limiter.hit()`` (or, for
+a project with a quota, ``quotas.admit()``: rate limit and quota together) ->
+``forward()``; then metrics, the usage ledger and the access log in one ``finally``,
+whatever happened. Each step returns a value or raises one of :mod:`gateway.core.errors`'
 classes, whose ``outcome`` is what the metrics count.
 
 One handler rather than a stack of middlewares: each middleware layer costs a
@@ -15,10 +16,7 @@ by :meth:`Handler.rejected`, with the same fields.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import re
-import secrets
 import time
 from collections.abc import Callable
 
@@ -30,11 +28,13 @@ from gateway.core.errors import (
     error_body,
 )
 from gateway.core.rates import Rate
+from gateway.core.requestids import RequestIds
 
 from . import tracecontext
 from .accesslog import AccessLog
 from .auth import Authenticator
 from .bearer import bearer_token
+from .clientaddr import ClientAddresses
 from .forward import Forwarder
 from .front import Request
 from .front.response import http_date
@@ -45,7 +45,6 @@ from .ratelimit import Decision, LocalLimiter, RateLimiter
 
 log = logging.getLogger(__name__)
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _TOO_MANY_BODY = error_body(TooManyRequests.code, TooManyRequests.message)
 _QUOTA_BODY = error_body(QuotaExceeded.code, QuotaExceeded.message)
 _CLIENT_GONE = 499  # logged when no answer could be sent (nginx's "client closed request")
@@ -102,9 +101,11 @@ class Handler:
         last_used: LastUsed,
         metrics: GatewayMetrics,
         access_log: AccessLog,
+        clients: ClientAddresses | None = None,
         quotas: Quotas | None = None,
     ) -> None:
         self._auth = auth
+        self._clients = clients or ClientAddresses(())
         self._forwarder = forwarder
         self._limiter = limiter
         self._last_used = last_used
@@ -118,19 +119,13 @@ class Handler:
         self._hit_now: Callable[[str, Rate], Decision] | None = (
             limiter.hit_now if isinstance(limiter, LocalLimiter) else None
         )
-        # Request ids: a random per-process prefix and a counter, unique without a
-        # syscall per request.
-        self._id_prefix = secrets.token_hex(6)
-        self._ids = itertools.count(1)
+        self._ids = RequestIds()
 
     def request_id(self, request: Request) -> str:
-        given = request.headers.get("X-Request-Id")
-        if given is not None and _REQUEST_ID.fullmatch(given):
-            return given
-        return self.new_request_id()
+        return self._ids.of(request.headers.get("X-Request-Id"))
 
     def new_request_id(self) -> str:
-        return f"{self._id_prefix}{next(self._ids):x}"
+        return self._ids.new()
 
     async def __call__(self, request: Request) -> None:
         request_id = self.request_id(request)
@@ -142,6 +137,10 @@ class Handler:
             state = await self._auth.prove(bearer_token(request.headers))
             self._last_used.record(state.token_id)
             url = self._forwarder.target(request)
+            client = self._clients.resolve(request.peer, request.headers)
+            rules = state.rules
+            if rules is not None:  # before the limit: a refused request uses none of it
+                rules.check(request.method, request.path, client.address)
             granted: Granted | None = None
             hit_now = self._hit_now
             if state.quota is not None:
@@ -159,12 +158,16 @@ class Handler:
                 if granted is not None:
                     extra.update(granted.headers())
                 extra["X-Request-Id"] = request_id
+                if state.notice is not None:
+                    extra.update(state.notice)
                 identity = {
                     "X-Project-Id": state.project_id,
                     "X-Token-Id": state.token_id,
                     "X-Request-Id": request_id,
                     "traceparent": traceparent,
                 }
+                if client.forwarded_for is not None:
+                    identity["X-Forwarded-For"] = client.forwarded_for
                 upstream_seconds, outcome = await self._forwarder.forward(
                     request, url, identity, extra
                 )

@@ -16,6 +16,7 @@ OUTCOMES = (
     "invalid_request",
     "invalid_token",
     "expired_token",
+    "forbidden",  # a proven token out of its scopes or allowed addresses (403)
     "rate_limited",
     "quota_exceeded",
     "upstream_error",

@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.core.config import Settings
+from gateway.core.journal import CLI
 from gateway.core.migrate import migrate
 from gateway.core.store import Store
 from gateway.core.store_usage import UsageStore
@@ -67,12 +68,17 @@ async def update_count(pool: asyncpg.Pool) -> int:
 
 
 async def make_tokens(store: Store, count: int) -> list[str]:
-    project = await store.create_project("p", None)
+    project = await store.create_project("p", None, actor=CLI)
     ids = []
     for _ in range(count):
         token = generate("tg")
         await store.create_token(
-            project.id, token.id, secret_hash="$argon2id$x", description="", expires_in_days=30
+            project.id,
+            token.id,
+            secret_hash="$argon2id$x",
+            description="",
+            expires_in_days=30,
+            actor=CLI,
         )
         ids.append(token.id)
     return ids
@@ -142,7 +148,7 @@ async def test_deleted_tokens_are_skipped(
     last_used = LastUsed(UsageStore(pg_pool), metrics, clock=Clock())
     last_used.record(kept)
     last_used.record(revoked)
-    assert await store.revoke_token(project_id, revoked)
+    assert await store.revoke_token(project_id, revoked, actor=CLI)
 
     assert await last_used.flush()
 

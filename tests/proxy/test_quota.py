@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 
 from gateway.core.config import Settings
+from gateway.core.journal import CLI
 from gateway.core.rates import parse_quota
 from gateway.core.store import Store
 from tests.conftest import Issued, IssueToken, StartGateway
@@ -35,7 +36,7 @@ def seconds_to_midnight() -> float:
 
 
 async def quota_project(store: Store, quota: str, rate_limit: str | None = None) -> str:
-    return (await store.create_project("quota", rate_limit, quota=quota)).id
+    return (await store.create_project("quota", rate_limit, quota=quota, actor=CLI)).id
 
 
 async def answers(client: Any, issued: Issued, count: int) -> list[tuple[int, dict[str, str]]]:
@@ -107,7 +108,7 @@ async def test_a_raised_quota_applies_at_once_and_keeps_the_units_used(
     assert [s for s, _ in await answers(gateway_client, issued, 3)] == [200, 200, 429]
 
     started = time.monotonic()
-    await store.update_project(project_id, quota="4/day")
+    await store.update_project(project_id, quota="4/day", actor=CLI)
     while True:
         [(status, headers)] = await answers(gateway_client, issued, 1)
         if headers.get("Quota-Limit") == "4":
@@ -117,7 +118,7 @@ async def test_a_raised_quota_applies_at_once_and_keeps_the_units_used(
     assert (status, headers["Quota-Remaining"]) == (200, "1")
     assert [s for s, _ in await answers(gateway_client, issued, 2)] == [200, 429]
 
-    await store.update_project(project_id, quota=None)
+    await store.update_project(project_id, quota=None, actor=CLI)
     deadline = time.monotonic() + 1
     while "Quota-Limit" in (await answers(gateway_client, issued, 1))[0][1]:
         assert time.monotonic() < deadline
@@ -191,7 +192,9 @@ async def test_redis_quota_is_exact_across_gateways_in_one_round_trip(
         gateways = [await start_gateway(settings) for _ in range(2)]
         project_id = await quota_project(store, "9/day")
         issued = await issue_token_in(store, project_id)
-        limited = await issue_token_in(store, (await store.create_project("plain", None)).id)
+        limited = await issue_token_in(
+            store, (await store.create_project("plain", None, actor=CLI)).id
+        )
 
         async def get(client: GatewayClient, who: Issued) -> int:
             async with client.get("/base/x", headers=bearer(who)) as response:

@@ -40,7 +40,8 @@ OUTCOMES = {
     "invalid_token",
     "expired_token",
     "rate_limited",
-    "quota_exceeded",  # SPEC §15
+    "forbidden",  # SPEC §15
+    "quota_exceeded",
     "upstream_error",
     "upstream_timeout",
     "unavailable",

@@ -13,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
+from gateway.core.journal import CLI
 from gateway.core.store import Store
 from tests.gatewayproc import GatewayProcess, echo_app
 from tests.helpers import CHEAP_HASHER, issue
@@ -50,7 +51,7 @@ async def test_three_processes_admit_exactly_the_quota(
         "REDIS_URL": REDIS_URL,
         "RATE_LIMIT": "100000/minute",
     }
-    project = await store.create_project("sold", None, quota=f"{QUOTA}/day")
+    project = await store.create_project("sold", None, quota=f"{QUOTA}/day", actor=CLI)
     tokens = [await issue(store, project_id=project.id, hasher=CHEAP_HASHER) for _ in range(3)]
     gateways = [GatewayProcess(env, tmp_path / f"g{i}") for i in range(3)]
     async with contextlib.AsyncExitStack() as stack:
