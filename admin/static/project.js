@@ -1,5 +1,5 @@
-// A project's page: the Settings section (name, rate limit), the Access Tokens section and the
-// Webhooks section.
+// A project's page: the Settings section (name, rate limit, quota), the Usage chart, the
+// Access Tokens section and the Webhooks section.
 
 import { api } from "./api.js";
 import {
@@ -21,6 +21,7 @@ import { timeElement } from "./format.js";
 import * as projects from "./projects.js";
 import { field, limitInput } from "./schema.js";
 import * as tokens from "./tokens.js";
+import * as usage from "./usage.js";
 import * as webhooks from "./webhooks.js";
 
 let current = null; // the project shown, as the API last returned it
@@ -34,6 +35,7 @@ function fill(project) {
   $("project-created").replaceChildren(timeElement(project.created_at));
   $("settings-name").value = project.name;
   $("settings-rate").value = project.rate_limit ?? "";
+  $("settings-quota").value = project.quota ?? "";
 }
 
 export async function show(projectId, { focus = false } = {}) {
@@ -68,6 +70,7 @@ export async function show(projectId, { focus = false } = {}) {
   if (focus) focusHeading($("project-title"));
   await Promise.all([
     tokens.load(project.id, () => isCurrent(generation)),
+    usage.load(project.id, () => isCurrent(generation)),
     webhooks.load(project.id, () => isCurrent(generation)),
   ]);
 }
@@ -77,8 +80,10 @@ function changes() {
   const fields = {};
   const name = $("settings-name").value.trim();
   const rate = $("settings-rate").value.trim() || null;
+  const quota = $("settings-quota").value.trim() || null;
   if (name !== current.name) fields.name = name;
   if (rate !== current.rate_limit) fields.rate_limit = rate;
+  if (quota !== current.quota) fields.quota = quota;
   return fields;
 }
 
@@ -122,7 +127,7 @@ export function init() {
       showFieldError(error, $("settings-name"), "The project needs a name.");
       return;
     }
-    const wrong = firstProblem(form, "ProjectUpdate", ["name", "rate_limit"]);
+    const wrong = firstProblem(form, "ProjectUpdate", ["name", "rate_limit", "quota"]);
     if (wrong) {
       showFieldError(error, ...wrong);
       return;
