@@ -24,7 +24,7 @@ from gateway.core.errors import (
 from gateway.core.journal import Actor
 from gateway.core.outbox import rfc3339
 
-from . import admin_keys, audit, projects, scanning, schemas, tokens, webhooks
+from . import admin_keys, audit, projects, scanning, schemas, tokens, usage, webhooks
 from .context import REQUEST_ID, actor, client_ip, principal
 from .endpoints import Answer, Given, Operation, RawBody, Reply, documented, is_public
 from .jsonbody import json_bytes, parse_json
@@ -43,6 +43,7 @@ from .keys import (
     SCANNING_KEYS,
     SETTINGS,
     STORE,
+    USAGE,
     WEBHOOKS,
 )
 from .metrics import exposition
@@ -59,6 +60,8 @@ from .views import (
     project_view,
     token_page_view,
     token_view,
+    usage_csv,
+    usage_view,
     webhook_list_view,
 )
 
@@ -113,10 +116,10 @@ async def get_project(request: web.Request, given: Given) -> Reply:
 @ROUTES.patch(PROJECT)
 @documented(
     Operation(
-        "Rename a project or change its rate limit",
+        "Rename a project or change its rate limit or quota",
         _PROJECT,
         (*_BODY_ERRORS, 404),
-        "A new rate limit reaches every gateway at once.",
+        "A new rate limit or quota reaches every gateway at once.",
         body=schemas.PROJECT_UPDATE,
     )
 )
@@ -187,7 +190,8 @@ async def create_token(request: web.Request, given: Given) -> Reply:
 async def list_tokens(request: web.Request, given: Given) -> Reply:
     project_id = request.match_info["project_id"]
     page = await tokens.list_page(request.app[STORE], project_id, **given.query)
-    return token_page_view(page, _prefix(request))
+    found = await usage.last_30_days(request.app[USAGE], [info.id for info in page.tokens])
+    return token_page_view(page, _prefix(request), found)
 
 
 @ROUTES.get(TOKEN)
@@ -196,7 +200,9 @@ async def list_tokens(request: web.Request, given: Given) -> Reply:
 )
 async def get_token(request: web.Request, given: Given) -> Reply:
     ids = request.match_info["project_id"], request.match_info["token_id"]
-    return token_view(await tokens.get(request.app[STORE], *ids), _prefix(request))
+    info = await tokens.get(request.app[STORE], *ids)
+    found = await usage.last_30_days(request.app[USAGE], [info.id])
+    return token_view(info, _prefix(request), usage_30d=found.get(info.id))
 
 
 @ROUTES.delete(TOKEN)
@@ -261,6 +267,51 @@ async def token_immutable(request: web.Request, given: Given) -> Reply:
 async def token_other_method(request: web.Request) -> web.Response:
     # aiohttp's own 405 would offer PATCH and PUT, the routes that always refuse.
     raise MethodNotAllowed(headers=_TOKEN_ALLOW)
+
+
+# ---------------------------------------------------------------- usage
+
+USAGE_PATH: Final = "/v1/projects/{project_id}/usage"
+# For the role x route table: a viewer of the project may read its usage.
+USAGE_ACCESS: Final = {("GET", USAGE_PATH): "viewer"}
+
+
+def wants_csv(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return any(part.split(";")[0].strip().lower() == "text/csv" for part in accept.split(","))
+
+
+@ROUTES.get(USAGE_PATH)
+@documented(
+    Operation(
+        "A project's usage per UTC day or per token",
+        Answer(200, "Its usage (CSV with a header line for Accept: text/csv).", "Usage"),
+        (400, 401, 404),
+        "Counts: proxied (answers from the upstream), upstream_errors (502, 504 and upstream "
+        "5xx), rate_limited (429s) and forbidden (403s). Grouped by day, days without "
+        "traffic have zeros. Revoked tokens' usage stays in the totals.",
+        query=schemas.USAGE_QUERY,
+    )
+)
+async def get_usage(request: web.Request, given: Given) -> Reply:
+    start, end = usage.span(given.query["from"], given.query["to"])
+    report = await usage.report(
+        request.app[STORE],
+        request.app[USAGE],
+        request.match_info["project_id"],
+        start=start,
+        end=end,
+        token_id=given.query["token_id"],
+        group_by=given.query["group_by"],
+    )
+    if wants_csv(request):
+        name = f"usage-{report.start}-{report.end}.csv"
+        return web.Response(
+            text=usage_csv(report),
+            content_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    return usage_view(report)
 
 
 # ---------------------------------------------------------------- webhooks

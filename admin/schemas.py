@@ -14,10 +14,10 @@ from typing import Final
 from gateway.core import capabilities
 from gateway.core.journal import ACTIONS
 from gateway.core.rates import PATTERN as RATE_PATTERN
-from gateway.core.rates import parse_rate
+from gateway.core.rates import QUOTA_PATTERN, parse_quota, parse_rate
 from gateway.core.tokens import ID_LEN
 
-from . import admin_keys, leaks, projects, tokens, webhooks
+from . import admin_keys, leaks, projects, tokens, usage, webhooks
 from .fields import Body, Field, Query
 
 NAME: Final = Field(
@@ -41,11 +41,53 @@ RATE_LIMIT: Final = Field(
     examples=("600/minute", "10/sec"),
 )
 
+QUOTA: Final = Field(
+    nullable=True,
+    pattern=QUOTA_PATTERN,
+    must="must be a number of requests per day or month, such as 10000/day, or null for none",
+    convert=lambda text: str(parse_quota(text)),
+    description=(
+        "Requests the project's tokens may make together per UTC calendar day or month "
+        "(N/day, N/month); null means no quota. Changing it keeps what the period used."
+    ),
+    examples=("10000/day", "1000000/month"),
+)
+
 PROJECT_CREATE: Final = Body(
     "ProjectCreate",
-    {"name": replace(NAME, required=True), "rate_limit": replace(RATE_LIMIT, default=None)},
+    {
+        "name": replace(NAME, required=True),
+        "rate_limit": replace(RATE_LIMIT, default=None),
+        "quota": replace(QUOTA, default=None),
+    },
 )
-PROJECT_UPDATE: Final = Body("ProjectUpdate", {"name": NAME, "rate_limit": RATE_LIMIT})
+PROJECT_UPDATE: Final = Body(
+    "ProjectUpdate", {"name": NAME, "rate_limit": RATE_LIMIT, "quota": QUOTA}
+)
+_DATE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+USAGE_QUERY: Final = Query(
+    {
+        "from": Field(
+            default=None,
+            pattern=_DATE,
+            must="must be a date, YYYY-MM-DD",
+            description="First UTC day (default: 29 days before `to`).",
+        ),
+        "to": Field(
+            default=None,
+            pattern=_DATE,
+            must="must be a date, YYYY-MM-DD",
+            description="Last UTC day, included (default: today).",
+        ),
+        "token_id": Field(default=None, opaque=True, description="Only this token's usage."),
+        "group_by": Field(
+            choices=usage.GROUPINGS,
+            default="day",
+            description=f"One row per day (zeros included) or per token; at most "
+            f"{usage.DAYS_MAX} days.",
+        ),
+    }
+)
 TOKEN_CREATE: Final = Body(
     "TokenCreate",
     {

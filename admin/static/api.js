@@ -116,6 +116,11 @@ export const api = {
     request("DELETE", `/v1/projects/${enc(id)}/webhooks/${enc(webhookId)}`),
   testWebhook: (id, webhookId) =>
     request("POST", `/v1/projects/${enc(id)}/webhooks/${enc(webhookId)}/test`),
+  // 30 days up to today by default; `params`: from, to, token_id, group_by.
+  usage: (id, params = {}) => {
+    const query = new URLSearchParams(params).toString();
+    return request("GET", `/v1/projects/${enc(id)}/usage${query ? `?${query}` : ""}`);
+  },
   listDeliveries: (id, webhookId, limit) =>
     request(
       "GET",

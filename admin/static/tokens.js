@@ -23,6 +23,7 @@ import {
 import { sendChecked } from "./fields.js";
 import { timeElement } from "./format.js";
 import { field, limitInput } from "./schema.js";
+import * as usage from "./usage.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -180,6 +181,7 @@ function tokenRow(token) {
     cell("Created", timeElement(token.created_at)),
     cell("Expires", timeElement(token.expires_at)),
     cell("Last used", timeElement(token.last_used_at)),
+    cell("Last 30 days", usage.tokenCell(token)),
     cell("Status", ...statusOf(token)),
     cell("Actions", ...actions),
   );

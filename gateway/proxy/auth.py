@@ -29,7 +29,7 @@ from typing import Any
 from gateway.core import db, tokens
 from gateway.core.errors import ServiceUnavailable, TollgateError, TooManyRequests
 from gateway.core.proofs import NegativeCache, ProofCache
-from gateway.core.rates import Rate, parse_rate
+from gateway.core.rates import Quota, Rate, parse_quota, parse_rate
 from gateway.core.singleflight import SingleFlight
 from gateway.core.store import AuthRecord, Store
 
@@ -265,4 +265,14 @@ class Authenticator:
             rate,
             compile_rules(record.scopes, record.allowed_ips),
             deprecation(rotated_at, expires_at),
+            self._quota(record),
         )
+
+    def _quota(self, record: AuthRecord) -> Quota | None:
+        if record.quota is None:
+            return None
+        try:
+            return parse_quota(record.quota)
+        except ValueError:
+            log.warning("project %s has an unreadable quota; none applied", record.project_id)
+            return None

@@ -77,12 +77,12 @@ async def ok(env: dict[str, str], *args: str) -> Result:
 
 async def test_projects_create_and_list(env: dict[str, str]) -> None:
     made = (await ok(env, "projects", "create", "--name", "Acme", "--json")).json()
-    assert set(made) == {"id", "name", "rate_limit", "created_at"}
+    assert set(made) == {"id", "name", "rate_limit", "quota", "created_at"}
     assert made["name"] == "Acme" and made["rate_limit"] is None
     table = (
         await ok(env, "projects", "create", "--name", "Beta", "--rate-limit", "100/second")
     ).out
-    assert table.splitlines()[0].split() == ["ID", "NAME", "RATE", "LIMIT", "CREATED"]
+    assert table.splitlines()[0].split() == ["ID", "NAME", "RATE", "LIMIT", "QUOTA", "CREATED"]
     assert "Beta" in table and "100/second" in table
 
     listed = (await ok(env, "projects", "list", "--json")).json()
