@@ -27,15 +27,18 @@ from gateway.core.errors import (
     UnsupportedMediaType,
 )
 from gateway.core.store import Store
+from gateway.core.store_audit import AuditLog
 from gateway.core.store_webhooks import WebhookStore
 from gateway.core.tokens import Hasher
 
-from . import console, openapi, routes
+from . import audit, background, console, openapi, routes
 from .auth import admin_auth
+from .context import request_ids
 from .delivery import Deliverer, DeliveryOptions
 from .jsonbody import MAX_BODY
 from .keys import (
     ADMIN_METRICS,
+    AUDIT,
     DELIVERER,
     DELIVERY,
     GUARD,
@@ -69,10 +72,11 @@ def create_app(
         raise ConfigError("DATABASE_URL", "must be resolved before the admin app is built")
     metrics = AdminMetrics(CollectorRegistry())
     app = web.Application(
-        # Metrics outermost so they count the final status, errors rendered next,
-        # and only then the admin bearer check.
+        # Metrics outermost so they count the final status, then the request id (on
+        # every answer, errors too), errors rendered next, and only then the bearer check.
         middlewares=[
             metrics_middleware(metrics),
+            request_ids(),
             error_middleware,
             admin_auth(settings.admin_tokens(), routes.public_paths()),
             database_unavailable,
@@ -150,6 +154,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     pool = await db.create_pool(url, min_size=1, max_size=POOL_SIZE)
     app[POOL] = pool
     app[STORE] = Store(pool)
+    app[AUDIT] = AuditLog(pool)
     app[WEBHOOKS] = WebhookStore(pool)
     app[LEAKS] = LeakReports(
         app[WEBHOOKS], app[HASHER], app[SETTINGS].token_prefix, app[ADMIN_METRICS]
@@ -182,6 +187,12 @@ async def _outbox(app: web.Application) -> AsyncIterator[None]:
         keep_days=options.keep_days,
         emitted=deliverer.wake,
     )
-    async with deliverer.running(), notices.running():
+    days = app[SETTINGS].audit_retention_days
+    retention = audit.retention(app[AUDIT], days, options.retention_interval)
+    async with (
+        deliverer.running(),
+        notices.running(),
+        background.running(retention, "audit retention"),
+    ):
         app[DELIVERER] = deliverer
         yield

@@ -19,6 +19,8 @@ from aiohttp.typedefs import Handler, Middleware
 from gateway.core.config import Secret
 from gateway.core.errors import Unauthorized
 
+from .context import BOOTSTRAP, PRINCIPAL
+
 REALM: Final = 'Bearer realm="tollgate-admin"'
 PROTECTED_PREFIX: Final = "/v1/"
 
@@ -66,6 +68,7 @@ def admin_auth(admin_tokens: Sequence[Secret], public: Collection[str]) -> Middl
                     "the admin token is not valid",
                     headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'},
                 )
+            request[PRINCIPAL] = BOOTSTRAP
         return await handler(request)
 
     return middleware

@@ -178,7 +178,7 @@ def _token_rows(found: Sequence[TokenInfo], prefix: str) -> str:
 
 async def _projects_create(settings: Settings, args: argparse.Namespace, store: Store) -> int:
     given = schemas.PROJECT_CREATE.check({"name": args.name, "rate_limit": args.project_rate_limit})
-    project = await projects.create(store, **given)
+    project = await projects.create(store, **given, actor=CLI)
     if args.json:
         _print_json(project_view(project))
     else:
@@ -204,7 +204,9 @@ async def _projects_update(settings: Settings, args: argparse.Namespace, store: 
         body["rate_limit"] = None if default else args.project_rate_limit
     if not body:
         raise BadRequest("nothing to change: give --name, --rate-limit or both")
-    project = await projects.update(store, args.project, **schemas.PROJECT_UPDATE.check(body))
+    project = await projects.update(
+        store, args.project, **schemas.PROJECT_UPDATE.check(body), actor=CLI
+    )
     if args.json:
         _print_json(project_view(project))
     else:
@@ -213,7 +215,7 @@ async def _projects_update(settings: Settings, args: argparse.Namespace, store: 
 
 
 async def _projects_delete(settings: Settings, args: argparse.Namespace, store: Store) -> int:
-    await projects.delete(store, args.project)
+    await projects.delete(store, args.project, actor=CLI)
     if args.json:
         _print_json({"id": args.project, "deleted": True})
     else:
@@ -227,7 +229,7 @@ async def _tokens_create(settings: Settings, args: argparse.Namespace, store: St
     )
     prefix = settings.token_prefix
     issued = await tokens.issue(
-        store, Hasher.from_settings(settings), prefix, args.project, **given
+        store, Hasher.from_settings(settings), prefix, args.project, **given, actor=CLI
     )
     if args.json:
         _print_json(new_token_view(issued, prefix))
@@ -257,7 +259,7 @@ async def _tokens_show(settings: Settings, args: argparse.Namespace, store: Stor
 
 
 async def _tokens_revoke(settings: Settings, args: argparse.Namespace, store: Store) -> int:
-    await tokens.revoke(store, args.project, args.token)
+    await tokens.revoke(store, args.project, args.token, actor=CLI)
     if args.json:
         _print_json({"id": args.token, "project_id": args.project, "revoked": True})
     else:

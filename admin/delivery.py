@@ -74,6 +74,7 @@ class DeliveryOptions:
     poll_interval: float = 1.0  # how often the outbox is looked at when idle
     notice_interval: float = 30.0  # how often expiry notices are looked for (<= 60 s)
     keep_days: int = 30  # delivered and failed events are kept this long
+    retention_interval: float = 3600.0  # how often audit events past retention are deleted
 
 
 class Deliverer:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from aiohttp import web
@@ -31,6 +32,10 @@ class _Absent:
 
 
 ABSENT: Final = _Absent()
+
+_RFC3339: Final = re.compile(
+    r"(\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)", re.ASCII
+)
 
 _PYTHON_TYPES: Final[dict[str, type]] = {"string": str, "integer": int, "array": list}
 _JSON_NAMES: Final = {"string": "a string", "integer": "an integer", "array": "an array"}
@@ -70,6 +75,7 @@ class Field:
     maximum: int | None = None
     items: Field | None = None
     max_items: int | None = None
+    format: str | None = None  # "date-time": an RFC 3339 time, checked and parsed
     description: str = ""
     examples: tuple[Any, ...] = ()
 
@@ -100,6 +106,8 @@ class Field:
             return [self.items.value(name, item) for item in value]
         if value is None or self.type != "string" or self.opaque:
             return value
+        if self.format == "date-time":
+            return _time(name, value)
         if self.choices:
             if value not in self.choices:
                 raise field_error(
@@ -145,6 +153,7 @@ class Field:
             "maximum": self.maximum,
             "items": None if self.items is None else self.items.schema(),
             "maxItems": self.max_items,
+            "format": self.format,
             "description": self.description or None,
             "examples": list(self.examples) or None,
         }
@@ -238,6 +247,26 @@ def _values(fields: Mapping[str, Field], given: Mapping[str, Any]) -> dict[str, 
         elif declared.default is not ABSENT:
             values[name] = declared.default
     return values
+
+
+def _time(name: str, text: str) -> datetime:
+    """An RFC 3339 time with its offset (``2026-11-22T10:00:00Z``), timezone-aware."""
+    found = _RFC3339.fullmatch(text)
+    moment = None
+    if found is not None:
+        # RFC 3339 allows a lower-case t and z and any number of fraction digits.
+        whole, fraction, offset = found.groups()
+        try:
+            moment = datetime.fromisoformat(
+                f"{whole.upper()}.{(fraction or '')[:6]:0<6}{offset.upper()}"
+            ).astimezone(UTC)
+        except (ValueError, OverflowError):  # a 13th month, a leap second, year 0 in UTC
+            moment = None
+    if moment is None:
+        raise field_error(
+            "invalid_parameter", name, "must be an RFC 3339 time, such as 2026-11-22T10:00:00Z"
+        )
+    return moment
 
 
 def _whole(name: str, declared: Field, raw: str) -> int:

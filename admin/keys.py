@@ -9,6 +9,7 @@ from aiohttp import web
 
 from gateway.core.config import Settings
 from gateway.core.store import Store
+from gateway.core.store_audit import AuditLog
 from gateway.core.store_webhooks import WebhookStore
 from gateway.core.tokens import Hasher
 
@@ -21,6 +22,7 @@ from .ssrf import Guard
 SETTINGS = web.AppKey("admin_settings", Settings)
 POOL = web.AppKey("admin_pool", asyncpg.Pool)
 STORE = web.AppKey("admin_store", Store)
+AUDIT = web.AppKey("admin_audit", AuditLog)
 HASHER = web.AppKey("admin_hasher", Hasher)
 ADMIN_METRICS = web.AppKey("admin_metrics", AdminMetrics)
 OPENAPI = web.AppKey("admin_openapi", dict[str, Any])

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 from gateway.core.errors import NotFound
+from gateway.core.journal import Actor
 from gateway.core.store import UNSET, Project, Store, Unset
 from gateway.core.tokens import is_token_id
 
@@ -20,8 +21,10 @@ def not_found() -> NotFound:
     return NotFound("project not found", code="project_not_found")
 
 
-async def create(store: Store, *, name: str, rate_limit: str | None = None) -> Project:
-    return await store.create_project(name, rate_limit)
+async def create(
+    store: Store, *, name: str, rate_limit: str | None = None, actor: Actor
+) -> Project:
+    return await store.create_project(name, rate_limit, actor=actor)
 
 
 async def list_all(store: Store) -> list[Project]:
@@ -42,17 +45,18 @@ async def update(
     *,
     name: str | Unset = UNSET,
     rate_limit: str | Unset | None = UNSET,
+    actor: Actor,
 ) -> Project:
     """Rename or change the rate limit; gateways hear of a new limit at once."""
     if not is_token_id(project_id):
         raise not_found()
-    project = await store.update_project(project_id, name=name, rate_limit=rate_limit)
+    project = await store.update_project(project_id, name=name, rate_limit=rate_limit, actor=actor)
     if project is None:
         raise not_found()
     return project
 
 
-async def delete(store: Store, project_id: str) -> None:
+async def delete(store: Store, project_id: str, *, actor: Actor) -> None:
     """Delete a project and its tokens; they stop working on every gateway at once."""
-    if not is_token_id(project_id) or not await store.delete_project(project_id):
+    if not is_token_id(project_id) or not await store.delete_project(project_id, actor=actor):
         raise not_found()

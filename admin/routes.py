@@ -23,11 +23,13 @@ from gateway.core.errors import (
 )
 from gateway.core.journal import Actor
 
-from . import projects, scanning, schemas, tokens, webhooks
+from . import audit, projects, scanning, schemas, tokens, webhooks
+from .context import REQUEST_ID, actor, client_ip
 from .endpoints import Answer, Given, Operation, RawBody, Reply, documented, is_public
 from .jsonbody import json_bytes, parse_json
 from .keys import (
     ADMIN_METRICS,
+    AUDIT,
     DELIVERER,
     GUARD,
     HASHER,
@@ -41,8 +43,8 @@ from .keys import (
     WEBHOOKS,
 )
 from .metrics import exposition
-from .ssrf import literal
 from .views import (
+    audit_page_view,
     delivery_list_view,
     new_token_view,
     new_webhook_view,
@@ -80,7 +82,9 @@ _PROJECT: Final = Answer(200, "The project.", "Project")
     )
 )
 async def create_project(request: web.Request, given: Given) -> Reply:
-    return project_view(await projects.create(request.app[STORE], **given.body))
+    return project_view(
+        await projects.create(request.app[STORE], **given.body, actor=actor(request))
+    )
 
 
 @ROUTES.get(PROJECTS)
@@ -109,7 +113,10 @@ async def get_project(request: web.Request, given: Given) -> Reply:
 )
 async def update_project(request: web.Request, given: Given) -> Reply:
     project_id = request.match_info["project_id"]
-    return project_view(await projects.update(request.app[STORE], project_id, **given.body))
+    updated = await projects.update(
+        request.app[STORE], project_id, **given.body, actor=actor(request)
+    )
+    return project_view(updated)
 
 
 @ROUTES.delete(PROJECT)
@@ -122,7 +129,9 @@ async def update_project(request: web.Request, given: Given) -> Reply:
     )
 )
 async def delete_project(request: web.Request, given: Given) -> Reply:
-    await projects.delete(request.app[STORE], request.match_info["project_id"])
+    await projects.delete(
+        request.app[STORE], request.match_info["project_id"], actor=actor(request)
+    )
     return None
 
 
@@ -151,7 +160,9 @@ def _prefix(request: web.Request) -> str:
 )
 async def create_token(request: web.Request, given: Given) -> Reply:
     app, project_id = request.app, request.match_info["project_id"]
-    issued = await tokens.issue(app[STORE], app[HASHER], _prefix(request), project_id, **given.body)
+    issued = await tokens.issue(
+        app[STORE], app[HASHER], _prefix(request), project_id, **given.body, actor=actor(request)
+    )
     return new_token_view(issued, _prefix(request))
 
 
@@ -190,7 +201,7 @@ async def get_token(request: web.Request, given: Given) -> Reply:
 )
 async def revoke_token(request: web.Request, given: Given) -> Reply:
     ids = request.match_info["project_id"], request.match_info["token_id"]
-    await tokens.revoke(request.app[STORE], *ids)
+    await tokens.revoke(request.app[STORE], *ids, actor=actor(request))
     return None
 
 
@@ -236,15 +247,9 @@ ACCESS: Final = {
 }
 
 
-def client_ip(request: web.Request) -> str | None:
-    """The peer's address, when it is one (audit events store it as inet)."""
-    remote = request.remote
-    return remote if remote is not None and literal(remote) is not None else None
-
-
-def _actor(request: web.Request) -> Actor:
-    # The admin token is the one credential the API knows today.
-    return Actor("bootstrap", ip=client_ip(request))
+def _leak_report(request: web.Request) -> Actor:
+    """The actor of a leak report: whoever sent it (each event is named after its source)."""
+    return Actor("leak_report", request_id=request.get(REQUEST_ID), ip=client_ip(request))
 
 
 def _webhook_ids(request: web.Request) -> tuple[str, str]:
@@ -272,7 +277,7 @@ def _webhook_ids(request: web.Request) -> tuple[str, str]:
 async def create_webhook(request: web.Request, given: Given) -> Reply:
     app, project_id = request.app, request.match_info["project_id"]
     created = await webhooks.create(
-        app[STORE], app[WEBHOOKS], app[GUARD], project_id, actor=_actor(request), **given.body
+        app[STORE], app[WEBHOOKS], app[GUARD], project_id, actor=actor(request), **given.body
     )
     return new_webhook_view(created)
 
@@ -297,7 +302,7 @@ async def list_webhooks(request: web.Request, given: Given) -> Reply:
 )
 async def delete_webhook(request: web.Request, given: Given) -> Reply:
     app = request.app
-    await webhooks.delete(app[STORE], app[WEBHOOKS], *_webhook_ids(request), actor=_actor(request))
+    await webhooks.delete(app[STORE], app[WEBHOOKS], *_webhook_ids(request), actor=actor(request))
     return None
 
 
@@ -354,7 +359,7 @@ async def report_leaks(request: web.Request, given: Given) -> Reply:
     app[LEAK_LIMITER].admit(request.remote or "")
     source = given.body["source"] or None
     found = [(raw, source) for raw in given.body["tokens"]]
-    await app[LEAKS].report(found, actor=Actor("leak_report", ip=client_ip(request)))
+    await app[LEAKS].report(found, actor=_leak_report(request))
     return {"received": len(found)}
 
 
@@ -397,7 +402,7 @@ async def github_leaks(request: web.Request, given: Given) -> Reply:
         )
     reports = _github_reports(parse_json(raw))
     found = [(report["token"], report["url"] or report["source"]) for report in reports]
-    verdicts = await app[LEAKS].report(found, actor=Actor("leak_report", ip=client_ip(request)))
+    verdicts = await app[LEAKS].report(found, actor=_leak_report(request))
     return web.json_response(
         scanning.labels(reports, [verdict == "revoked" for verdict in verdicts])
     )
@@ -412,6 +417,27 @@ def _github_reports(value: Any) -> list[dict[str, Any]]:
         schemas.GITHUB_REPORT_ITEM.check({k: v for k, v in item.items() if k in fields})
         for item in value
     ]
+
+
+# ---------------------------------------------------------------- the audit log
+
+AUDIT_PATH: Final = "/v1/audit"
+
+
+@ROUTES.get(AUDIT_PATH)
+@documented(
+    Operation(
+        "The audit log, newest first",
+        Answer(200, "A page of events.", "AuditPage"),
+        (400, 401),
+        "One event per successful change, written in the change's own transaction. "
+        "Append-only: nothing changes or deletes events but the retention job "
+        "(AUDIT_RETENTION_DAYS).",
+        query=schemas.AUDIT_PAGE,
+    )
+)
+async def list_audit(request: web.Request, given: Given) -> Reply:
+    return audit_page_view(await audit.page(request.app[AUDIT], **given.query))
 
 
 # ---------------------------------------------------------------- service

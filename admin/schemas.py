@@ -11,8 +11,10 @@ import re
 from dataclasses import replace
 from typing import Final
 
+from gateway.core.journal import ACTIONS
 from gateway.core.rates import PATTERN as RATE_PATTERN
 from gateway.core.rates import parse_rate
+from gateway.core.tokens import ID_LEN
 
 from . import leaks, projects, tokens, webhooks
 from .fields import Body, Field, Query
@@ -138,4 +140,42 @@ GITHUB_REPORT_ITEM: Final = Body(
         "url": Field(opaque=True, default=None),
         "source": Field(opaque=True, default=None),
     },
+)
+
+# ---------------------------------------------------------------- the audit log
+
+ID: Final = Field(
+    pattern=re.compile(rf"[0-9A-Za-z]{{{ID_LEN}}}"),
+    must=f"must be an id: {ID_LEN} letters and digits",
+)
+AUDIT_PAGE: Final = Query(
+    {
+        "project_id": replace(ID, default=None, description="Only this project's events."),
+        "action": Field(
+            choices=tuple(sorted(ACTIONS)), default=None, description="Only this action."
+        ),
+        "actor_id": replace(
+            ID, default=None, description="Only the events of this admin key or portal session."
+        ),
+        "since": Field(
+            format="date-time", default=None, description="Only events at or after this time."
+        ),
+        "until": Field(
+            format="date-time", default=None, description="Only events before this time."
+        ),
+        "limit": Field(
+            type="integer",
+            minimum=1,
+            maximum=tokens.PAGE_MAX,
+            default=tokens.PAGE_DEFAULT,
+            description="How many events, at most, on this page.",
+        ),
+        "cursor": Field(
+            default=None,
+            pattern=re.compile(r"[1-9][0-9]{0,17}"),
+            must="must be a next_cursor this API returned",
+            convert=int,
+            description="`next_cursor` of the previous page.",
+        ),
+    }
 )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from gateway.core.errors import BadRequest, NotFound
+from gateway.core.journal import Actor
 from gateway.core.store import InvalidCursor, Store, TokenInfo, TokenPage
 from gateway.core.tokens import Hasher, generate, is_token_id
 
@@ -54,6 +55,7 @@ async def issue(
     *,
     description: str = "",
     expires_in: str = DEFAULT_PRESET,
+    actor: Actor,
 ) -> Issued:
     # Checked first so an unknown project costs no argon2 work.
     await projects.get(store, project_id)
@@ -65,6 +67,7 @@ async def issue(
         secret_hash=secret_hash,
         description=description,
         expires_in_days=PRESETS[expires_in],
+        actor=actor,
     )
     if info is None:  # the project was deleted meanwhile
         raise projects.not_found()
@@ -106,10 +109,10 @@ async def get(store: Store, project_id: str, token_id: str) -> TokenInfo:
     return info
 
 
-async def revoke(store: Store, project_id: str, token_id: str) -> None:
+async def revoke(store: Store, project_id: str, token_id: str, *, actor: Actor) -> None:
     """Delete the token: it stops working on every gateway at once (NOTIFY)."""
     known = is_token_id(project_id) and is_token_id(token_id)
-    if known and await store.revoke_token(project_id, token_id):
+    if known and await store.revoke_token(project_id, token_id, actor=actor):
         return
     raise await _missing(store, project_id)
 

@@ -10,8 +10,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from gateway.core.journal import ACTIONS
 from gateway.core.outbox import rfc3339
 from gateway.core.store import Project, TokenInfo, TokenPage
+from gateway.core.store_audit import AuditEvent, AuditPage
 from gateway.core.store_webhooks import Delivery, Webhook
 from gateway.core.tokens import masked
 
@@ -102,6 +104,32 @@ def delivery_view(delivery: Delivery) -> dict[str, Any]:
 
 def delivery_list_view(found: Sequence[Delivery]) -> dict[str, Any]:
     return {"deliveries": [delivery_view(d) for d in found]}
+
+
+def audit_event_view(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": str(event.id),
+        "at": rfc3339_ms(event.at),
+        "actor": {"type": event.actor_type, "id": event.actor_id, "name": event.actor_name},
+        "action": event.action,
+        "project_id": event.project_id,
+        "target_id": event.target_id,
+        "request_id": event.request_id,
+        "ip": event.ip,
+        "changes": event.changes,
+    }
+
+
+def audit_page_view(page: AuditPage) -> dict[str, Any]:
+    return {
+        "events": [audit_event_view(e) for e in page.events],
+        "next_cursor": None if page.next_cursor is None else str(page.next_cursor),
+    }
+
+
+def rfc3339_ms(moment: datetime) -> str:
+    """An event's time to the millisecond: several may fall within one second."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # ---------------------------------------------------------------- their schemas
@@ -221,6 +249,44 @@ ANSWERS: Final[dict[str, Schema]] = {
     "TestEvent": _always({"event_id": {"type": "string"}}),
     "LeakReceipt": _always(
         {"received": {"type": "integer", "description": "How many strings were received."}}
+    ),
+    "AuditEvent": _always(
+        {
+            "id": {"type": "string"},
+            "at": {**_TIME, "examples": ["2026-11-22T10:00:00.123Z"]},
+            "actor": _always(
+                {
+                    "type": {"enum": ["bootstrap", "admin_key", "portal", "cli", "leak_report"]},
+                    "id": {
+                        "type": ["string", "null"],
+                        "description": "The admin key or portal session; null otherwise.",
+                    },
+                    "name": {
+                        "type": ["string", "null"],
+                        "description": "The key's name; for a leak report, where it was found.",
+                    },
+                }
+            ),
+            "action": {"enum": sorted(ACTIONS)},
+            "project_id": {"type": ["string", "null"]},
+            "target_id": {
+                "type": ["string", "null"],
+                "description": "The project, token, webhook or admin key changed.",
+            },
+            "request_id": {"type": ["string", "null"]},
+            "ip": {"type": ["string", "null"]},
+            "changes": {
+                "type": ["object", "null"],
+                "description": 'For updates: {"field": [before, after]}.',
+                "additionalProperties": {"type": "array", "minItems": 2, "maxItems": 2},
+            },
+        }
+    ),
+    "AuditPage": _always(
+        {
+            "events": {"type": "array", "items": _ref("AuditEvent")},
+            "next_cursor": {"type": ["string", "null"]},
+        }
     ),
     "GitHubLabels": {
         "type": "array",

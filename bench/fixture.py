@@ -16,6 +16,7 @@ import asyncpg
 
 from gateway.core import db, tokens
 from gateway.core.config import Settings
+from gateway.core.journal import CLI
 from gateway.core.migrate import migrate
 from gateway.core.store import Store
 
@@ -106,13 +107,14 @@ async def _create_tokens(url: str, prefix: str, hasher: tokens.Hasher, fresh: in
                 secret_hash=secret_hash,
                 description="bench",
                 expires_in_days=None,
+                actor=CLI,
             )
             assert info is not None
             return str(token)
 
         try:
-            main = await store.create_project("bench", None)
-            limited = await store.create_project("bench-limited", "1/hour")
+            main = await store.create_project("bench", None, actor=CLI)
+            limited = await store.create_project("bench-limited", "1/hour", actor=CLI)
             cached = await issue(main.id)
             parsed = tokens.parse(cached, prefix)
             assert parsed is not None

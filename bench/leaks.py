@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from admin.leaks import LeakReports
 from admin.metrics import AdminMetrics
-from gateway.core.journal import Actor
+from gateway.core.journal import CLI, Actor
 from gateway.core.migrate import migrate
 from gateway.core.store import Store
 from gateway.core.store_webhooks import WebhookStore
@@ -44,7 +44,12 @@ async def _issue(store: Store, hasher: Hasher, project_id: str, count: int) -> l
         token = generate("tg")
         secret_hash = await asyncio.to_thread(hasher.hash, token.secret)
         await store.create_token(
-            project_id, token.id, secret_hash=secret_hash, description="", expires_in_days=1
+            project_id,
+            token.id,
+            secret_hash=secret_hash,
+            description="",
+            expires_in_days=1,
+            actor=CLI,
         )
         raws.append(str(token))
     return raws
@@ -58,7 +63,7 @@ async def measure(url: str, rounds: int, size: int) -> dict[str, object]:
             await migrate(conn)
         store, hasher = Store(pool), Hasher()
         leaks = LeakReports(WebhookStore(pool), hasher, "tg", AdminMetrics(CollectorRegistry()))
-        project = await store.create_project("bench", None)
+        project = await store.create_project("bench", None, actor=CLI)
         times: dict[str, list[float]] = {"genuine": [], "unknown": [], "forged": []}
         for number in range(rounds):
             kept = await _issue(store, hasher, project.id, size)

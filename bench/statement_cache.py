@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fixture import open_database
 from gateway.core import db, tokens
+from gateway.core.journal import CLI
 from gateway.core.store import Store
 
 CACHES = {"cache on (asyncpg default)": {}, "cache off (Tollgate)": db.POOLER_SAFE}
@@ -52,7 +53,7 @@ def queries(store: Store, token_id: str) -> dict[str, Callable[[], Awaitable[obj
 async def measure(url: str, rounds: int, calls: int) -> dict[str, dict[str, list[float]]]:
     setup = await asyncpg.create_pool(url, min_size=1, max_size=1)
     assert setup is not None
-    project = await Store(setup).create_project("bench", None)
+    project = await Store(setup).create_project("bench", None, actor=CLI)
     token = tokens.generate("tg")
     await Store(setup).create_token(
         project.id,
@@ -60,6 +61,7 @@ async def measure(url: str, rounds: int, calls: int) -> dict[str, dict[str, list
         secret_hash=tokens.Hasher(time_cost=1, memory_cost=1024, parallelism=1).hash(token.secret),
         description="",
         expires_in_days=None,
+        actor=CLI,
     )
     await setup.close()
     found: dict[str, dict[str, list[float]]] = {name: {} for name in CACHES}

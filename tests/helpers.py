@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 import aiohttp
 from yarl import URL
 
+from gateway.core.journal import CLI
 from gateway.core.store import Store
 from gateway.core.tokens import Hasher, generate
 from gateway.proxy.app import Gateway
@@ -111,10 +112,12 @@ async def issue(
     hasher: Hasher | None = None,
     prefix: str = "tg",
     project_name: str = "test project",
+    scopes: tuple[str, ...] = (),
+    allowed_ips: tuple[str, ...] = (),
 ) -> Issued:
     """A token (in a new project unless ``project_id`` is given), hashed with ``hasher``."""
     if project_id is None:
-        project_id = (await store.create_project(project_name, rate_limit)).id
+        project_id = (await store.create_project(project_name, rate_limit, actor=CLI)).id
     token = generate(prefix)
     secret_hash = (hasher or Hasher()).hash(token.secret)
     info = await store.create_token(
@@ -123,6 +126,9 @@ async def issue(
         secret_hash=secret_hash,
         description="test",
         expires_in_days=expires_in_days,
+        actor=CLI,
+        scopes=scopes,
+        allowed_ips=allowed_ips,
     )
     assert info is not None
     return Issued(str(token), token.id, project_id)

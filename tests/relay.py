@@ -4,6 +4,9 @@
 like a database that went away; the client sees real socket errors. ``drop(pattern)``
 is finer: it resets only the connections whose client sent ``pattern`` (for example
 ``b"LISTEN"``), now and until ``allow()``, and leaves the others working.
+``lose_answer_to(pattern)`` passes the next message containing ``pattern`` (say
+``b"COMMIT"``) on to the server, waits for the server's answer and resets the connection
+instead of relaying it: the server did the work, the client never hears so.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class _Connection:
         self.client = client
         self.upstream = upstream
         self.sent = bytearray()
+        self.swallow = False  # the server's next answer is dropped and the connection reset
 
     def abort(self) -> None:
         self.client.transport.abort()
@@ -37,6 +41,8 @@ class Relay:
         self._connections: set[_Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._dropping: bytes | None = None
+        self._losing: bytes | None = None
+        self.answers_lost = 0
         self.port = 0
 
     @property
@@ -75,6 +81,11 @@ class Relay:
     def allow(self) -> None:
         self._dropping = None
 
+    def lose_answer_to(self, pattern: bytes) -> None:
+        """Once: relay the next client message containing ``pattern``, then reset the
+        connection when the server answers it, without relaying the answer."""
+        self._losing = pattern
+
     async def close(self) -> None:
         await self.cut()
         for task in list(self._tasks):
@@ -94,7 +105,7 @@ class Relay:
         self._connections.add(connection)
         pipes = [
             asyncio.create_task(self._pipe(reader, up_writer, connection)),
-            asyncio.create_task(self._pipe(up_reader, writer, None)),
+            asyncio.create_task(self._answers(up_reader, writer, connection)),
         ]
         self._tasks.update(pipes)
         await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
@@ -119,6 +130,21 @@ class Relay:
                     if self._dropping is not None and self._dropping in from_client.sent:
                         from_client.abort()
                         return
+                    if self._losing is not None and self._losing in data:
+                        self._losing = None
+                        from_client.swallow = True
+                writer.write(data)
+                await writer.drain()
+
+    async def _answers(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection: _Connection
+    ) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                if connection.swallow:
+                    self.answers_lost += 1
+                    connection.abort()
+                    return
                 writer.write(data)
                 await writer.drain()
 

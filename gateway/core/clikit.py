@@ -44,7 +44,7 @@ def add_settings_flags(
         if only is not None and env not in only:
             continue
         default = field.metadata["default"]
-        shown = f" (default {default})" if default is not None else ""
+        shown = f" (default {default})" if default else ""
         group.add_argument(
             flag_name(env),
             dest=f"env_{env}",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
+from .capabilities import Network, parse_network
 from .rates import Rate, parse_rate
 
 T = TypeVar("T")
@@ -197,6 +198,17 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
+def _networks(text: str) -> tuple[Network, ...]:
+    """Comma-separated addresses or CIDR blocks; empty: none."""
+    networks = []
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            networks.append(parse_network(entry))
+        except ValueError as err:
+            raise ValueError(f"{entry!r} {err}") from None
+    return tuple(networks)
+
+
 def _admin_tokens(text: str) -> Secret:
     """One admin token, or several separated by commas while one replaces another
     (README "Rotating ADMIN_TOKEN"): each is checked, the whole kept as one Secret."""
@@ -326,6 +338,12 @@ class Settings:
         None,
         "PEM CA bundle the https upstream's certificate is verified with (unset: the system's)",
     )
+    trusted_proxies: tuple[Network, ...] = _setting(
+        "TRUSTED_PROXIES",
+        _networks,
+        "",
+        "comma-separated CIDRs of the load balancers whose X-Forwarded-For is believed",
+    )
     log_format: Literal["json", "text"] = _setting(
         "LOG_FORMAT", _choice("json", "text"), "json", "access log format"
     )
@@ -342,6 +360,12 @@ class Settings:
     )
     leak_report_rate: Rate = _setting(
         "LEAK_REPORT_RATE", parse_rate, "60/minute", "leak reports per client address"
+    )
+    audit_retention_days: int = _setting(
+        "AUDIT_RETENTION_DAYS",
+        _int_in(1, 36500),
+        "400",
+        "days audit events are kept; the retention job deletes older ones",
     )
     github_scanning_keys_file: Path | None = _setting(
         "GITHUB_SCANNING_KEYS_FILE",

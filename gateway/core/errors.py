@@ -9,6 +9,7 @@ code, a public message and the gateway outcome it counts as (SPEC §6)::
     ├── Unauthorized              401 unauthorized           unauthenticated
     │   └── InvalidToken          401 invalid_token          invalid_token
     │       └── ExpiredToken      401 invalid_token          expired_token
+    ├── Forbidden                 403 forbidden (code per case) forbidden
     ├── NotFound                  404 not_found
     ├── MethodNotAllowed          405 method_not_allowed     invalid_request
     ├── RequestTimeout            408 request_timeout        client_timeout
@@ -100,6 +101,13 @@ class ExpiredToken(InvalidToken):
 
     message = "token expired"
     outcome = "expired_token"
+
+
+class Forbidden(TollgateError):
+    """A proven token that may not do this (out of scope, address not allowed)."""
+
+    status, code, message = 403, "forbidden", "forbidden"
+    outcome = "forbidden"
 
 
 class NotFound(TollgateError):

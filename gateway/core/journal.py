@@ -16,6 +16,7 @@ Both take plain values only: a token, key, secret or hash must never be passed i
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -110,6 +111,13 @@ async def audit(
         actor.ip,
         None if changes is None else json.dumps({k: list(v) for k, v in changes.items()}),
     )
+
+
+def changed(
+    before: Mapping[str, Any], after: Mapping[str, Any], fields: Iterable[str]
+) -> dict[str, tuple[Any, Any]]:
+    """The ``changes`` of an update: each of ``fields`` whose value differs, as (before, after)."""
+    return {name: (before[name], after[name]) for name in fields if before[name] != after[name]}
 
 
 async def emit(

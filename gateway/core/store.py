@@ -2,12 +2,15 @@
 
 Changes the gateway must see at once (a revoked token, a deleted project, a new
 rate limit) send their :mod:`~gateway.core.events` event in the same transaction.
+Every method that changes something takes the ``actor`` who asked and writes its audit
+event (:func:`~gateway.core.journal.audit`) in that same transaction.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -15,6 +18,7 @@ from typing import Final
 import asyncpg
 
 from . import events, journal, outbox
+from .store_usage import TOUCH_LAST_USED
 from .tokens import is_token_id, new_id
 
 
@@ -46,6 +50,12 @@ class TokenInfo:
     created_at: datetime
     expires_at: datetime | None
     last_used_at: datetime | None
+    scopes: list[str]
+    allowed_ips: list[str]
+    expires_in: str | None  # the preset it was created with
+    rotated_from: str | None
+    replaced_by: str | None
+    rotated_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +67,9 @@ class AuthRecord:
     secret_hash: str
     expires_at: datetime | None
     rate_limit: str | None
+    scopes: list[str]
+    allowed_ips: list[str]
+    rotated_at: datetime | None  # set once a successor was issued (SPEC §10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +83,10 @@ class InvalidCursor(ValueError):
 
 
 _PROJECT_COLUMNS = "id, name, rate_limit, created_at"
-_TOKEN_COLUMNS = "id, project_id, description, created_at, expires_at, last_used_at"
+_TOKEN_COLUMNS = (
+    "id, project_id, description, created_at, expires_at, last_used_at, scopes, allowed_ips, "
+    "expires_in, rotated_from, replaced_by, rotated_at"
+)
 
 
 class Store:
@@ -79,14 +95,20 @@ class Store:
 
     # ------------------------------------------------------------ projects
 
-    async def create_project(self, name: str, rate_limit: str | None) -> Project:
-        row = await self._pool.fetchrow(
-            f"INSERT INTO projects (id, name, rate_limit) VALUES ($1, $2, $3) "
-            f"RETURNING {_PROJECT_COLUMNS}",
-            new_id(),
-            name,
-            rate_limit,
-        )
+    async def create_project(
+        self, name: str, rate_limit: str | None, *, actor: journal.Actor
+    ) -> Project:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"INSERT INTO projects (id, name, rate_limit) VALUES ($1, $2, $3) "
+                f"RETURNING {_PROJECT_COLUMNS}",
+                new_id(),
+                name,
+                rate_limit,
+            )
+            await journal.audit(
+                conn, actor, "project.created", project_id=row["id"], target_id=row["id"]
+            )
         return Project(**row)
 
     async def list_projects(self) -> list[Project]:
@@ -107,10 +129,17 @@ class Store:
         *,
         name: str | Unset = UNSET,
         rate_limit: str | Unset | None = UNSET,
+        actor: journal.Actor,
     ) -> Project | None:
-        """Change a project; gateways hear of a new rate limit at once."""
+        """Change a project; gateways hear of a new rate limit at once. Audited with the
+        fields that changed, each as [before, after] (nothing changed: no event)."""
         set_limit = not isinstance(rate_limit, Unset)
         async with self._pool.acquire() as conn, conn.transaction():
+            before = await conn.fetchrow(
+                f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = $1 FOR UPDATE", project_id
+            )
+            if before is None:
+                return None
             row = await conn.fetchrow(
                 f"UPDATE projects SET name = COALESCE($2, name), "
                 f"rate_limit = CASE WHEN $3 THEN $4 ELSE rate_limit END "
@@ -120,8 +149,16 @@ class Store:
                 set_limit,
                 None if isinstance(rate_limit, Unset) else rate_limit,
             )
-            if row is None:
-                return None
+            changes = journal.changed(before, row, ("name", "rate_limit"))
+            if changes:
+                await journal.audit(
+                    conn,
+                    actor,
+                    "project.updated",
+                    project_id=project_id,
+                    target_id=project_id,
+                    changes=changes,
+                )
             if set_limit or not isinstance(name, Unset):  # a change, not an empty PATCH
                 await journal.emit(conn, "project.updated", project_id, outbox.project(row))
             if set_limit:
@@ -130,7 +167,7 @@ class Store:
                 )
         return Project(**row)
 
-    async def delete_project(self, project_id: str) -> bool:
+    async def delete_project(self, project_id: str, *, actor: journal.Actor) -> bool:
         """Delete a project and its tokens; they stop working on every gateway."""
         async with self._pool.acquire() as conn, conn.transaction():
             deleted = await conn.fetchval(
@@ -138,6 +175,9 @@ class Store:
             )
             if deleted is None:
                 return False
+            await journal.audit(
+                conn, actor, "project.deleted", project_id=project_id, target_id=project_id
+            )
             await events.notify(conn, events.PROJECT_DELETED, project_id)
         return True
 
@@ -151,20 +191,31 @@ class Store:
         secret_hash: str,
         description: str,
         expires_in_days: int | None,
+        actor: journal.Actor,
+        expires_in: str | None = None,
+        scopes: Sequence[str] = (),
+        allowed_ips: Sequence[str] = (),
     ) -> TokenInfo | None:
         """Store a new token; None when the project does not exist."""
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 row = await conn.fetchrow(
-                    "INSERT INTO tokens (id, project_id, description, secret_hash, expires_at) "
+                    "INSERT INTO tokens (id, project_id, description, secret_hash, expires_at, "
+                    "expires_in, scopes, allowed_ips) "
                     "VALUES ($1, $2, $3, $4, CASE WHEN $5::int IS NULL THEN NULL "
-                    "ELSE now() + make_interval(days => $5) END) "
+                    "ELSE now() + make_interval(days => $5) END, $6, $7, $8) "
                     f"RETURNING {_TOKEN_COLUMNS}",
                     token_id,
                     project_id,
                     description,
                     secret_hash,
                     expires_in_days,
+                    expires_in,
+                    list(scopes),
+                    list(allowed_ips),
+                )
+                await journal.audit(
+                    conn, actor, "token.created", project_id=project_id, target_id=token_id
                 )
                 await journal.emit(conn, "token.created", project_id, outbox.token(row))
         except asyncpg.ForeignKeyViolationError:
@@ -197,7 +248,7 @@ class Store:
         )
         return None if row is None else TokenInfo(**row)
 
-    async def revoke_token(self, project_id: str, token_id: str) -> bool:
+    async def revoke_token(self, project_id: str, token_id: str, *, actor: journal.Actor) -> bool:
         """Delete a token; it stops working on every gateway at once."""
         async with self._pool.acquire() as conn, conn.transaction():
             deleted = await conn.fetchrow(
@@ -207,6 +258,9 @@ class Store:
             )
             if deleted is None:
                 return False
+            await journal.audit(
+                conn, actor, "token.revoked", project_id=project_id, target_id=token_id
+            )
             await journal.emit(conn, "token.revoked", project_id, outbox.token(deleted))
             await events.notify(conn, events.TOKEN_REVOKED, project_id, token_id=token_id)
         return True
@@ -215,7 +269,8 @@ class Store:
 
     async def auth_record(self, token_id: str) -> AuthRecord | None:
         row = await self._pool.fetchrow(
-            "SELECT t.id AS token_id, t.project_id, t.secret_hash, t.expires_at, p.rate_limit "
+            "SELECT t.id AS token_id, t.project_id, t.secret_hash, t.expires_at, p.rate_limit, "
+            "t.scopes, t.allowed_ips, t.rotated_at "
             "FROM tokens t JOIN projects p ON p.id = t.project_id WHERE t.id = $1",
             token_id,
         )
@@ -226,13 +281,7 @@ class Store:
 
         Tokens deleted meanwhile are simply skipped.
         """
-        await self._pool.execute(
-            "UPDATE tokens AS t SET last_used_at = u.at "
-            "FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at) "
-            "WHERE t.id = u.id AND (t.last_used_at IS NULL OR t.last_used_at < u.at)",
-            token_ids,
-            times,
-        )
+        await self._pool.execute(TOUCH_LAST_USED, token_ids, times)
 
 
 def _encode_cursor(token: TokenInfo) -> str:

@@ -27,10 +27,12 @@ from prometheus_client import CollectorRegistry
 from gateway.core import db, tls
 from gateway.core.config import ConfigError, Settings
 from gateway.core.store import Store
+from gateway.core.store_usage import UsageStore
 from gateway.core.tokens import Hasher
 
 from .accesslog import AccessLog
 from .auth import Authenticator
+from .clientaddr import ClientAddresses
 from .forward import Forwarder
 from .front import ClientLimits, Server
 from .front import serve as serve_front
@@ -129,7 +131,7 @@ async def running(
         await limiter.start()
         stack.push_async_callback(limiter.close)
         last_used = await stack.enter_async_context(
-            flushing(LastUsed(store, metrics), settings.last_used_flush_interval)
+            flushing(LastUsed(UsageStore(pool), metrics), settings.last_used_flush_interval)
         )
         stack.callback(access_log.flush)
         handler = Handler(
@@ -139,6 +141,7 @@ async def running(
             last_used=last_used,
             metrics=metrics,
             access_log=access_log,
+            clients=ClientAddresses(settings.trusted_proxies),
         )
         limits = ClientLimits.from_settings(settings)
         yield Gateway(handler, auth, listener, limiter, last_used, metrics, limits, listener_tls)

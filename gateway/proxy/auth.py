@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
+from email.utils import formatdate
 
 from gateway.core import db, tokens
 from gateway.core.errors import ServiceUnavailable, TollgateError, TooManyRequests
@@ -30,6 +31,7 @@ from gateway.core.store import AuthRecord, Store
 
 from .bearer import expired_token, invalid_token
 from .caches import NegativeCache, ProofCache, StateCache, TokenState
+from .capabilities import compile_rules
 from .metrics import GatewayMetrics
 from .ratelimit.throttle import FailureThrottle
 from .singleflight import SingleFlight
@@ -39,6 +41,17 @@ log = logging.getLogger(__name__)
 DB_TIMEOUT = 3.0  # seconds for one auth lookup before Postgres counts as unreachable
 STALE_RETRY = 1.0  # after a failed refresh, serve the stale state this long before retrying
 NEGATIVE_TTL = 60.0  # a wrong token is remembered this long (it can never become right)
+
+
+def deprecation(rotated_at: float | None, expires_at: float | None) -> dict[str, str] | None:
+    """The headers telling a rotated token's clients it is retired, and when it stops
+    working: ``Deprecation`` (RFC 9745) and ``Sunset`` (RFC 8594)."""
+    if rotated_at is None:
+        return None
+    notice = {"Deprecation": f"@{int(rotated_at)}"}
+    if expires_at is not None:
+        notice["Sunset"] = formatdate(expires_at, usegmt=True)
+    return notice
 
 
 class Authenticator:
@@ -227,4 +240,12 @@ class Authenticator:
             except ValueError:
                 log.warning("project %s has an unreadable rate limit", record.project_id)
         expires_at = None if record.expires_at is None else record.expires_at.timestamp()
-        return TokenState(record.token_id, record.project_id, expires_at, rate)
+        rotated_at = None if record.rotated_at is None else record.rotated_at.timestamp()
+        return TokenState(
+            record.token_id,
+            record.project_id,
+            expires_at,
+            rate,
+            compile_rules(record.scopes, record.allowed_ips),
+            deprecation(rotated_at, expires_at),
+        )

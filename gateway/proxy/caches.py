@@ -26,6 +26,8 @@ from cachetools import LRUCache, TTLCache
 
 from gateway.core.rates import Rate
 
+from .capabilities import Rules
+
 Clock = Callable[[], float]
 
 
@@ -71,6 +73,9 @@ class TokenState:
     project_id: str
     expires_at: float | None  # epoch seconds; None: never expires
     rate: Rate  # the project's limit, or the default one
+    rules: Rules | None = None  # its scopes and allowed addresses; None: anything, anywhere
+    # Deprecation/Sunset for the answers of a rotated token in its grace period.
+    notice: dict[str, str] | None = None
     fresh_until: float = field(default=0.0, repr=False)  # monotonic clock
     generation: int = field(default=0, repr=False)
 

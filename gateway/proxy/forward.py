@@ -132,7 +132,7 @@ class Forwarder:
             # The client's traceparent was replaced: its tracestate belongs to no trace now.
             del headers["tracestate"]
         remote = request.peer
-        if remote:
+        if remote and "X-Forwarded-For" not in identity:  # the handler's (TRUSTED_PROXIES)
             headers["X-Forwarded-For"] = remote
         headers["X-Forwarded-Proto"] = request.scheme
         host = incoming.get("Host")

@@ -1,8 +1,9 @@
 """The request path, top to bottom, in one handler for every method and path.
 
-request id and trace context -> bearer -> ``auth.prove()`` -> path check -> ``limiter.hit()`` ->
-``forward()``; then metrics and the access log in one ``finally``, whatever
-happened. Each step returns a value or raises one of :mod:`gateway.core.errors`'
+request id and trace context -> bearer -> ``auth.prove()`` -> path check -> the
+token's scopes and allowed addresses (``rules.check()``) -> ``limiter.hit()`` ->
+``forward()``; then metrics, the usage ledger and the access log in one ``finally``,
+whatever happened. Each step returns a value or raises one of :mod:`gateway.core.errors`'
 classes, whose ``outcome`` is what the metrics count.
 
 One handler rather than a stack of middlewares: each middleware layer costs a
@@ -14,20 +15,19 @@ by :meth:`Handler.rejected`, with the same fields.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import re
-import secrets
 import time
 from collections.abc import Callable
 
 from gateway.core.errors import ClientClosed, TollgateError, TooManyRequests, error_body
 from gateway.core.rates import Rate
+from gateway.core.requestids import RequestIds
 
 from . import tracecontext
 from .accesslog import AccessLog
 from .auth import Authenticator
 from .bearer import bearer_token
+from .clientaddr import ClientAddresses
 from .forward import Forwarder
 from .front import Request
 from .front.response import http_date
@@ -37,7 +37,6 @@ from .ratelimit import Decision, LocalLimiter, RateLimiter
 
 log = logging.getLogger(__name__)
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _TOO_MANY_BODY = error_body(TooManyRequests.code, TooManyRequests.message)
 _CLIENT_GONE = 499  # logged when no answer could be sent (nginx's "client closed request")
 
@@ -79,11 +78,14 @@ class Handler:
         last_used: LastUsed,
         metrics: GatewayMetrics,
         access_log: AccessLog,
+        clients: ClientAddresses | None = None,
     ) -> None:
         self._auth = auth
+        self._clients = clients or ClientAddresses(())
         self._forwarder = forwarder
         self._limiter = limiter
         self._last_used = last_used
+        self._ledger = last_used.ledger
         self._count = metrics.outcome_count
         self._duration = metrics.outcome_duration
         self._upstream_duration = metrics.upstream_duration
@@ -92,19 +94,13 @@ class Handler:
         self._hit_now: Callable[[str, Rate], Decision] | None = (
             limiter.hit_now if isinstance(limiter, LocalLimiter) else None
         )
-        # Request ids: a random per-process prefix and a counter, unique without a
-        # syscall per request.
-        self._id_prefix = secrets.token_hex(6)
-        self._ids = itertools.count(1)
+        self._ids = RequestIds()
 
     def request_id(self, request: Request) -> str:
-        given = request.headers.get("X-Request-Id")
-        if given is not None and _REQUEST_ID.fullmatch(given):
-            return given
-        return self.new_request_id()
+        return self._ids.of(request.headers.get("X-Request-Id"))
 
     def new_request_id(self) -> str:
-        return f"{self._id_prefix}{next(self._ids):x}"
+        return self._ids.new()
 
     async def __call__(self, request: Request) -> None:
         request_id = self.request_id(request)
@@ -116,6 +112,10 @@ class Handler:
             state = await self._auth.prove(bearer_token(request.headers))
             self._last_used.record(state.token_id)
             url = self._forwarder.target(request)
+            client = self._clients.resolve(request.peer, request.headers)
+            rules = state.rules
+            if rules is not None:  # before the limit: a refused request uses none of it
+                rules.check(request.method, request.path, client.address)
             hit_now = self._hit_now
             if hit_now is not None:
                 decision = hit_now(state.token_id, state.rate)
@@ -124,12 +124,16 @@ class Handler:
             if decision.allowed:
                 extra = decision.headers()
                 extra["X-Request-Id"] = request_id
+                if state.notice is not None:
+                    extra.update(state.notice)
                 identity = {
                     "X-Project-Id": state.project_id,
                     "X-Token-Id": state.token_id,
                     "X-Request-Id": request_id,
                     "traceparent": traceparent,
                 }
+                if client.forwarded_for is not None:
+                    identity["X-Forwarded-For"] = client.forwarded_for
                 upstream_seconds, outcome = await self._forwarder.forward(
                     request, url, identity, extra
                 )
@@ -148,6 +152,10 @@ class Handler:
             status = request.status
             if status is None:  # the connection was gone before any answer could go out
                 status, outcome = _CLIENT_GONE, "client_closed"
+            if state is not None:
+                self._ledger.count(
+                    state.token_id, state.project_id, status, upstream_seconds is not None
+                )
             self._record(
                 request_id,
                 tracecontext.trace_id(traceparent),

@@ -2,7 +2,7 @@
 
 The request path only calls :meth:`LastUsed.record`: one clock read and one dict
 store, no I/O and no datetime. A background task writes every pending entry in ONE
-statement (:meth:`Store.touch_last_used`, forward-only ``UPDATE … FROM unnest``)
+statement (forward-only ``UPDATE … FROM unnest``, :mod:`gateway.core.store_usage`)
 every ``LAST_USED_FLUSH_INTERVAL`` seconds, and once more at shutdown.
 
 A failed write keeps its entries: they are merged back with the ones recorded
@@ -15,6 +15,14 @@ constraint) is a bug or a schema mismatch, not something the next interval cures
 is logged once with its traceback, counted (``result="error"``) like any failed
 flush, and retried ever later (doubling up to :data:`BUG_BACKOFF_MAX`), each retry one
 ERROR line, until a write succeeds again.
+
+The usage ledger (SPEC §11) rides on the same flush: each flush takes the
+:class:`~.usage.Ledger`'s counts as one :class:`~gateway.core.store_usage.Batch` and
+writes them with the last-used times in ONE transaction
+(:meth:`UsageStore.flush <gateway.core.store_usage.UsageStore.flush>`). A failed batch
+is kept with its id and retried: one whose COMMIT went out may have been applied (the
+answer was lost), and its id makes the retry a no-op; batches that never reached a
+COMMIT are merged, so an outage holds one batch of counts, however long it lasts.
 """
 
 from __future__ import annotations
@@ -27,13 +35,15 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 from gateway.core import db
-from gateway.core.store import Store
+from gateway.core.store_usage import Batch, Totals, UsageStore
 
 from .metrics import GatewayMetrics
+from .usage import Ledger
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+Applied = Callable[[list[Batch], Totals], None]
 
 # A write that hangs (Postgres unreachable without a reset) must not stall the loop
 # forever: give up, keep the entries, try again at the next interval.
@@ -52,22 +62,33 @@ class LastUsed:
 
     def __init__(
         self,
-        store: Store,
+        store: UsageStore,
         metrics: GatewayMetrics,
         *,
+        ledger: Ledger | None = None,
+        applied: Applied | None = None,
         clock: Clock = time.time,
         timeout: float = FLUSH_TIMEOUT,
     ) -> None:
         self._store = store
+        self._ledger = ledger if ledger is not None else Ledger()
+        self._applied = applied
         self._clock = clock
         self._timeout = timeout
         self._pending: dict[str, float] = {}
+        self._batches: list[Batch] = []  # usage not known to be written, oldest first
         self._in_flight = 0
         self._failing = 0  # consecutive writes failed by a bug (not an outage)
         self._lock = asyncio.Lock()
         self._pending_gauge = metrics.last_used_pending
         self._flushed_ok = metrics.last_used_flushes.labels("ok")
         self._flushed_error = metrics.last_used_flushes.labels("error")
+        self._usage_ok = metrics.usage_flushes.labels("ok")
+        self._usage_error = metrics.usage_flushes.labels("error")
+
+    @property
+    def ledger(self) -> Ledger:
+        return self._ledger
 
     def record(self, token_id: str) -> None:
         """Note that ``token_id`` was used now (hot path: a clock read and a dict store)."""
@@ -81,19 +102,38 @@ class LastUsed:
         """Distinct tokens whose last use is not written yet (including a write in flight)."""
         return len(self._pending) + self._in_flight
 
+    @property
+    def usage_pending(self) -> int:
+        """Usage batches not known to be written, plus one if counts wait in the ledger."""
+        return len(self._batches) + (1 if self._ledger.pending else 0)
+
+    def _queue(self, new: Batch) -> None:
+        """Add ``new`` to the batches to write, merged into the last one if that one never
+        reached a COMMIT (only a sent batch must keep its id apart)."""
+        if self._batches and not self._batches[-1].sent:
+            self._batches[-1].merge(new)
+        else:
+            self._batches.append(new)
+
     async def flush(self) -> bool:
-        """Write every pending entry in one statement; True unless the write failed."""
+        """Write every pending entry and usage batch in one transaction; True unless the
+        write failed."""
         async with self._lock:
             batch, self._pending = self._pending, {}
-            if not batch:
+            new = self._ledger.take()
+            if new is not None:
+                self._queue(new)
+            batches = list(self._batches)
+            if not batch and not batches:
                 return True
             self._in_flight = len(batch)
             written = False
+            totals: Totals = {}
             try:
                 ids = list(batch)
                 times = [datetime.fromtimestamp(at, UTC) for at in batch.values()]
                 async with asyncio.timeout(self._timeout):
-                    await self._store.touch_last_used(ids, times)
+                    totals = await self._store.flush(ids, times, batches)
                 written = True
             except _FAILURES as err:
                 log.warning("writing %d last-used time(s) failed, will retry: %s", len(batch), err)
@@ -102,13 +142,20 @@ class LastUsed:
             finally:
                 # Also on cancellation: entries not known to be written stay pending.
                 self._in_flight = 0
-                if not written:
+                if written:
+                    del self._batches[: len(batches)]
+                else:
                     self._merge(batch)
                 self._pending_gauge.set(len(self._pending))
             if written and self._failing:
                 log.info("last-used times written again after %d failed attempt(s)", self._failing)
                 self._failing = 0
-            (self._flushed_ok if written else self._flushed_error).inc()
+            if batch:
+                (self._flushed_ok if written else self._flushed_error).inc()
+            if batches:
+                (self._usage_ok if written else self._usage_error).inc()
+                if written and self._applied is not None:
+                    self._applied(batches, totals)
             return written
 
     def _bug(self, count: int) -> None:
@@ -158,7 +205,11 @@ class LastUsed:
                     return
         except TimeoutError:
             pass
-        log.error("%d last-used time(s) could not be written at shutdown", self.pending)
+        log.error(
+            "%d last-used time(s) and %d usage batch(es) could not be written at shutdown",
+            self.pending,
+            self.usage_pending,
+        )
 
 
 @contextlib.asynccontextmanager

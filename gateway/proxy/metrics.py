@@ -16,7 +16,9 @@ OUTCOMES = (
     "invalid_request",
     "invalid_token",
     "expired_token",
+    "forbidden",  # a proven token out of its scopes or allowed addresses (403)
     "rate_limited",
+    "quota_exceeded",
     "upstream_error",
     "upstream_timeout",
     "unavailable",
@@ -78,6 +80,12 @@ class GatewayMetrics:
             ["result"],
             registry=registry,
         )
+        self.usage_flushes = Counter(
+            "gateway_usage_flushes",
+            "Usage ledger writes (in the last-used flush's transaction), by result.",
+            ["result"],
+            registry=registry,
+        )
         self.rate_limit_fallbacks = Counter(
             "gateway_rate_limit_fallbacks",
             "Requests limited locally because the shared (Redis) backend was unreachable.",
@@ -92,3 +100,4 @@ class GatewayMetrics:
             self.verifications.labels(result)
         for result in ("ok", "error"):
             self.last_used_flushes.labels(result)
+            self.usage_flushes.labels(result)

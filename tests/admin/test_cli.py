@@ -23,6 +23,7 @@ import pytest
 from admin.cli import build_parser
 from gateway.core.clikit import flag_name
 from gateway.core.config import Settings, settings_fields
+from gateway.core.journal import CLI
 from gateway.core.store import Store
 from gateway.core.tokens import generate, parse
 from tests.conftest import ADMIN_AUTH
@@ -137,6 +138,17 @@ async def test_tokens_create_list_and_revoke(env: dict[str, str], pg_pool: async
     again = await admin(env, "tokens", "revoke", "--project", pid, "--token", token.id, "--json")
     assert (again.code, again.out) == (1, "")
     assert again.err.strip() == "admin: token not found"
+    # Each change is audited with the actor cli; the refused revoke left nothing.
+    audited = await pg_pool.fetch(
+        "SELECT actor_type, action, target_id FROM audit_events WHERE project_id = $1 ORDER BY id",
+        pid,
+    )
+    assert [tuple(row) for row in audited] == [
+        ("cli", "project.created", pid),
+        ("cli", "token.created", token.id),
+        ("cli", "token.created", created["id"]),
+        ("cli", "token.revoked", token.id),
+    ]
 
 
 async def test_revoke_json_and_empty_token_list(env: dict[str, str]) -> None:
@@ -393,7 +405,7 @@ async def test_not_found_is_exit_1(env: dict[str, str], args: tuple[str, ...]) -
 async def test_usage_and_configuration_mistakes_are_exit_2(
     env: dict[str, str], pg_pool: asyncpg.Pool, store: Store, args: tuple[str, ...], says: str
 ) -> None:
-    pid = (await store.create_project("p", None)).id
+    pid = (await store.create_project("p", None, actor=CLI)).id
     result = await admin(env, *(a.format(pid=pid) for a in args))
     assert result.code == 2, result
     assert says in result.err and "Traceback" not in result.err

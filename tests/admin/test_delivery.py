@@ -64,7 +64,7 @@ async def subscribed(
     store: Store, webhooks: WebhookStore, url: str, events: list[str] | None = None
 ) -> tuple[str, str, str]:
     """A project with one webhook at ``url``: (project id, webhook id, secret)."""
-    project = await store.create_project("hooked", None)
+    project = await store.create_project("hooked", None, actor=CLI)
     secret = signing.new_secret()
     webhook = await webhooks.create(
         project.id, url=url, events=events or [], secret=secret, actor=CLI
@@ -86,8 +86,8 @@ async def test_changes_arrive_signed_per_standard_webhooks(
 ) -> None:
     project_id, _, secret = await subscribed(store, webhooks, receiver.url())
     issued = await issue(store, project_id=project_id, hasher=CHEAP_HASHER)
-    await store.update_project(project_id, name="renamed", rate_limit="5/second")
-    await store.revoke_token(project_id, issued.token_id)
+    await store.update_project(project_id, name="renamed", rate_limit="5/second", actor=CLI)
+    await store.revoke_token(project_id, issued.token_id, actor=CLI)
     async with delivering(webhooks):
         await until(lambda: len(receiver.received) == 3, what="three events")
     verifier = Verifier(secret)
@@ -143,7 +143,7 @@ async def test_only_subscribed_types_are_sent(
 ) -> None:
     project_id, _, _ = await subscribed(store, webhooks, receiver.url(), ["token.revoked"])
     issued = await issue(store, project_id=project_id, hasher=CHEAP_HASHER)
-    await store.revoke_token(project_id, issued.token_id)
+    await store.revoke_token(project_id, issued.token_id, actor=CLI)
     async with delivering(webhooks):
         await until(lambda: receiver.received, what="the revocation")
     assert receiver.types() == ["token.revoked"]
@@ -156,10 +156,10 @@ async def test_events_are_written_with_their_change_and_only_then(
     issued = await issue(store, project_id=project_id, hasher=CHEAP_HASHER)
     # Changes that do not happen leave no event: a revoke of a missing token, a token for
     # a deleted project, an empty update.
-    assert not await store.revoke_token(project_id, "0" * 17)
-    assert await store.update_project(project_id) is not None
-    other = await store.create_project("gone", None)
-    await store.delete_project(other.id)
+    assert not await store.revoke_token(project_id, "0" * 17, actor=CLI)
+    assert await store.update_project(project_id, actor=CLI) is not None
+    other = await store.create_project("gone", None, actor=CLI)
+    await store.delete_project(other.id, actor=CLI)
     assert (
         await store.create_token(
             other.id,
@@ -167,6 +167,7 @@ async def test_events_are_written_with_their_change_and_only_then(
             secret_hash=CHEAP_HASHER.hash("x"),
             description="",
             expires_in_days=None,
+            actor=CLI,
         )
         is None
     )

@@ -29,7 +29,7 @@ from admin.leaks import AddressLimiter, LeakReports
 from admin.metrics import AdminMetrics
 from gateway.core.config import ConfigError, Settings
 from gateway.core.errors import TooManyRequests
-from gateway.core.journal import Actor
+from gateway.core.journal import CLI, Actor
 from gateway.core.rates import Rate
 from gateway.core.store_webhooks import WebhookStore
 from gateway.core.tokens import Hasher, checksum, generate, scanner_pattern
@@ -156,10 +156,15 @@ async def test_every_string_with_a_good_checksum_costs_the_same_work(
             return super().verify(secret_hash, secret)
 
     hasher = Counting(time_cost=1, memory_cost=1024)
-    project = await store.create_project("p", None)
+    project = await store.create_project("p", None, actor=CLI)
     real = generate("tg")
     await store.create_token(
-        project.id, real.id, secret_hash=hasher.hash(real.secret), description="", expires_in_days=1
+        project.id,
+        real.id,
+        secret_hash=hasher.hash(real.secret),
+        description="",
+        expires_in_days=1,
+        actor=CLI,
     )
     leaks = LeakReports(WebhookStore(pg_pool), hasher, "tg", AdminMetrics(CollectorRegistry()))
     actor = Actor("leak_report")

@@ -51,7 +51,7 @@ async def outbox(pool: asyncpg.Pool) -> list[tuple[str, str, str | None]]:
 async def test_each_notice_is_emitted_once_when_due(
     store: Store, webhooks: WebhookStore, pg_pool: asyncpg.Pool
 ) -> None:
-    project = await store.create_project("expiring", None)
+    project = await store.create_project("expiring", None, actor=CLI)
     week = await expiring(store, pg_pool, project.id, "3 days")
     day = await expiring(store, pg_pool, project.id, "5 hours")
     expired = await expiring(store, pg_pool, project.id, "-1 minute")
@@ -87,7 +87,7 @@ async def test_each_notice_is_emitted_once_when_due(
 async def test_racing_instances_emit_each_notice_exactly_once(
     store: Store, webhooks: WebhookStore, pg_pool: asyncpg.Pool, database_url: str
 ) -> None:
-    project = await store.create_project("expiring", None)
+    project = await store.create_project("expiring", None, actor=CLI)
     due = {await expiring(store, pg_pool, project.id, f"{n + 1} hours") for n in range(12)}
     await pg_pool.execute("TRUNCATE outbox_events CASCADE")
     pools = [await asyncpg.create_pool(database_url, min_size=2, max_size=2) for _ in range(3)]
@@ -117,7 +117,7 @@ async def test_a_running_admin_sends_the_notices_to_subscribed_webhooks(
     receiver: Receiver,
     aiohttp_client: Any,
 ) -> None:
-    project = await store.create_project("expiring", None)
+    project = await store.create_project("expiring", None, actor=CLI)
     secret = signing.new_secret()
     await webhooks.create(
         project.id, url=receiver.url(), events=["token.expiring"], secret=secret, actor=CLI

@@ -33,6 +33,7 @@ import pytest
 import redis
 
 from admin import tokens
+from gateway.core.journal import CLI
 from gateway.core.store import Store
 from tests.gatewayproc import GatewayProcess, echo_app, running_gateway, sample, scrape
 from tests.haproxy import BINARY, CONFIG, MISSING, configured, running_haproxy
@@ -158,7 +159,7 @@ async def revocations_reach_every_instance(nodes: Cluster, store: Store) -> list
     for token in issued:
         started = time.perf_counter()
         watching = [asyncio.ensure_future(refused_after(g, token, started)) for g in nodes.gateways]
-        await tokens.revoke(store, token.project_id, token.token_id)
+        await tokens.revoke(store, token.project_id, token.token_id, actor=CLI)
         delays += await asyncio.gather(*watching)
     # Through HAProxy too, whichever instance answers.
     for token in issued[:3]:

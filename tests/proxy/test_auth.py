@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.core import tokens
 from gateway.core.config import Settings
+from gateway.core.journal import CLI
 from gateway.core.store import Store
 from gateway.proxy.app import running
 from gateway.proxy.metrics import GatewayMetrics
@@ -185,8 +186,8 @@ async def test_revoked_and_deleted_tokens_are_refused(
     deleted = await issue_token()
     for issued in (revoked, deleted):
         assert (await gateway_client.get("/x", headers=bearer(issued.raw))).status == 200
-    assert await store.revoke_token(revoked.project_id, revoked.token_id)
-    assert await store.delete_project(deleted.project_id)
+    assert await store.revoke_token(revoked.project_id, revoked.token_id, actor=CLI)
+    assert await store.delete_project(deleted.project_id, actor=CLI)
     for issued in (revoked, deleted):
         response = await gateway_client.get("/x", headers=bearer(issued.raw))
         assert response.status == 401

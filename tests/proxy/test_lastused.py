@@ -13,8 +13,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.core.config import Settings
+from gateway.core.journal import CLI
 from gateway.core.migrate import migrate
 from gateway.core.store import Store
+from gateway.core.store_usage import UsageStore
 from gateway.core.tokens import generate
 from gateway.proxy.lastused import LastUsed, flushing
 from gateway.proxy.metrics import GatewayMetrics
@@ -66,12 +68,17 @@ async def update_count(pool: asyncpg.Pool) -> int:
 
 
 async def make_tokens(store: Store, count: int) -> list[str]:
-    project = await store.create_project("p", None)
+    project = await store.create_project("p", None, actor=CLI)
     ids = []
     for _ in range(count):
         token = generate("tg")
         await store.create_token(
-            project.id, token.id, secret_hash="$argon2id$x", description="", expires_in_days=30
+            project.id,
+            token.id,
+            secret_hash="$argon2id$x",
+            description="",
+            expires_in_days=30,
+            actor=CLI,
         )
         ids.append(token.id)
     return ids
@@ -93,11 +100,11 @@ def pending_gauge(metrics: GatewayMetrics) -> float | None:
 
 
 async def test_one_statement_per_flush_whatever_the_request_count(
-    store: Store, update_statements: asyncpg.Pool, metrics: GatewayMetrics
+    store: Store, pg_pool: asyncpg.Pool, update_statements: asyncpg.Pool, metrics: GatewayMetrics
 ) -> None:
     ids = await make_tokens(store, 40)
     clock = Clock()
-    last_used = LastUsed(store, metrics, clock=clock)
+    last_used = LastUsed(UsageStore(pg_pool), metrics, clock=clock)
     for i in range(2000):
         clock.now = T0 + i
         last_used.record(ids[i % len(ids)])
@@ -121,7 +128,7 @@ async def test_last_used_never_moves_backwards(
 ) -> None:
     [token_id] = await make_tokens(store, 1)
     clock = Clock(T0 + 100)
-    last_used = LastUsed(store, metrics, clock=clock)
+    last_used = LastUsed(UsageStore(pg_pool), metrics, clock=clock)
     last_used.record(token_id)
     await last_used.flush()
 
@@ -138,10 +145,10 @@ async def test_deleted_tokens_are_skipped(
 ) -> None:
     kept, revoked = await make_tokens(store, 2)
     project_id = await pg_pool.fetchval("SELECT project_id FROM tokens WHERE id = $1", kept)
-    last_used = LastUsed(store, metrics, clock=Clock())
+    last_used = LastUsed(UsageStore(pg_pool), metrics, clock=Clock())
     last_used.record(kept)
     last_used.record(revoked)
-    assert await store.revoke_token(project_id, revoked)
+    assert await store.revoke_token(project_id, revoked, actor=CLI)
 
     assert await last_used.flush()
 
@@ -159,7 +166,7 @@ async def test_entries_survive_a_database_outage(
     relayed = await asyncpg.create_pool(relay.url, min_size=1, max_size=2)
     try:
         clock = Clock()
-        last_used = LastUsed(Store(relayed), metrics, clock=clock, timeout=5)
+        last_used = LastUsed(UsageStore(relayed), metrics, clock=clock, timeout=5)
         for token_id in ids:
             last_used.record(token_id)
 
@@ -190,7 +197,7 @@ async def test_uses_during_a_failing_write_are_merged_later_time_wins(
 ) -> None:
     ids = await make_tokens(store, 2)
     clock = Clock()
-    last_used = LastUsed(store, metrics, clock=clock)
+    last_used = LastUsed(UsageStore(pg_pool), metrics, clock=clock)
     for token_id in ids:
         last_used.record(token_id)
 
@@ -232,7 +239,9 @@ async def test_the_flusher_writes_on_its_interval_and_on_the_way_out(
 ) -> None:
     periodic, at_exit = await make_tokens(store, 2)
     # LAST_USED_FLUSH_INTERVAL=0.05 in tests
-    async with flushing(LastUsed(store, metrics), settings.last_used_flush_interval) as last_used:
+    async with flushing(
+        LastUsed(UsageStore(pg_pool), metrics), settings.last_used_flush_interval
+    ) as last_used:
         last_used.record(periodic)
         deadline = time.monotonic() + 10
         while await last_used_at(pg_pool, periodic) is None:
@@ -254,14 +263,17 @@ async def test_shutdown_flush_gives_up_after_its_deadline(
     await relay.start()
     relayed = await asyncpg.create_pool(relay.url, min_size=1, max_size=2)
     try:
-        last_used = LastUsed(Store(relayed), metrics, clock=Clock())
+        last_used = LastUsed(UsageStore(relayed), metrics, clock=Clock())
         last_used.record(token_id)
         await relay.cut()
         started = time.monotonic()
         await last_used.close(within=0.5)
         assert time.monotonic() - started < 3  # a stopping process is not held hostage
         assert last_used.pending == 1
-        assert "1 last-used time(s) could not be written at shutdown" in caplog.text
+        assert (
+            "1 last-used time(s) and 0 usage batch(es) could not be written at shutdown"
+            in caplog.text
+        )
     finally:
         await relayed.close()
         await relay.close()
@@ -277,7 +289,7 @@ async def test_a_schema_error_is_logged_once_then_retried_ever_later(
     pool = await asyncpg.create_pool(empty_database, min_size=1, max_size=2)
     assert pool is not None
     try:
-        last_used = LastUsed(Store(pool), metrics, clock=Clock())
+        last_used = LastUsed(UsageStore(pool), metrics, clock=Clock())
         last_used.record("t1")
         delays = []
         for _ in range(9):
@@ -308,10 +320,13 @@ async def test_a_schema_error_at_shutdown_is_not_retried_for_seconds(
     pool = await asyncpg.create_pool(empty_database, min_size=1, max_size=2)
     assert pool is not None
     try:
-        last_used = LastUsed(Store(pool), metrics, clock=Clock())
+        last_used = LastUsed(UsageStore(pool), metrics, clock=Clock())
         last_used.record("t1")
         await last_used.close(within=30)
         assert flushes(metrics, "error") == 1  # one try, not 0.2 s retries for 30 s
-        assert "1 last-used time(s) could not be written at shutdown" in caplog.text
+        assert (
+            "1 last-used time(s) and 0 usage batch(es) could not be written at shutdown"
+            in caplog.text
+        )
     finally:
         await pool.close()

@@ -19,6 +19,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.core.config import Settings
+from gateway.core.journal import CLI
 from gateway.core.rates import Rate
 from gateway.core.store import Store
 from gateway.core.tokens import Hasher
@@ -62,7 +63,7 @@ async def test_revocation_reaches_two_gateways_within_100_ms(
         issued = await issue_token()
         for client in gateways:
             assert (await client.get("/x", headers=bearer(issued.raw))).status == 200
-        assert await store.revoke_token(issued.project_id, issued.token_id)
+        assert await store.revoke_token(issued.project_id, issued.token_id, actor=CLI)
         committed = time.monotonic()
         for client in gateways:
             await until(lambda c=client, t=issued: refused(c, t), timeout=2)
@@ -85,7 +86,7 @@ async def test_deleting_a_project_stops_its_tokens_at_once(
     other = await issue_token()
     for issued in (first, second, other):
         assert (await gateway_client.get("/x", headers=bearer(issued.raw))).status == 200
-    assert await store.delete_project(first.project_id)
+    assert await store.delete_project(first.project_id, actor=CLI)
     await until(lambda: refused(gateway_client, first), timeout=1)
     assert await refused(gateway_client, second)
     assert (await gateway_client.get("/x", headers=bearer(other.raw))).status == 200
@@ -97,7 +98,7 @@ async def test_new_rate_limit_applies_at_once(
     issued = await issue_token()
     response = await gateway_client.get("/x", headers=bearer(issued.raw))
     assert response.headers["RateLimit-Limit"] == "600"
-    await store.update_project(issued.project_id, rate_limit="2/minute")
+    await store.update_project(issued.project_id, rate_limit="2/minute", actor=CLI)
 
     async def limited() -> bool:
         response = await gateway_client.get("/x", headers=bearer(issued.raw))
@@ -166,7 +167,7 @@ async def test_listen_connection_cut_and_restored(
     await relay.cut()
     await until(lambda: not listener.connected, timeout=5)
     # Revoked while the gateway could not hear it: the notification is lost.
-    assert await store.revoke_token(lost.project_id, lost.token_id)
+    assert await store.revoke_token(lost.project_id, lost.token_id, actor=CLI)
     await relay.restore()
     await until(lambda: listener.connected, timeout=10)
     assert listener.connections == 2
@@ -175,7 +176,7 @@ async def test_listen_connection_cut_and_restored(
     assert (await client.get("/x", headers=bearer(kept.raw))).status == 200
     # ...and revocation is instant again (commit to eviction, from the payload's time).
     assert sample(client.gateway, "gateway_revocation_propagation_seconds_count") == 0
-    assert await store.revoke_token(kept.project_id, kept.token_id)
+    assert await store.revoke_token(kept.project_id, kept.token_id, actor=CLI)
     assert await until(lambda: refused(client, kept), timeout=2) < 1
     assert sample(client.gateway, "gateway_revocation_propagation_seconds_count") == 1
     assert sample(client.gateway, "gateway_revocation_propagation_seconds_sum") < 0.1

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from gateway.core.config import Settings
+from gateway.core.journal import CLI
 from gateway.core.rates import parse_rate
 from gateway.core.store import Store
 from gateway.proxy.app import Gateway
@@ -102,13 +103,13 @@ async def test_a_changed_project_limit_applies_at_once(
     assert await statuses(gateway_client, issued, 3) == [200, 200, 429]
 
     started = time.monotonic()
-    await store.update_project(issued.project_id, rate_limit="4/minute")
+    await store.update_project(issued.project_id, rate_limit="4/minute", actor=CLI)
     raised = await until_limit(gateway_client, issued, "4")
     assert time.monotonic() - started < 1  # NOTIFY, not the state cache's 30 s
     assert (raised.status, raised.headers["RateLimit-Remaining"]) == (200, "3")
     assert await statuses(gateway_client, issued, 4) == [200, 200, 200, 429]
 
-    await store.update_project(issued.project_id, rate_limit=None)  # back to RATE_LIMIT
+    await store.update_project(issued.project_id, rate_limit=None, actor=CLI)  # back to RATE_LIMIT
     await until_limit(gateway_client, issued, "600")
 
 

@@ -113,10 +113,11 @@ async def test_wrong_secret_flood_does_not_slow_the_owner(
     assert 1 <= runs <= 5
     assert statuses.count(429) >= len(wrong) - 5
     assert len(latencies) >= 10
-    assert statistics.median(latencies) < 0.025
-    # Bounds loose enough for a busy 2-core machine; without the protections each
-    # wrong secret would queue a ~25 ms argon2 run (400 of them: seconds).
-    assert statistics.quantiles(latencies, n=10)[-1] < 0.1
+    # Gross bounds: a quiet machine stays under 25 ms; one at load 8 gave a 60 ms median.
+    # Without the protections each wrong secret would queue a ~25 ms argon2 run, and the
+    # owner would wait behind 400 of them (seconds).
+    assert statistics.median(latencies) < 0.25
+    assert statistics.quantiles(latencies, n=10)[-1] < 1.0
 
 
 async def test_throttled_attempts_get_retry_after(

@@ -40,6 +40,7 @@ OUTCOMES = {
     "invalid_token",
     "expired_token",
     "rate_limited",
+    "quota_exceeded",  # SPEC §15
     "upstream_error",
     "upstream_timeout",
     "unavailable",
@@ -52,6 +53,7 @@ ALLOWED_LABELS: dict[str, dict[str, set[str]]] = {
     "gateway_token_cache": {"result": {"hit", "miss", "negative"}},
     "gateway_token_verifications": {"result": {"valid", "invalid"}},
     "gateway_last_used_flushes": {"result": {"ok", "error"}},
+    "gateway_usage_flushes": {"result": {"ok", "error"}},
 }
 
 

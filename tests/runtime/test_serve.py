@@ -284,3 +284,31 @@ async def last_used_at(pool: asyncpg.Pool, token_id: str) -> datetime | None:
         "SELECT last_used_at FROM tokens WHERE id = $1", token_id
     )
     return at
+
+
+async def test_sigterm_writes_pending_usage_exactly(
+    serve_env: dict[str, str], store: Store, pg_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Usage counted by two workers, none flushed yet (the interval is far beyond the
+    test): the shutdown flush writes every request, once."""
+    raw, token_id = await issue_token(store)
+    env = {**serve_env, "LAST_USED_FLUSH_INTERVAL": "3600", "GATEWAY_WORKERS": "2"}
+    gateway = GatewayProcess(env, tmp_path)
+    async with aiohttp.ClientSession() as session:
+        gateway.start()
+        try:
+            await gateway.wait_healthy(session)
+            statuses = await send(gateway, 30, f"Bearer {raw}")
+            assert statuses == [200] * 30
+            assert await proxied(pg_pool, token_id) == 0
+            assert await gateway.stop(signal.SIGTERM) == 0
+        finally:
+            gateway.kill()
+    assert await proxied(pg_pool, token_id) == 30
+
+
+async def proxied(pool: asyncpg.Pool, token_id: str) -> int:
+    n: int = await pool.fetchval(
+        "SELECT COALESCE(sum(proxied), 0) FROM usage_daily WHERE token_id = $1", token_id
+    )
+    return n
