@@ -122,6 +122,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="only the workloads (no proxying rounds, new tokens or rejections)",
     )
+    parser.add_argument(
+        "--readme",
+        action="store_true",
+        help="also replace README.md's performance table with this run's figures",
+    )
     parser.add_argument("--time-limit", type=int, default=1200, help="abort after this (s)")
     parser.add_argument("--output", type=Path, default=BENCH / "results" / "latest.md")
     parser.add_argument(
@@ -634,6 +639,11 @@ def main(argv: list[str] | None = None) -> int:
         text += report.profile_section(opts.profile)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
+    if args.readme:
+        import readme_table
+
+        table = readme_table.block(text, machine, opts.workers, opts.rounds)
+        readme_table.update(ROOT / "README.md", table)
     args.output.with_suffix(".json").write_text(
         json.dumps({"machine": machine, "results": results}, indent=1)
     )
