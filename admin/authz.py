@@ -52,6 +52,9 @@ TABLE: Final[dict[tuple[str, str], Rule]] = {
     ("PUT", routes.TOKEN): Rule("viewer", project=True, portal=True),  # always 405
     ("PATCH", routes.TOKEN): Rule("viewer", project=True, portal=True),  # always 405
     ("*", routes.TOKEN): Rule("viewer", project=True, portal=True),  # any other method: 405
+    # usage: what the project used, read by everyone who may read the project (the
+    # portal's Access Tokens page shows each token's last 30 days and the project's chart)
+    ("GET", routes.USAGE_PATH): Rule("viewer", project=True, portal=True),
     # webhooks: the project's managers
     ("POST", routes.WEBHOOKS_PATH): Rule("manager", project=True),
     ("GET", routes.WEBHOOKS_PATH): Rule("manager", project=True),
