@@ -29,6 +29,7 @@ from gateway.core.errors import (
 from gateway.core.store import Store
 from gateway.core.store_audit import AuditLog
 from gateway.core.store_keys import KeyStore
+from gateway.core.store_usage import UsageStore
 from gateway.core.store_webhooks import WebhookStore
 from gateway.core.tokens import Hasher
 
@@ -55,6 +56,7 @@ from .keys import (
     SCANNING_KEYS,
     SETTINGS,
     STORE,
+    USAGE,
     WEBHOOKS,
 )
 from .leaks import AddressLimiter, LeakReports
@@ -164,6 +166,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[KEYS] = KeyStore(pool)
     app[CREDENTIALS] = Credentials(app[KEYS], app[HASHER], app[SETTINGS].token_prefix)
     app[WEBHOOKS] = WebhookStore(pool)
+    app[USAGE] = UsageStore(pool)
     app[LEAKS] = LeakReports(
         app[WEBHOOKS], app[HASHER], app[SETTINGS].token_prefix, app[ADMIN_METRICS]
     )

@@ -48,7 +48,13 @@ TABLE: Final[dict[tuple[str, str], Rule]] = {
     ("GET", routes.TOKENS): Rule("viewer", project=True, portal=True),
     ("GET", routes.TOKEN): Rule("viewer", project=True, portal=True),
     ("DELETE", routes.TOKEN): Rule("manager", project=True, portal=True),
-    ("*", routes.TOKEN): Rule("viewer", project=True, portal=True),  # other methods: 405
+    ("POST", routes.TOKEN_ROTATE): Rule("manager", project=True, portal=True),
+    ("*", routes.TOKEN): Rule(
+        "viewer", project=True, portal=True
+    ),  # other methods (PATCH, PUT...): 405
+    # usage: what the project used, read by everyone who may read the project (the
+    # portal's Access Tokens page shows each token's last 30 days and the project's chart)
+    ("GET", routes.USAGE_PATH): Rule("viewer", project=True, portal=True),
     # webhooks: the project's managers
     ("POST", routes.WEBHOOKS_PATH): Rule("manager", project=True),
     ("GET", routes.WEBHOOKS_PATH): Rule("manager", project=True),

@@ -118,7 +118,12 @@ class Field:
             text = value.strip()
             if not self.pattern.fullmatch(text):
                 raise field_error("invalid_value", name, self.must)
-            return self.convert(text) if self.convert else text
+            if self.convert is None:
+                return text
+            try:
+                return self.convert(text)
+            except ValueError as err:  # what a pattern cannot say (a range, host bits)
+                raise field_error("invalid_value", name, str(err)) from None
         return self._text(name, value)
 
     def _text(self, name: str, value: str) -> str:
@@ -139,6 +144,11 @@ class Field:
             raise field_error("invalid_value", name, "must not be blank")
         return value
 
+    def _no_nul(self) -> str | None:
+        """Free text (checked by ``_text``) refuses NUL: its schema says so too."""
+        free = self.type == "string" and not (self.opaque or self.choices or self.format)
+        return "^[^\\u0000]*$" if free else None
+
     @property
     def may_be_empty(self) -> bool:
         """Whether "" is a value of this field as its schema describes it."""
@@ -154,7 +164,7 @@ class Field:
             "enum": list(self.choices) or None,
             # JSON Schema patterns match anywhere: anchor it to mean the whole value (spaces
             # around it aside, as checked), whatever alternatives the pattern has.
-            "pattern": None if self.pattern is None else _anchored(self),
+            "pattern": _anchored(self) if self.pattern is not None else self._no_nul(),
             "minLength": self.min_length or None,
             "maxLength": self.max_length,
             "minimum": self.minimum,

@@ -11,6 +11,7 @@ from gateway.core.config import Settings
 from gateway.core.store import Store
 from gateway.core.store_audit import AuditLog
 from gateway.core.store_keys import KeyStore
+from gateway.core.store_usage import UsageStore
 from gateway.core.store_webhooks import WebhookStore
 from gateway.core.tokens import Hasher
 
@@ -31,6 +32,7 @@ HASHER = web.AppKey("admin_hasher", Hasher)
 ADMIN_METRICS = web.AppKey("admin_metrics", AdminMetrics)
 OPENAPI = web.AppKey("admin_openapi", dict[str, Any])
 WEBHOOKS = web.AppKey("admin_webhooks", WebhookStore)
+USAGE = web.AppKey("admin_usage", UsageStore)
 GUARD = web.AppKey("admin_webhook_guard", Guard)
 DELIVERY = web.AppKey("admin_delivery_options", DeliveryOptions)
 DELIVERER = web.AppKey("admin_deliverer", Deliverer)  # absent when delivery does not run

@@ -42,7 +42,8 @@ _ERRORS: Final = {
     404: "No such project, token, webhook or admin key (another project's routes are 404 to a "
     "project-scoped credential).",
     405: "Tokens are immutable: create a new one and revoke this one.",
-    409: "The project already has as many webhooks as it may.",
+    409: "A conflict: the token was rotated already, or the project has as many webhooks "
+    "as it may.",
     413: f"Body larger than {MAX_BODY // 1024} KiB.",
     415: "Body is not JSON.",
     429: "Too many requests from this address; retry after `Retry-After` seconds.",

@@ -22,9 +22,14 @@ def not_found() -> NotFound:
 
 
 async def create(
-    store: Store, *, name: str, rate_limit: str | None = None, actor: Actor
+    store: Store,
+    *,
+    name: str,
+    rate_limit: str | None = None,
+    quota: str | None = None,
+    actor: Actor,
 ) -> Project:
-    return await store.create_project(name, rate_limit, actor=actor)
+    return await store.create_project(name, rate_limit, actor=actor, quota=quota)
 
 
 async def list_all(store: Store, *, only: str | None = None) -> list[Project]:
@@ -49,12 +54,15 @@ async def update(
     *,
     name: str | Unset = UNSET,
     rate_limit: str | Unset | None = UNSET,
+    quota: str | Unset | None = UNSET,
     actor: Actor,
 ) -> Project:
-    """Rename or change the rate limit; gateways hear of a new limit at once."""
+    """Rename or change the rate limit or quota; gateways hear of a new one at once."""
     if not is_token_id(project_id):
         raise not_found()
-    project = await store.update_project(project_id, name=name, rate_limit=rate_limit, actor=actor)
+    project = await store.update_project(
+        project_id, name=name, rate_limit=rate_limit, quota=quota, actor=actor
+    )
     if project is None:
         raise not_found()
     return project

@@ -24,7 +24,7 @@ from gateway.core.errors import (
 from gateway.core.journal import Actor
 from gateway.core.outbox import rfc3339
 
-from . import admin_keys, audit, projects, scanning, schemas, tokens, webhooks
+from . import admin_keys, audit, projects, scanning, schemas, tokens, usage, webhooks
 from .context import REQUEST_ID, actor, client_ip, principal
 from .endpoints import Answer, Given, Operation, RawBody, Reply, documented, is_public
 from .jsonbody import json_bytes, parse_json
@@ -43,6 +43,7 @@ from .keys import (
     SCANNING_KEYS,
     SETTINGS,
     STORE,
+    USAGE,
     WEBHOOKS,
 )
 from .metrics import exposition
@@ -59,6 +60,8 @@ from .views import (
     project_view,
     token_page_view,
     token_view,
+    usage_csv,
+    usage_view,
     webhook_list_view,
 )
 
@@ -68,6 +71,7 @@ PROJECTS: Final = "/v1/projects"
 PROJECT: Final = "/v1/projects/{project_id}"
 TOKENS: Final = "/v1/projects/{project_id}/tokens"
 TOKEN: Final = "/v1/projects/{project_id}/tokens/{token_id}"
+TOKEN_ROTATE: Final = "/v1/projects/{project_id}/tokens/{token_id}/rotate"
 
 # The routes the app serves, in this order (see add_routes).
 ROUTES: Final = web.RouteTableDef()
@@ -112,10 +116,10 @@ async def get_project(request: web.Request, given: Given) -> Reply:
 @ROUTES.patch(PROJECT)
 @documented(
     Operation(
-        "Rename a project or change its rate limit",
+        "Rename a project or change its rate limit or quota",
         _PROJECT,
         (*_BODY_ERRORS, 404),
-        "A new rate limit reaches every gateway at once.",
+        "A new rate limit or quota reaches every gateway at once.",
         body=schemas.PROJECT_UPDATE,
     )
 )
@@ -186,7 +190,8 @@ async def create_token(request: web.Request, given: Given) -> Reply:
 async def list_tokens(request: web.Request, given: Given) -> Reply:
     project_id = request.match_info["project_id"]
     page = await tokens.list_page(request.app[STORE], project_id, **given.query)
-    return token_page_view(page, _prefix(request))
+    found = await usage.last_30_days(request.app[USAGE], [info.id for info in page.tokens])
+    return token_page_view(page, _prefix(request), found)
 
 
 @ROUTES.get(TOKEN)
@@ -195,7 +200,9 @@ async def list_tokens(request: web.Request, given: Given) -> Reply:
 )
 async def get_token(request: web.Request, given: Given) -> Reply:
     ids = request.match_info["project_id"], request.match_info["token_id"]
-    return token_view(await tokens.get(request.app[STORE], *ids), _prefix(request))
+    info = await tokens.get(request.app[STORE], *ids)
+    found = await usage.last_30_days(request.app[USAGE], [info.id])
+    return token_view(info, _prefix(request), usage_30d=found.get(info.id))
 
 
 @ROUTES.delete(TOKEN)
@@ -213,6 +220,35 @@ async def revoke_token(request: web.Request, given: Given) -> Reply:
     return None
 
 
+@ROUTES.post(TOKEN_ROTATE)
+@documented(
+    Operation(
+        "Rotate a token: issue its successor, retire it after a grace period",
+        Answer(
+            201,
+            "The successor, with `rotated_from`.",
+            "NewToken",
+            location="/v1/projects/{project_id}/tokens/{id}",
+            secret=True,
+        ),
+        (*_BODY_ERRORS, 404, 409),
+        "The successor has the same description, scopes, allowed_ips and expiry preset "
+        "(counted from now). The old token keeps working until the end of its grace (never "
+        "past its own expiry) on every gateway, its proxied answers carrying `Deprecation` "
+        "and `Sunset`; it shows `replaced_by` and cannot be rotated again (409 "
+        "`already_rotated`). The answer is the only place the new token ever appears.",
+        body=schemas.TOKEN_ROTATE,
+    )
+)
+async def rotate_token(request: web.Request, given: Given) -> Reply:
+    app, prefix = request.app, _prefix(request)
+    ids = request.match_info["project_id"], request.match_info["token_id"]
+    issued = await tokens.rotate(
+        app[STORE], app[HASHER], prefix, *ids, actor=actor(request), **given.body
+    )
+    return new_token_view(issued, prefix)
+
+
 _TOKEN_ALLOW: Final = {"Allow": "GET, DELETE"}
 
 
@@ -228,6 +264,51 @@ async def token_other_method(request: web.Request) -> web.Response:
             headers=_TOKEN_ALLOW,
         )
     raise MethodNotAllowed(headers=_TOKEN_ALLOW)
+
+
+# ---------------------------------------------------------------- usage
+
+USAGE_PATH: Final = "/v1/projects/{project_id}/usage"
+# For the role x route table: a viewer of the project may read its usage.
+USAGE_ACCESS: Final = {("GET", USAGE_PATH): "viewer"}
+
+
+def wants_csv(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return any(part.split(";")[0].strip().lower() == "text/csv" for part in accept.split(","))
+
+
+@ROUTES.get(USAGE_PATH)
+@documented(
+    Operation(
+        "A project's usage per UTC day or per token",
+        Answer(200, "Its usage (CSV with a header line for Accept: text/csv).", "Usage"),
+        (400, 401, 404),
+        "Counts: proxied (answers from the upstream), upstream_errors (502, 504 and upstream "
+        "5xx), rate_limited (429s) and forbidden (403s). Grouped by day, days without "
+        "traffic have zeros. Revoked tokens' usage stays in the totals.",
+        query=schemas.USAGE_QUERY,
+    )
+)
+async def get_usage(request: web.Request, given: Given) -> Reply:
+    start, end = usage.span(given.query["from"], given.query["to"])
+    report = await usage.report(
+        request.app[STORE],
+        request.app[USAGE],
+        request.match_info["project_id"],
+        start=start,
+        end=end,
+        token_id=given.query["token_id"],
+        group_by=given.query["group_by"],
+    )
+    if wants_csv(request):
+        name = f"usage-{report.start}-{report.end}.csv"
+        return web.Response(
+            text=usage_csv(report),
+            content_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    return usage_view(report)
 
 
 # ---------------------------------------------------------------- webhooks
@@ -481,7 +562,7 @@ async def create_admin_key(request: web.Request, given: Given) -> Reply:
         "List admin keys, newest first",
         Answer(200, "A page of admin keys.", "AdminKeyPage"),
         (400, 401, 403),
-        query=schemas.PAGE,
+        query=schemas.KEY_PAGE,
     )
 )
 async def list_admin_keys(request: web.Request, given: Given) -> Reply:
@@ -609,7 +690,12 @@ async def metrics(request: web.Request, given: Given) -> Reply:
     try:
         pending = await asyncio.wait_for(app[WEBHOOKS].pending_count(), HEALTH_TIMEOUT)
         app[ADMIN_METRICS].outbox_pending.set(pending)
-    except db.UNREACHABLE:  # the gauge keeps its last value; the scrape still answers
+        soon = tokens.EXPIRING_SOON
+        expiring = await asyncio.wait_for(
+            app[STORE].count_expiring(tokens.seconds(soon)), HEALTH_TIMEOUT
+        )
+        app[ADMIN_METRICS].tokens_expiring.labels(soon).set(expiring)
+    except db.UNREACHABLE:  # the gauges keep their last values; the scrape still answers
         pass
     return exposition(app[ADMIN_METRICS])
 

@@ -94,10 +94,18 @@ export const api = {
   updateProject: (id, fields) => request("PATCH", `/v1/projects/${enc(id)}`, { body: fields }),
   deleteProject: (id) => request("DELETE", `/v1/projects/${enc(id)}`),
   // Pages of the API's default size.
-  listTokens: (id, cursor) => {
-    const query = cursor ? `?${new URLSearchParams({ cursor })}` : "";
+  // `filter`: {status, within} of the API's listing, or {} for every token.
+  listTokens: (id, cursor, filter = {}) => {
+    const params = new URLSearchParams(filter);
+    if (cursor) params.set("cursor", cursor);
+    const query = params.toString() ? `?${params}` : "";
     return request("GET", `/v1/projects/${enc(id)}/tokens${query}`);
   },
+  getToken: (id, tokenId) => request("GET", `/v1/projects/${enc(id)}/tokens/${enc(tokenId)}`),
+  rotateToken: (id, tokenId, grace) =>
+    request("POST", `/v1/projects/${enc(id)}/tokens/${enc(tokenId)}/rotate`, {
+      body: { grace },
+    }),
   createToken: (id, fields) => request("POST", `/v1/projects/${enc(id)}/tokens`, { body: fields }),
   revokeToken: (id, tokenId) =>
     request("DELETE", `/v1/projects/${enc(id)}/tokens/${enc(tokenId)}`),
@@ -108,6 +116,11 @@ export const api = {
     request("DELETE", `/v1/projects/${enc(id)}/webhooks/${enc(webhookId)}`),
   testWebhook: (id, webhookId) =>
     request("POST", `/v1/projects/${enc(id)}/webhooks/${enc(webhookId)}/test`),
+  // 30 days up to today by default; `params`: from, to, token_id, group_by.
+  usage: (id, params = {}) => {
+    const query = new URLSearchParams(params).toString();
+    return request("GET", `/v1/projects/${enc(id)}/usage${query ? `?${query}` : ""}`);
+  },
   listDeliveries: (id, webhookId, limit) =>
     request(
       "GET",

@@ -1,5 +1,5 @@
-// A project's page: the Settings section (name, rate limit), the Access Tokens section and the
-// Webhooks section.
+// A project's page: the Settings section (name, rate limit, quota), the Usage chart, the
+// Access Tokens section and the Webhooks section.
 
 import * as activity from "./activity.js";
 import { api } from "./api.js";
@@ -22,6 +22,7 @@ import { timeElement } from "./format.js";
 import * as projects from "./projects.js";
 import { field, limitInput } from "./schema.js";
 import * as tokens from "./tokens.js";
+import * as usage from "./usage.js";
 import * as webhooks from "./webhooks.js";
 import * as who from "./who.js";
 
@@ -40,6 +41,8 @@ function fill(project) {
   const readOnly = !who.may("manager");
   $("settings-name").readOnly = readOnly;
   $("settings-rate").readOnly = readOnly;
+  $("settings-quota").value = project.quota ?? "";
+  $("settings-quota").readOnly = readOnly;
 }
 
 export async function show(projectId, { focus = false } = {}) {
@@ -78,6 +81,7 @@ export async function show(projectId, { focus = false } = {}) {
     // Webhooks are the project managers' business; a portal session sees tokens only.
     who.may("manager") && !who.isPortal() ? webhooks.load(project.id, stillCurrent) : null,
     activity.fill("project-activity", { project_id: project.id }, stillCurrent),
+    usage.load(project.id, stillCurrent),
   ]);
 }
 
@@ -86,8 +90,10 @@ function changes() {
   const fields = {};
   const name = $("settings-name").value.trim();
   const rate = $("settings-rate").value.trim() || null;
+  const quota = $("settings-quota").value.trim() || null;
   if (name !== current.name) fields.name = name;
   if (rate !== current.rate_limit) fields.rate_limit = rate;
+  if (quota !== current.quota) fields.quota = quota;
   return fields;
 }
 
@@ -131,7 +137,7 @@ export function init() {
       showFieldError(error, $("settings-name"), "The project needs a name.");
       return;
     }
-    const wrong = firstProblem(form, "ProjectUpdate", ["name", "rate_limit"]);
+    const wrong = firstProblem(form, "ProjectUpdate", ["name", "rate_limit", "quota"]);
     if (wrong) {
       showFieldError(error, ...wrong);
       return;

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gateway.core.rates import Rate
+from gateway.core.rates import Quota, Rate
 
 from .capabilities import Rules
 
@@ -35,6 +35,7 @@ class TokenState:
     rules: Rules | None = None  # its scopes and allowed addresses; None: anything, anywhere
     # Deprecation/Sunset for the answers of a rotated token in its grace period.
     notice: dict[str, str] | None = None
+    quota: Quota | None = None  # the project's quota (SPEC §11)
     fresh_until: float = field(default=0.0, repr=False)  # monotonic clock
     generation: int = field(default=0, repr=False)
 

@@ -27,7 +27,7 @@ from gateway.core.journal import CLI
 from gateway.core.store import Store
 from gateway.core.tokens import generate, parse
 from tests.conftest import ADMIN_AUTH
-from tests.helpers import GatewayClient, free_port
+from tests.helpers import CHEAP_HASHER, GatewayClient, free_port, issue
 
 MISSING = generate("tg").id
 
@@ -77,12 +77,12 @@ async def ok(env: dict[str, str], *args: str) -> Result:
 
 async def test_projects_create_and_list(env: dict[str, str]) -> None:
     made = (await ok(env, "projects", "create", "--name", "Acme", "--json")).json()
-    assert set(made) == {"id", "name", "rate_limit", "created_at"}
+    assert set(made) == {"id", "name", "rate_limit", "quota", "created_at"}
     assert made["name"] == "Acme" and made["rate_limit"] is None
     table = (
         await ok(env, "projects", "create", "--name", "Beta", "--rate-limit", "100/second")
     ).out
-    assert table.splitlines()[0].split() == ["ID", "NAME", "RATE", "LIMIT", "CREATED"]
+    assert table.splitlines()[0].split() == ["ID", "NAME", "RATE", "LIMIT", "QUOTA", "CREATED"]
     assert "Beta" in table and "100/second" in table
 
     listed = (await ok(env, "projects", "list", "--json")).json()
@@ -104,6 +104,59 @@ async def test_control_characters_cannot_break_the_table(env: dict[str, str]) ->
 
 
 # ---------------------------------------------------------------- tokens
+
+
+async def test_tokens_with_scopes_rotated_and_filtered(
+    env: dict[str, str], pg_pool: asyncpg.Pool
+) -> None:
+    pid = (await ok(env, "projects", "create", "--name", "p", "--json")).json()["id"]
+    args = ["--scope", "get /v1/validate", "--scope", "* /v1/status", "--allowed-ip", "::1/128"]
+    made = (await ok(env, "tokens", "create", "--project", pid, *args, "--json")).json()
+    assert made["scopes"] == ["GET /v1/validate", "* /v1/status"]
+    assert made["allowed_ips"] == ["::1"]
+    table = (await ok(env, "tokens", "show", "--project", pid, "--token", made["id"])).out
+    assert "GET /v1/validate, * /v1/status" in table and "::1" in table
+
+    rotated = await ok(
+        env, "tokens", "rotate", "--project", pid, "--token", made["id"], "--grace", "2h"
+    )
+    raw = rotated.out.strip().splitlines()[-1].removeprefix("token: ")
+    successor = parse(raw, "tg")
+    assert successor is not None and "only time" in rotated.err
+    assert f"replaced by {successor.id}" in rotated.out and "rotating until" in rotated.out
+    again = await admin(env, "tokens", "rotate", "--project", pid, "--token", made["id"])
+    assert again.code == 1 and "rotated already" in again.err and "Traceback" not in again.err
+
+    expiring = (
+        await ok(env, "tokens", "list", "--project", pid, "--status", "expiring", "--json")
+    ).json()
+    assert [t["id"] for t in expiring["tokens"]] == [made["id"]]
+    within = ("--status", "expiring", "--within", "1h", "--json")
+    assert (await ok(env, "tokens", "list", "--project", pid, *within)).json()["tokens"] == []
+    audit = await pg_pool.fetchval(
+        "SELECT actor_type FROM audit_events WHERE action = 'token.rotated' AND target_id = $1",
+        made["id"],
+    )
+    assert audit == "cli"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("create", "--scope", "GET"), '"scopes" must be a method (or *) and a path prefix'),
+        (("create", "--allowed-ip", "10.0.0.1/8"), "host bits set: the block is 10.0.0.0/8"),
+        (("rotate", "--token", "{tid}", "--grace", "8d"), '"grace" must be at most 7d'),
+        (("list", "--status", "soon"), '"status" must be one of active, expired, expiring'),
+    ],
+)
+async def test_bad_capabilities_are_exit_2(
+    env: dict[str, str], store: Store, args: tuple[str, ...], says: str
+) -> None:
+    issued = await issue(store, hasher=CHEAP_HASHER)
+    argv = [a.format(tid=issued.token_id) for a in args]
+    result = await admin(env, "tokens", argv[0], "--project", issued.project_id, *argv[1:])
+    assert result.code == 2, result
+    assert says in result.err and "Traceback" not in result.err
 
 
 async def test_tokens_create_list_and_revoke(env: dict[str, str], pg_pool: asyncpg.Pool) -> None:
@@ -359,7 +412,7 @@ def test_data_commands_list_only_their_own_flags() -> None:
         # and, to issue one, the argon2 parameters.
         extra = listed - {"--database-url", "--gateway-data-dir"}
         allowed = {"--token-prefix"} if name.startswith(("tokens", "keys")) else set()
-        if name in ("tokens create", "keys create"):
+        if name in ("tokens create", "tokens rotate", "keys create"):
             allowed |= {"--argon2-time-cost", "--argon2-memory-cost", "--argon2-parallelism"}
         if name == "webhooks create":  # whether a private address may receive events
             allowed |= {"--webhook-allow-private"}
@@ -429,7 +482,7 @@ async def test_not_found_is_exit_1(env: dict[str, str], args: tuple[str, ...]) -
         (("tokens", "revoke", "--project", MISSING), "--token"),
         (("tokens", "create", "--project", "{pid}", "--expires-in", "7d"), '"expires_in"'),
         (("tokens", "create", "--project", "{pid}", "--description", "x" * 201), '"description"'),
-        (("tokens", "rotate"), "invalid choice"),
+        (("tokens", "expire"), "invalid choice"),
         (("tokens", "list", "--project", "{pid}", "--token-prefix", "NOT OK"), "TOKEN_PREFIX"),
         (("projects", "list", "--token-prefix", "tg"), "unrecognized arguments"),
         (("projects", "update", "--project", "{pid}"), "nothing to change"),

@@ -159,6 +159,9 @@ def _bodies(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     return found
 
 
+NO_NUL = "^[^\\u0000]*$"
+
+
 def _good_value(schema: dict[str, Any]) -> Any:
     """A value the field's schema allows."""
     if schema["type"] == "array":
@@ -186,7 +189,9 @@ def _bad_values(schema: dict[str, Any]) -> list[tuple[Any, str]]:
         bad.append(("", "invalid_value"))
     if "enum" in schema:
         bad.append(("surely-not-" + schema["enum"][0], "invalid_value"))
-    if "pattern" in schema:
+    if schema.get("pattern") == NO_NUL:  # free text: anything but NUL
+        bad.append(("a\x00b", "invalid_value"))
+    elif "pattern" in schema:
         bad.append(("!", "invalid_value"))
         assert re.fullmatch(schema["pattern"].strip("^$"), schema["examples"][0])
     return bad
@@ -201,14 +206,16 @@ async def test_each_body_is_checked_as_the_document_declares_it(admin_client: An
         ("post", "/v1/projects"),
         ("patch", "/v1/projects/{project_id}"),
         ("post", "/v1/projects/{project_id}/tokens"),
+        ("post", "/v1/projects/{project_id}/tokens/{token_id}/rotate"),
         ("post", "/v1/projects/{project_id}/webhooks"),
         ("post", "/v1/leaks"),
         ("post", "/v1/admin-keys"),
         ("post", "/v1/projects/{project_id}/portal-sessions"),
         ("post", "/v1/portal-sessions/exchange"),
     }
+    token = await (await admin_client.post(f"/v1/projects/{project['id']}/tokens")).json()
     for method, template, schema in bodies:
-        path = template.format(project_id=project["id"])
+        path = template.format(project_id=project["id"], token_id=token["id"])
         minimal = {
             name: _good_value(schema["properties"][name]) for name in schema.get("required", [])
         }
@@ -256,6 +263,7 @@ async def test_answers_documented_as_secret_are_never_cached(admin_client: Any) 
     ]
     assert secret == [
         ("post", "/v1/projects/{project_id}/tokens"),
+        ("post", "/v1/projects/{project_id}/tokens/{token_id}/rotate"),
         ("post", "/v1/projects/{project_id}/webhooks"),
         ("post", "/v1/admin-keys"),
         ("post", "/v1/projects/{project_id}/portal-sessions"),
