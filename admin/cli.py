@@ -1,7 +1,7 @@
 """The ``admin`` command: ``serve`` the admin API, or manage projects, tokens and webhooks
 from a shell.
 
-The project, token and webhook commands ("data commands", all built by
+The project, token, webhook and admin key commands ("data commands", all built by
 :func:`_data_command`) work straight on the database through the same use cases as the
 HTTP API, so a revoke here reaches every gateway exactly as one made over HTTP. Output is
 a readable table, or the API's JSON with ``--json``. Errors go to stderr: exit status 1
@@ -31,19 +31,26 @@ from gateway.core.config import ConfigError, Settings
 from gateway.core.errors import BadRequest, TollgateError
 from gateway.core.journal import CLI
 from gateway.core.store import Project, Store, TokenInfo
+from gateway.core.store_keys import AdminKey, KeyStore
+from gateway.core.store_usage import COLUMNS, UsageStore
 from gateway.core.store_webhooks import Webhook, WebhookStore
 from gateway.core.tokens import Hasher
 
-from . import projects, schemas, serve, tokens, webhooks
+from . import admin_keys, projects, schemas, serve, tokens, usage, webhooks
+from .credentials import key_prefix
 from .ssrf import Guard
 from .views import (
+    admin_key_view,
     delivery_list_view,
     delivery_view,
+    new_admin_key_view,
     new_token_view,
     new_webhook_view,
     project_list_view,
     project_view,
     token_view,
+    usage_csv,
+    usage_view,
     webhook_list_view,
     webhook_view,
 )
@@ -152,10 +159,10 @@ def _print_json(data: Any) -> None:
 
 def _project_rows(found: Sequence[Project]) -> str:
     rows = [
-        (v["id"], v["name"], v["rate_limit"] or "default", v["created_at"])
+        (v["id"], v["name"], v["rate_limit"] or "default", v["quota"] or "none", v["created_at"])
         for v in map(project_view, found)
     ]
-    return _table(("ID", "NAME", "RATE LIMIT", "CREATED"), rows)
+    return _table(("ID", "NAME", "RATE LIMIT", "QUOTA", "CREATED"), rows)
 
 
 def _token_status(view: dict[str, Any]) -> str:
@@ -186,7 +193,9 @@ def _token_rows(found: Sequence[TokenInfo], prefix: str) -> str:
 
 
 async def _projects_create(settings: Settings, args: argparse.Namespace, store: Store) -> int:
-    given = schemas.PROJECT_CREATE.check({"name": args.name, "rate_limit": args.project_rate_limit})
+    given = schemas.PROJECT_CREATE.check(
+        {"name": args.name, "rate_limit": args.project_rate_limit, "quota": args.quota}
+    )
     project = await projects.create(store, **given, actor=CLI)
     if args.json:
         _print_json(project_view(project))
@@ -211,8 +220,10 @@ async def _projects_update(settings: Settings, args: argparse.Namespace, store: 
     if args.project_rate_limit is not None:
         default = args.project_rate_limit == "default"
         body["rate_limit"] = None if default else args.project_rate_limit
+    if args.quota is not None:
+        body["quota"] = None if args.quota == "none" else args.quota
     if not body:
-        raise BadRequest("nothing to change: give --name, --rate-limit or both")
+        raise BadRequest("nothing to change: give --name, --rate-limit or --quota")
     project = await projects.update(
         store, args.project, **schemas.PROJECT_UPDATE.check(body), actor=CLI
     )
@@ -301,6 +312,37 @@ async def _tokens_revoke(settings: Settings, args: argparse.Namespace, store: St
     return 0
 
 
+async def _usage(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    given = schemas.USAGE_QUERY.check(
+        {
+            "from": getattr(args, "from") or "",
+            "to": args.to or "",
+            "token_id": args.token or "",
+            "group_by": args.group_by or "",
+        }
+    )
+    start, end = usage.span(given["from"], given["to"])
+    report = await usage.report(
+        store,
+        UsageStore(store.pool),
+        args.project,
+        start=start,
+        end=end,
+        token_id=given["token_id"],
+        group_by=given["group_by"],
+    )
+    if args.json:
+        _print_json(usage_view(report))
+    elif args.csv:
+        print(usage_csv(report), end="")
+    else:
+        headers = ("DATE" if report.group_by == "day" else "TOKEN", *map(str.upper, COLUMNS))
+        rows = [(str(row.key), *row.counts().values()) for row in report.rows]
+        rows.append(("total", *report.totals().values()))
+        print(_table(headers, rows))
+    return 0
+
+
 def _webhook_rows(found: Sequence[Webhook]) -> str:
     rows = [
         (v["id"], v["url"], ",".join(v["events"]) or "all", v["created_at"])
@@ -382,6 +424,73 @@ async def _webhooks_deliveries(
     return 0
 
 
+def _key_rows(found: Sequence[AdminKey], prefix: str) -> str:
+    rows = [
+        (
+            v["id"],
+            v["name"],
+            v["role"],
+            v["project_id"] or "all",
+            v["status"],
+            v["expires_at"] or "never",
+            v["last_used_at"] or "never",
+        )
+        for v in (admin_key_view(key, prefix) for key in found)
+    ]
+    headers = ("ID", "NAME", "ROLE", "PROJECT", "STATUS", "EXPIRES", "LAST USED")
+    return _table(headers, rows)
+
+
+def _keys(store: Store) -> KeyStore:
+    return KeyStore(store.pool)
+
+
+async def _keys_create(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    body = {"name": args.name, "role": args.role, "expires_in": args.expires_in}
+    if args.project is not None:
+        body["project_id"] = args.project
+    given = schemas.ADMIN_KEY_CREATE.check(body)
+    prefix = key_prefix(settings.token_prefix)
+    hasher = Hasher.from_settings(settings)
+    issued = await admin_keys.issue(_keys(store), store, hasher, prefix, **given, actor=CLI)
+    if args.json:
+        _print_json(new_admin_key_view(issued, prefix))
+    else:
+        print(_key_rows([issued.key], prefix))
+        print(f"\nkey: {issued.raw}")
+        print("This is the only time the key is shown: store it now.", file=sys.stderr)
+    return 0
+
+
+async def _keys_list(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    found = await admin_keys.list_all(_keys(store))
+    prefix = key_prefix(settings.token_prefix)
+    if args.json:
+        _print_json({"admin_keys": [admin_key_view(key, prefix) for key in found]})
+    else:
+        print(_key_rows(found, prefix) if found else "no admin keys yet")
+    return 0
+
+
+async def _keys_show(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    key = await admin_keys.get(_keys(store), args.key)
+    prefix = key_prefix(settings.token_prefix)
+    if args.json:
+        _print_json(admin_key_view(key, prefix))
+    else:
+        print(_key_rows([key], prefix))
+    return 0
+
+
+async def _keys_revoke(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    await admin_keys.revoke(_keys(store), args.key, actor=CLI)
+    if args.json:
+        _print_json({"id": args.key, "revoked": True})
+    else:
+        print(f"revoked admin key {args.key}; every admin instance refuses it now")
+    return 0
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return serve.serve(settings, migrate=not args.no_migrate)
 
@@ -452,6 +561,9 @@ def _project_commands(commands: Any) -> None:
         metavar="N/UNIT",
         help="the project's limit per token, e.g. 100/second (default: the gateway's RATE_LIMIT)",
     )
+    create.add_argument(
+        "--quota", metavar="N/day|N/month", help="requests per UTC day or month (default: none)"
+    )
     _data_command(group, "list", _projects_list, "list projects, newest first")
     update = _data_command(
         group, "update", _projects_update, "rename a project or change its rate limit"
@@ -464,6 +576,12 @@ def _project_commands(commands: Any) -> None:
         metavar="N/UNIT|default",
         help="the new limit per token, e.g. 100/second; `default`: the gateway's RATE_LIMIT"
         " (every gateway applies it at once)",
+    )
+    update.add_argument(
+        "--quota",
+        metavar="N/day|N/month|none",
+        help="the project's requests per UTC day or month; `none`: no quota (units already"
+        " used in the period still count)",
     )
     delete = _data_command(
         group, "delete", _projects_delete, "delete a project and its tokens (at once, everywhere)"
@@ -562,6 +680,50 @@ def _webhook_commands(commands: Any) -> None:
     )
 
 
+def _key_commands(commands: Any) -> None:
+    group = _group(commands, "keys", "issue, show, list and revoke admin keys")
+    create = _data_command(
+        group, "create", _keys_create, "issue an admin key (shown once)", uses=ISSUES_TOKENS
+    )
+    create.add_argument("--name", required=True, help=f"1-{admin_keys.NAME_MAX} characters")
+    create.add_argument(
+        "--role",
+        required=True,
+        choices=admin_keys.ROLES,
+        help="admin: everything; manager or viewer: one project (--project)",
+    )
+    create.add_argument("--project", metavar="PROJECT_ID", help="the project of a project role")
+    create.add_argument(
+        "--expires-in",
+        default=tokens.DEFAULT_PRESET,
+        metavar="PRESET",
+        help=f"one of {', '.join(tokens.PRESETS)} (default {tokens.DEFAULT_PRESET})",
+    )
+    _data_command(group, "list", _keys_list, "list admin keys, newest first", uses=SHOWS_TOKENS)
+    show = _data_command(
+        group, "show", _keys_show, "show one admin key (never its secret)", uses=SHOWS_TOKENS
+    )
+    show.add_argument("--key", required=True, metavar="KEY_ID")
+    revoke = _data_command(group, "revoke", _keys_revoke, "revoke an admin key at once")
+    revoke.add_argument("--key", required=True, metavar="KEY_ID")
+
+
+def _usage_command(commands: Any) -> None:
+    command = _data_command(
+        commands, "usage", _usage, "a project's usage per UTC day (or per token), as a table"
+    )
+    _project_flag(command)
+    command.add_argument(
+        "--from", metavar="YYYY-MM-DD", help="first day (default: 29 days before --to)"
+    )
+    command.add_argument("--to", metavar="YYYY-MM-DD", help="last day, included (default: today)")
+    command.add_argument("--token", metavar="TOKEN_ID", help="only this token's usage")
+    command.add_argument(
+        "--group-by", choices=usage.GROUPINGS, help="one row per day (default) or per token"
+    )
+    command.add_argument("--csv", action="store_true", help="print CSV with a header line")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="admin", description="Tollgate administration.")
     commands = parser.add_subparsers(title="commands", parser_class=Parser)
@@ -569,6 +731,8 @@ def build_parser() -> Parser:
     _project_commands(commands)
     _token_commands(commands)
     _webhook_commands(commands)
+    _key_commands(commands)
+    _usage_command(commands)
     return parser
 
 

@@ -14,10 +14,10 @@ from typing import Final
 from gateway.core import capabilities
 from gateway.core.journal import ACTIONS
 from gateway.core.rates import PATTERN as RATE_PATTERN
-from gateway.core.rates import parse_rate
+from gateway.core.rates import QUOTA_PATTERN, parse_quota, parse_rate
 from gateway.core.tokens import ID_LEN
 
-from . import leaks, projects, tokens, webhooks
+from . import admin_keys, leaks, projects, tokens, usage, webhooks
 from .fields import Body, Field, Query
 
 NAME: Final = Field(
@@ -41,11 +41,53 @@ RATE_LIMIT: Final = Field(
     examples=("600/minute", "10/sec"),
 )
 
+QUOTA: Final = Field(
+    nullable=True,
+    pattern=QUOTA_PATTERN,
+    must="must be a number of requests per day or month, such as 10000/day, or null for none",
+    convert=lambda text: str(parse_quota(text)),
+    description=(
+        "Requests the project's tokens may make together per UTC calendar day or month "
+        "(N/day, N/month); null means no quota. Changing it keeps what the period used."
+    ),
+    examples=("10000/day", "1000000/month"),
+)
+
 PROJECT_CREATE: Final = Body(
     "ProjectCreate",
-    {"name": replace(NAME, required=True), "rate_limit": replace(RATE_LIMIT, default=None)},
+    {
+        "name": replace(NAME, required=True),
+        "rate_limit": replace(RATE_LIMIT, default=None),
+        "quota": replace(QUOTA, default=None),
+    },
 )
-PROJECT_UPDATE: Final = Body("ProjectUpdate", {"name": NAME, "rate_limit": RATE_LIMIT})
+PROJECT_UPDATE: Final = Body(
+    "ProjectUpdate", {"name": NAME, "rate_limit": RATE_LIMIT, "quota": QUOTA}
+)
+_DATE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+USAGE_QUERY: Final = Query(
+    {
+        "from": Field(
+            default=None,
+            pattern=_DATE,
+            must="must be a date, YYYY-MM-DD",
+            description="First UTC day (default: 29 days before `to`).",
+        ),
+        "to": Field(
+            default=None,
+            pattern=_DATE,
+            must="must be a date, YYYY-MM-DD",
+            description="Last UTC day, included (default: today).",
+        ),
+        "token_id": Field(default=None, opaque=True, description="Only this token's usage."),
+        "group_by": Field(
+            choices=usage.GROUPINGS,
+            default="day",
+            description=f"One row per day (zeros included) or per token; at most "
+            f"{usage.DAYS_MAX} days.",
+        ),
+    }
+)
 TOKEN_CREATE: Final = Body(
     "TokenCreate",
     {
@@ -210,6 +252,7 @@ GITHUB_REPORT_ITEM: Final = Body(
 ID: Final = Field(
     pattern=re.compile(rf"[0-9A-Za-z]{{{ID_LEN}}}"),
     must=f"must be an id: {ID_LEN} letters and digits",
+    examples=("3hXwq0PuFLZd9KIbm",),
 )
 AUDIT_PAGE: Final = Query(
     {
@@ -241,4 +284,61 @@ AUDIT_PAGE: Final = Query(
             description="`next_cursor` of the previous page.",
         ),
     }
+)
+
+# ---------------------------------------------------------------- admin keys, portal sessions
+
+ADMIN_KEY_CREATE: Final = Body(
+    "AdminKeyCreate",
+    {
+        "name": replace(
+            NAME, required=True, description="What the key is for; not necessarily unique."
+        ),
+        "role": Field(
+            required=True,
+            choices=admin_keys.ROLES,
+            description="admin: everything; manager or viewer: one project.",
+            examples=("manager",),
+        ),
+        "project_id": replace(
+            ID, default=None, description="Required for manager and viewer, refused for admin."
+        ),
+        "expires_in": Field(
+            choices=tuple(tokens.PRESETS),
+            default=tokens.DEFAULT_PRESET,
+            description="How long the key works; `never` for no expiry.",
+        ),
+    },
+)
+PAGE: Final = TOKEN_PAGE  # ?limit=&cursor=, the same for every keyset listing
+PORTAL_SESSION_CREATE: Final = Body(
+    "PortalSessionCreate",
+    {
+        "role": Field(
+            choices=admin_keys.PROJECT_ROLES,
+            default="manager",
+            description="What the customer may do on the project's token pages.",
+        ),
+        "ttl": Field(
+            pattern=re.compile(
+                r"([5-9]|[1-9][0-9]|[1-6][0-9][0-9]|7[01][0-9]|720)m|([1-9]|1[0-2])h"
+            ),
+            must="must be a duration from 5m to 12h, in minutes (90m) or hours (2h)",
+            default=admin_keys.DEFAULT_SESSION,
+            description="How long the session lasts once the link is used: 5m to 12h.",
+            examples=("30m", "1h"),
+        ),
+    },
+)
+PORTAL_EXCHANGE: Final = Body(
+    "PortalExchange",
+    {
+        "code": Field(
+            required=True,
+            pattern=re.compile(r"[A-Za-z0-9_-]{43}"),
+            must="must be the code of a portal link",
+            examples=("Zm9ydHktdGhyZWUtY2hhcmFjdGVycy1vZi1jb2RlLi4",),
+            description="The part of the portal link after #/portal/.",
+        )
+    },
 )

@@ -23,6 +23,7 @@ import {
 import { sendChecked } from "./fields.js";
 import { timeElement } from "./format.js";
 import { field, limitInput } from "./schema.js";
+import * as usage from "./usage.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -180,6 +181,7 @@ function tokenRow(token) {
     cell("Created", timeElement(token.created_at)),
     cell("Expires", timeElement(token.expires_at)),
     cell("Last used", timeElement(token.last_used_at)),
+    cell("Last 30 days", usage.tokenCell(token)),
     cell("Status", ...statusOf(token)),
     cell("Actions", ...actions),
   );
@@ -337,19 +339,12 @@ let copied = false; // the token on show went to the clipboard (button or Ctrl+C
 // Show the raw token once. Only the DOM holds it from here on; `created` loses it at once.
 // `done()` runs when the dialog closes (after a rotation: the old row is redrawn).
 function reveal(created, projectId, done = () => {}) {
-  const secret = $("reveal-token");
-  secret.textContent = created.token;
+  const token = created.token;
   delete created.token;
-  copied = false;
-  asking(false);
-  $("reveal-status").textContent = "";
-  openDialog($("dialog-reveal"), {
+  revealOnce(token, {
+    kind: "token",
     returnFocus: () => $("create-token"),
     onClose: () => {
-      secret.textContent = "";
-      $("reveal-status").textContent = "";
-      asking(false);
-      window.getSelection()?.removeAllRanges();
       const project = projectOf();
       if (project && project.id === projectId) {
         $("tokens-body").prepend(tokenRow(created));
@@ -357,6 +352,28 @@ function reveal(created, projectId, done = () => {}) {
         $("tokens-status").textContent = created.rotated_from ? "Token rotated." : "Token created.";
         done();
       }
+    },
+  });
+}
+
+// The one-time reveal dialog, for a token or an admin key (`kind` names it): `text` is held
+// by the DOM alone while the dialog is open, and emptied when it closes.
+export function revealOnce(text, { kind, returnFocus, onClose }) {
+  const secret = $("reveal-token");
+  secret.textContent = text;
+  $("dialog-reveal-title").textContent = `Your new ${kind}`;
+  $("reveal-kind").textContent = kind;
+  copied = false;
+  asking(false);
+  $("reveal-status").textContent = "";
+  openDialog($("dialog-reveal"), {
+    returnFocus,
+    onClose: () => {
+      secret.textContent = "";
+      $("reveal-status").textContent = "";
+      asking(false);
+      window.getSelection()?.removeAllRanges();
+      onClose();
     },
   });
   $("reveal-copy").focus();

@@ -28,15 +28,16 @@ from typing import Any
 
 from gateway.core import db, tokens
 from gateway.core.errors import ServiceUnavailable, TollgateError, TooManyRequests
-from gateway.core.rates import Rate, parse_rate
+from gateway.core.proofs import NegativeCache, ProofCache
+from gateway.core.rates import Quota, Rate, parse_quota, parse_rate
+from gateway.core.singleflight import SingleFlight
 from gateway.core.store import AuthRecord, Store
 
 from .bearer import expired_token, invalid_token
-from .caches import NegativeCache, ProofCache, StateCache, TokenState
+from .caches import StateCache, TokenState
 from .capabilities import compile_rules
 from .metrics import GatewayMetrics
 from .ratelimit.throttle import FailureThrottle
-from .singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -264,4 +265,14 @@ class Authenticator:
             rate,
             compile_rules(record.scopes, record.allowed_ips),
             deprecation(rotated_at, expires_at),
+            self._quota(record),
         )
+
+    def _quota(self, record: AuthRecord) -> Quota | None:
+        if record.quota is None:
+            return None
+        try:
+            return parse_quota(record.quota)
+        except ValueError:
+            log.warning("project %s has an unreadable quota; none applied", record.project_id)
+            return None

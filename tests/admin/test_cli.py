@@ -77,12 +77,12 @@ async def ok(env: dict[str, str], *args: str) -> Result:
 
 async def test_projects_create_and_list(env: dict[str, str]) -> None:
     made = (await ok(env, "projects", "create", "--name", "Acme", "--json")).json()
-    assert set(made) == {"id", "name", "rate_limit", "created_at"}
+    assert set(made) == {"id", "name", "rate_limit", "quota", "created_at"}
     assert made["name"] == "Acme" and made["rate_limit"] is None
     table = (
         await ok(env, "projects", "create", "--name", "Beta", "--rate-limit", "100/second")
     ).out
-    assert table.splitlines()[0].split() == ["ID", "NAME", "RATE", "LIMIT", "CREATED"]
+    assert table.splitlines()[0].split() == ["ID", "NAME", "RATE", "LIMIT", "QUOTA", "CREATED"]
     assert "Beta" in table and "100/second" in table
 
     listed = (await ok(env, "projects", "list", "--json")).json()
@@ -343,6 +343,44 @@ async def test_tokens_show_gives_one_token_masked(env: dict[str, str]) -> None:
     assert (gone.code, gone.err.strip()) == (1, "admin: token not found")
 
 
+# ---------------------------------------------------------------- admin keys
+
+
+async def test_keys_create_list_show_and_revoke(env: dict[str, str], pg_pool: asyncpg.Pool) -> None:
+    pid = (await ok(env, "projects", "create", "--name", "p", "--json")).json()["id"]
+    made = await ok(env, "keys", "create", "--name", "ops", "--role", "viewer", "--project", pid)
+    raw = made.out.strip().splitlines()[-1].removeprefix("key: ")
+    assert parse(raw, "tgadm") is not None and "only time" in made.err
+    key_id = raw.split("_")[1]
+    assert "viewer" in made.out and pid in made.out
+    admin_key = (
+        await ok(env, "keys", "create", "--name", "root", "--role", "admin", "--json")
+    ).json()
+    assert admin_key["project_id"] is None and admin_key["key"].startswith("tgadm_")
+    listed = (await ok(env, "keys", "list", "--json")).json()["admin_keys"]
+    assert [k["id"] for k in listed][:2] == [admin_key["id"], key_id]
+    assert all("key" not in k for k in listed)
+    table = (await ok(env, "keys", "list")).out
+    assert key_id in table and raw not in table and "all" in table
+    shown = (await ok(env, "keys", "show", "--key", key_id, "--json")).json()
+    assert shown["name"] == "ops" and shown["role"] == "viewer"
+    revoked = await ok(env, "keys", "revoke", "--key", key_id)
+    assert key_id in revoked.out
+    again = await admin(env, "keys", "revoke", "--key", key_id)
+    assert (again.code, again.err.strip()) == (1, "admin: admin key not found")
+    bad = await admin(env, "keys", "create", "--name", "x", "--role", "manager")
+    assert (
+        bad.code == 2 and bad.err.strip() == 'admin: "project_id" is required for the manager role'
+    )
+    audited = await pg_pool.fetch(
+        "SELECT actor_type, action FROM audit_events WHERE target_id = $1 ORDER BY id", key_id
+    )
+    assert [tuple(r) for r in audited] == [
+        ("cli", "admin_key.created"),
+        ("cli", "admin_key.revoked"),
+    ]
+
+
 def all_commands() -> dict[str, argparse.ArgumentParser]:
     """Every command of ``admin``, by name (``serve``, ``projects create`` ...)."""
     found: dict[str, argparse.ArgumentParser] = {}
@@ -373,8 +411,8 @@ def test_data_commands_list_only_their_own_flags() -> None:
         # Beyond the database, only what the command uses: the token prefix (masked ids)
         # and, to issue one, the argon2 parameters.
         extra = listed - {"--database-url", "--gateway-data-dir"}
-        allowed = {"--token-prefix"} if name.startswith("tokens") else set()
-        if name in ("tokens create", "tokens rotate"):
+        allowed = {"--token-prefix"} if name.startswith(("tokens", "keys")) else set()
+        if name in ("tokens create", "tokens rotate", "keys create"):
             allowed |= {"--argon2-time-cost", "--argon2-memory-cost", "--argon2-parallelism"}
         if name == "webhooks create":  # whether a private address may receive events
             allowed |= {"--webhook-allow-private"}

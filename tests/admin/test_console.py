@@ -583,7 +583,7 @@ async def test_keyboard_only_create_and_revoke(console: Console) -> None:
     await expect(console.dialog("Create token").get_by_label("Description")).to_be_focused()
     await page.keyboard.type("typed")
     await page.keyboard.press("Tab")
-    await expect(page.get_by_label("Expiration")).to_be_focused()
+    await expect(console.dialog("Create token").get_by_label("Expiration")).to_be_focused()
     await page.keyboard.press("ArrowDown")
     await page.keyboard.press("Tab")
     await expect(page.get_by_label("Scopes")).to_be_focused()

@@ -22,30 +22,30 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError, NoScriptError, RedisError
-
 from gateway.core.config import mask_url
 from gateway.core.gcra import US, Decision, Tat, bucket, decide
 from gateway.core.rates import Rate
 
 from ..metrics import GatewayMetrics
-from .local import LocalLimiter
+from .local import LocalLimiter, QuotaHit, Shared
+from .resp import NoScript, ReplyError, RespClient
 
 log = logging.getLogger(__name__)
 
 PREFIX = "tollgate:rl:"
+QUOTA_PREFIX = "tollgate:quota:"
 # Redis answers in well under a millisecond; a stalled one must not stall requests.
 SOCKET_TIMEOUT = 0.5
-MAX_CONNECTIONS = 64  # per process; a hit holds one for a round trip
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 5.0
 
-# gcra.gcra in Lua. KEYS[1]: the bucket; ARGV: limit, period in µs. The value is
-# "<us> <frac>": the TAT is us + frac/limit µs (Lua numbers are doubles, exact below
-# 2^53, and epoch microseconds are about 2^51). Returns {allowed, now, us, frac}.
+# gcra.gcra in Lua, and the project's quota in the same step (one round trip for both).
+# KEYS[1]: the bucket; ARGV: limit, period in µs. The value is "<us> <frac>": the TAT is
+# us + frac/limit µs (Lua numbers are doubles, exact below 2^53, and epoch microseconds
+# are about 2^51). With a quota, KEYS[2] counts the period's units and ARGV[3], ARGV[4]
+# are the quota and the counter's lifetime in ms: a request is admitted only if the rate
+# allows it AND a unit is left, and only then are the TAT moved and a unit taken.
+# Returns {allowed, now, us, frac, used}: allowed 1, 0 (rate) or 2 (quota used up).
 SCRIPT = """
 local limit = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
@@ -60,6 +60,13 @@ if state then
     us, frac = s_us, math.min(s_frac, limit - 1)
   end
 end
+local used = 0
+if KEYS[2] then
+  used = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if used >= tonumber(ARGV[3]) then
+    return {2, now, us, frac, used}
+  end
+end
 local step = math.floor(period / limit)
 local rest = period - step * limit
 local new_us, new_frac = us + step, frac + rest
@@ -70,9 +77,15 @@ local ahead = new_us - now
 if ahead < period or (ahead == period and new_frac == 0) then
   local value = string.format('%.0f %.0f', new_us, new_frac)
   redis.call('SET', KEYS[1], value, 'PX', math.floor(ahead / 1000) + 1)
-  return {1, now, new_us, new_frac}
+  if KEYS[2] then
+    used = redis.call('INCR', KEYS[2])
+    if used == 1 then
+      redis.call('PEXPIRE', KEYS[2], ARGV[4])
+    end
+  end
+  return {1, now, new_us, new_frac, used}
 end
-return {0, now, us, frac}
+return {0, now, us, frac, used}
 """
 
 
@@ -97,7 +110,7 @@ class RedisLimiter:
 
     def __init__(
         self,
-        client: Redis,
+        client: RespClient,
         *,
         name: str = "Redis",
         metrics: GatewayMetrics | None = None,
@@ -119,20 +132,11 @@ class RedisLimiter:
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = SOCKET_TIMEOUT, **options: Any) -> RedisLimiter:
-        """A limiter on its own client for ``url``; ``options`` as for the constructor."""
-        pool = BlockingConnectionPool.from_url(
-            url,
-            # A burst of requests waits for a pooled connection rather than failing
-            # ("Too many connections" would look like an outage).
-            max_connections=MAX_CONNECTIONS,
-            timeout=timeout * 2,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            # A stale pooled connection is retried once on a fresh one. A timeout is not
-            # retried: the script may have run, and the request would count twice.
-            retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
-        )
-        return cls(Redis.from_pool(pool), name=mask_url(url), **options)
+        """A limiter on its own client for ``url``; ``options`` as for the constructor.
+        ``timeout`` bounds connecting and each round trip; a broken reused connection is
+        retried once on a new one, a timeout never (the script may have run, and the
+        request would count twice)."""
+        return cls(RespClient(url, timeout=timeout), name=mask_url(url), **options)
 
     async def start(self) -> None:
         """Ask Redis once at startup, so a wrong ``REDIS_URL`` shows in the log at once.
@@ -140,8 +144,8 @@ class RedisLimiter:
         A failure only starts an outage: requests are served with the local limiter.
         """
         try:
-            await self._client.ping()
-        except (RedisError, OSError) as err:
+            await self._client.call("PING")
+        except (ReplyError, OSError) as err:
             self._failed(err)
         else:
             log.info("rate limits: shared through %s", self._name)
@@ -160,7 +164,7 @@ class RedisLimiter:
             return self._fall_back(key, rate)
         try:
             decision = await self._shared_hit(key, rate)
-        except (RedisError, OSError) as err:  # OSError includes the builtin TimeoutError
+        except (ReplyError, OSError) as err:  # OSError includes TimeoutError, ConnectionError
             if generation == self._generation:
                 self._failed(err)
             return self._fall_back(key, rate)
@@ -168,14 +172,41 @@ class RedisLimiter:
             self._recovered()
         return decision
 
-    async def _shared_hit(self, key: str, rate: Rate) -> Decision:
-        args = (self._prefix + bucket(key, rate), rate.limit, rate.period * US)
+    async def hit_quota(self, key: str, rate: Rate, quota: QuotaHit) -> Shared | None:
+        """The rate limit and the quota in one script; None while Redis fails (the
+        caller then decides the quota itself and calls :meth:`hit`, local meanwhile)."""
+        generation, outage = self._generation, self._outage
+        if outage is not None and not outage.may_retry(self._clock()):
+            return None
         try:
-            reply = await self._client.evalsha(self._sha, 1, *args)
-        except NoScriptError:  # a restarted or flushed Redis: EVAL runs and caches it
-            reply = await self._client.eval(SCRIPT, 1, *args)
-        allowed, now, us, frac = (int(value) for value in reply)
-        return decide(bool(allowed), now, Tat(us, frac), rate)
+            shared = await self._shared(key, rate, quota)
+        except (ReplyError, OSError) as err:
+            if generation == self._generation:
+                self._failed(err)
+            return None
+        if outage is not None and generation == self._generation:
+            self._recovered()
+        return shared
+
+    async def _shared_hit(self, key: str, rate: Rate) -> Decision:
+        return (await self._shared(key, rate, None)).decision
+
+    async def _shared(self, key: str, rate: Rate, quota: QuotaHit | None) -> Shared:
+        keys: tuple[str, ...] = (self._prefix + bucket(key, rate),)
+        args: tuple[int, ...] = (rate.limit, rate.period * US)
+        if quota is not None:
+            keys += (QUOTA_PREFIX + quota.key,)
+            args += (quota.limit, quota.ttl_ms)
+        try:
+            reply = await self._client.call("EVALSHA", self._sha, len(keys), *keys, *args)
+        except NoScript:  # a restarted or flushed Redis: EVAL runs and caches it
+            reply = await self._client.call("EVAL", SCRIPT, len(keys), *keys, *args)
+        if not isinstance(reply, list) or len(reply) != 5:
+            raise ReplyError("the limiter script answered something else than 5 integers")
+        allowed, now, us, frac, used = (int(value) for value in reply)  # type: ignore[arg-type]
+        if allowed == 2:  # the quota is used up: the bucket was left as it was
+            return Shared(decide(True, now, Tat(us, frac), rate), used, refused=True)
+        return Shared(decide(bool(allowed), now, Tat(us, frac), rate), used, refused=False)
 
     def _fall_back(self, key: str, rate: Rate) -> Decision:
         if self._metrics is not None:
@@ -211,5 +242,5 @@ class RedisLimiter:
         )
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
         await self._fallback.close()
