@@ -92,8 +92,8 @@ function tokenRow(token) {
     cell("Created", timeElement(token.created_at)),
     cell("Expires", timeElement(token.expires_at)),
     cell("Last used", timeElement(token.last_used_at)),
-    cell("Last 30 days", usage.tokenCell(token)),
     cell("Status", statusBadge(token.status)),
+    cell("Last 30 days", usage.tokenCell(token)),
     cell("Actions", revoke),
   );
   return row;
