@@ -32,8 +32,12 @@ async def create(
     return await store.create_project(name, rate_limit, actor=actor, quota=quota)
 
 
-async def list_all(store: Store) -> list[Project]:
-    """Every project, newest first (as token listings are)."""
+async def list_all(store: Store, *, only: str | None = None) -> list[Project]:
+    """Every project, newest first (as token listings are); ``only``: that one project
+    (a project role's listing)."""
+    if only is not None:
+        project = await store.get_project(only)
+        return [] if project is None else [project]
     return list(reversed(await store.list_projects()))
 
 

@@ -16,11 +16,13 @@ from gateway.core.journal import ACTIONS
 from gateway.core.outbox import rfc3339
 from gateway.core.store import Project, TokenInfo, TokenPage
 from gateway.core.store_audit import AuditEvent, AuditPage
+from gateway.core.store_keys import AdminKey, KeyPage
 from gateway.core.store_usage import COLUMNS, UsageRow
 from gateway.core.store_webhooks import Delivery, Webhook
 from gateway.core.tokens import masked
 
-from . import schemas, tokens, usage, webhooks
+from . import admin_keys, schemas, tokens, usage, webhooks
+from .context import Principal
 
 Schema = dict[str, Any]
 
@@ -67,6 +69,12 @@ def token_view(
         "expires_at": rfc3339(info.expires_at),
         "last_used_at": rfc3339(info.last_used_at),
         "status": token_status(info, now or datetime.now(UTC)),
+        "expires_in": tokens.preset_of(info),
+        "scopes": list(info.scopes),
+        "allowed_ips": list(info.allowed_ips),
+        "rotated_from": info.rotated_from,
+        "replaced_by": info.replaced_by,
+        "rotated_at": rfc3339(info.rotated_at),
         "usage_30d": counts_view(usage_30d),
     }
 
@@ -148,6 +156,47 @@ def delivery_list_view(found: Sequence[Delivery]) -> dict[str, Any]:
     return {"deliveries": [delivery_view(d) for d in found]}
 
 
+def key_status(key: AdminKey, now: datetime) -> str:
+    return "expired" if key.expires_at is not None and key.expires_at <= now else "active"
+
+
+def admin_key_view(key: AdminKey, prefix: str) -> dict[str, Any]:
+    """An admin key as listings show it; ``prefix``: the key prefix (``tgadm``)."""
+    return {
+        "id": key.id,
+        "name": key.name,
+        "role": key.role,
+        "project_id": key.project_id,
+        "masked": masked(prefix, key.id),
+        "created_at": rfc3339(key.created_at),
+        "expires_at": rfc3339(key.expires_at),
+        "last_used_at": rfc3339(key.last_used_at),
+        "status": key_status(key, datetime.now(UTC)),
+    }
+
+
+def new_admin_key_view(issued: admin_keys.IssuedKey, prefix: str) -> dict[str, Any]:
+    """The only answer that ever carries the key itself."""
+    return {**admin_key_view(issued.key, prefix), "key": issued.raw}
+
+
+def admin_key_page_view(page: KeyPage, prefix: str) -> dict[str, Any]:
+    return {
+        "admin_keys": [admin_key_view(key, prefix) for key in page.keys],
+        "next_cursor": page.next_cursor,
+    }
+
+
+def me_view(who: Principal) -> dict[str, Any]:
+    return {
+        "type": who.type,
+        "id": who.id,
+        "name": who.name,
+        "role": who.role,
+        "project_id": who.project_id,
+    }
+
+
 def audit_event_view(event: AuditEvent) -> dict[str, Any]:
     return {
         "id": str(event.id),
@@ -222,6 +271,31 @@ ANSWERS: Final[dict[str, Schema]] = {
             "expires_at": _TIME_OR_NULL,
             "last_used_at": _TIME_OR_NULL,
             "status": {"enum": ["active", "expired"]},
+            "expires_in": {
+                "enum": list(tokens.PRESETS),
+                "description": "The expiry preset it was created with (a successor keeps it).",
+            },
+            "scopes": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "`<METHOD or *> <path prefix>` each; empty: everything.",
+            },
+            "allowed_ips": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Addresses and CIDR blocks it may be used from; empty: any.",
+            },
+            "rotated_from": {
+                "type": ["string", "null"],
+                "description": "The token this one replaced.",
+            },
+            "replaced_by": {
+                "type": ["string", "null"],
+                "description": "Its successor: set once rotated; it then works until "
+                "`expires_at` (the end of its grace) and its answers carry Deprecation and "
+                "Sunset.",
+            },
+            "rotated_at": {**_TIME_OR_NULL, "description": "When its successor was issued."},
             "usage_30d": {**_ref("UsageCounts"), "description": "The last 30 UTC days."},
         }
     ),
@@ -355,6 +429,62 @@ ANSWERS: Final[dict[str, Schema]] = {
         {
             "events": {"type": "array", "items": _ref("AuditEvent")},
             "next_cursor": {"type": ["string", "null"]},
+        }
+    ),
+    "AdminKey": _always(
+        {
+            "id": {"type": "string", "description": "The public id inside the key."},
+            "name": {"type": "string"},
+            "role": {"enum": list(admin_keys.ROLES)},
+            "project_id": {"type": ["string", "null"], "description": "Null for admin."},
+            "masked": {"type": "string", "description": "Prefix and id; never the secret."},
+            "created_at": _TIME,
+            "expires_at": _TIME_OR_NULL,
+            "last_used_at": _TIME_OR_NULL,
+            "status": {"enum": ["active", "expired"]},
+        }
+    ),
+    "NewAdminKey": {
+        "allOf": [
+            _ref("AdminKey"),
+            _always(
+                {
+                    "key": {
+                        "type": "string",
+                        "description": "The key itself. Shown in this answer only, never again.",
+                    }
+                }
+            ),
+        ]
+    },
+    "AdminKeyPage": _always(
+        {
+            "admin_keys": {"type": "array", "items": _ref("AdminKey")},
+            "next_cursor": {"type": ["string", "null"]},
+        }
+    ),
+    "Me": _always(
+        {
+            "type": {"enum": ["bootstrap", "admin_key", "portal"]},
+            "id": {"type": ["string", "null"]},
+            "name": {"type": ["string", "null"]},
+            "role": {"enum": list(admin_keys.ROLES)},
+            "project_id": {"type": ["string", "null"]},
+        }
+    ),
+    "PortalLink": _always(
+        {
+            "url": {"type": "string", "description": "Send the customer there; it works once."},
+            "expires_at": {**_TIME, "description": "The link works until then (5 minutes)."},
+        }
+    ),
+    "PortalSession": _always(
+        {
+            "session": {
+                "type": "string",
+                "description": "The credential: Authorization: Bearer <session> on /v1.",
+            },
+            "expires_at": _TIME,
         }
     ),
     "GitHubLabels": {

@@ -6,6 +6,7 @@ with an argon2id hash using the gateway's own argon2 settings)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +21,13 @@ from gateway.core.journal import CLI
 from gateway.core.migrate import migrate
 from gateway.core.store import Store
 
+# What the proxied rows' token carries, where this tree's store knows it (SPEC §10, §11):
+# scopes and allowed addresses that the request (GET / from 127.0.0.1) passes after
+# checking more than one, and a quota on its project too high to be reached.
+SCOPES = ("POST /v1/never", "GET /v1/other", "GET /")
+ALLOWED_IPS = ("10.0.0.0/8", "192.168.0.0/16", "::1", "127.0.0.1")
+QUOTA = "1000000000/month"
+
 
 @dataclass
 class BenchTokens:
@@ -27,6 +35,7 @@ class BenchTokens:
     limited: str  # its project allows 1 request an hour: answers 429
     wrong_secret: str  # a real token id with another secret: answers 401
     fresh: list[str] = field(default_factory=list)  # each used once: the miss path
+    features: list[str] = field(default_factory=list)  # what the cached token carries
 
 
 @dataclass
@@ -97,10 +106,16 @@ async def _create_tokens(url: str, prefix: str, hasher: tokens.Hasher, fresh: in
     loop = asyncio.get_running_loop()
     # argon2 releases the GIL: two threads hash the few hundred tokens twice as fast.
     with ThreadPoolExecutor(2) as hashing:
+        capabilities = "scopes" in inspect.signature(store.create_token).parameters
 
-        async def issue(project_id: str) -> str:
+        async def issue(project_id: str, *, capable: bool = False) -> str:
             token = tokens.generate(prefix)
             secret_hash = await loop.run_in_executor(hashing, hasher.hash, token.secret)
+            extra = (
+                {"scopes": list(SCOPES), "allowed_ips": list(ALLOWED_IPS)}
+                if capable and capabilities
+                else {}
+            )
             info = await store.create_token(
                 project_id,
                 token.id,
@@ -108,6 +123,7 @@ async def _create_tokens(url: str, prefix: str, hasher: tokens.Hasher, fresh: in
                 description="bench",
                 expires_in_days=None,
                 actor=CLI,
+                **extra,
             )
             assert info is not None
             return str(token)
@@ -115,12 +131,26 @@ async def _create_tokens(url: str, prefix: str, hasher: tokens.Hasher, fresh: in
         try:
             main = await store.create_project("bench", None, actor=CLI)
             limited = await store.create_project("bench-limited", "1/hour", actor=CLI)
-            cached = await issue(main.id)
+            features = ["scopes", "allowed_ips"] if capabilities else []
+            if await _set_quota(pool, main.id):
+                features.append("quota")
+            cached = await issue(main.id, capable=True)
             parsed = tokens.parse(cached, prefix)
             assert parsed is not None
             wrong = tokens.Token(prefix, parsed.id, tokens.generate(prefix).secret)
-            result = BenchTokens(cached, await issue(limited.id), str(wrong))
+            result = BenchTokens(cached, await issue(limited.id), str(wrong), features=features)
             result.fresh = list(await asyncio.gather(*(issue(main.id) for _ in range(fresh))))
             return result
         finally:
             await pool.close()
+
+
+async def _set_quota(pool: asyncpg.Pool, project_id: str) -> bool:
+    """Give the project :data:`QUOTA` where the schema has quotas (migration 0005)."""
+    has_quota = await pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns "
+        "WHERE table_name = 'projects' AND column_name = 'quota')"
+    )
+    if has_quota:
+        await pool.execute("UPDATE projects SET quota = $1 WHERE id = $2", QUOTA, project_id)
+    return bool(has_quota)

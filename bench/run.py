@@ -122,6 +122,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="only the workloads (no proxying rounds, new tokens or rejections)",
     )
+    parser.add_argument(
+        "--readme",
+        action="store_true",
+        help="also replace README.md's performance table with this run's figures",
+    )
     parser.add_argument("--time-limit", type=int, default=1200, help="abort after this (s)")
     parser.add_argument("--output", type=Path, default=BENCH / "results" / "latest.md")
     parser.add_argument(
@@ -204,6 +209,7 @@ class Bench:
         self.tree = ROOT  # the source tree whose gateway is measured
         self.gateway_env: dict[str, str] = {}
         self.token_prefix = "tg"
+        self.redis = False  # the main gateway row uses the Redis limiter
         self.gateway_url = ""
         self.gateway_log: Path | None = None
         self.cleanups: list[Callable[[], None]] = []
@@ -270,6 +276,10 @@ class Bench:
             LOG_FORMAT="json",
         )
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        # The main row as deployments run it: the shared (Redis) limiter, when Redis
+        # answers; a second row has the local one.
+        self.redis = redis_answers(Settings.from_env(env).redis_url)
+        env["RATE_LIMIT_BACKEND"] = "redis" if self.redis else "local"
         database = open_database(env, self.root / "data")
         self.cleanups.append(database.drop)
         env["DATABASE_URL"] = database.url
@@ -297,6 +307,11 @@ class Bench:
         self.gateway_url = gateway.url
         self.gateway_log = self.root / "gateway.log"
         self.targets.append(gateway)
+        if self.redis and not o.no_references:
+            local = {**env, "RATE_LIMIT_BACKEND": "local"}
+            self.targets.append(
+                self.spawn_gateway(local, ROOT, "gateway_local", "C' gateway, local limiter")
+            )
 
     def spawn_gateway(self, base_env: dict[str, str], tree: Path, key: str, label: str) -> Target:
         """``gateway serve`` of the source tree ``tree`` on free ports, ready to serve."""
@@ -325,6 +340,27 @@ class Bench:
             raise
         metrics = f"http://127.0.0.1:{metrics_port}/metrics"
         return Target(key, label, url, auth, process=key, metrics_url=metrics)
+
+    def setup(self) -> str:
+        """What the gateway rows run with, for the report."""
+        if self.tokens is None:
+            return ""
+        import fixture
+
+        features = self.tokens.features
+        parts = ["cached token"]
+        if "scopes" in features:
+            parts.append(f"with scopes {', '.join(fixture.SCOPES)}")
+        if "allowed_ips" in features:
+            parts.append(f"and allowed addresses {', '.join(fixture.ALLOWED_IPS)}")
+        if "quota" in features:
+            parts.append(f"in a project with the quota {fixture.QUOTA}")
+        limiter = "the Redis limiter" if self.redis else "the local limiter (Redis not answering)"
+        extra = "; C' the same with the local limiter" if self.redis else ""
+        return (
+            " ".join(parts) + f"; usage ledger and last-used flush on; C with {limiter}{extra}; "
+            "metrics and the JSON access log on"
+        )
 
     # ------------------------------------------------------------ measuring
 
@@ -478,9 +514,11 @@ class Bench:
             # With --baseline, the two gateways swap places every round: whichever runs
             # second meets a warmer (or more tired) machine.
             swap = self.opts.baseline is not None and number % 2 == 0
-            order = [t for t in self.targets if t.key not in ("baseline", "gateway")]
+            mains = ("baseline", "gateway", "gateway_local")
+            order = [t for t in self.targets if t.key not in mains]
             gateways = [t for t in self.targets if t.key in ("baseline", "gateway")]
-            for target in order + (gateways[::-1] if swap else gateways):
+            local = [t for t in self.targets if t.key == "gateway_local"]
+            for target in order + (gateways[::-1] if swap else gateways) + local:
                 row[target.key] = self.measure(target)
             if self.gateway_url and not self.opts.proxy_only:
                 for target in gateways[::-1] if swap else gateways:
@@ -503,6 +541,20 @@ class Bench:
         if self.gateway_url and not self.opts.proxy_only and self.opts.new_tokens:
             result["first_use"] = self.first_use_serial()
         return result
+
+
+def redis_answers(url: str) -> bool:
+    """Whether a Redis server answers PING at ``url`` (host and port only)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 2) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+    except OSError:
+        return False
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -574,6 +626,7 @@ def main(argv: list[str] | None = None) -> int:
             for cleanup in reversed(bench.cleanups):
                 cleanup()
     machine["elapsed_s"] = round(time.monotonic() - started)
+    machine["gateway_setup"] = bench.setup()
     machine["load_after"] = report.loadavg()
     text = (
         report.render(results, machine, opts.workers, opts.connections, opts.seconds, skip)
@@ -586,6 +639,11 @@ def main(argv: list[str] | None = None) -> int:
         text += report.profile_section(opts.profile)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
+    if args.readme:
+        import readme_table
+
+        table = readme_table.block(text, machine, opts.workers, opts.rounds)
+        readme_table.update(ROOT / "README.md", table)
     args.output.with_suffix(".json").write_text(
         json.dumps({"machine": machine, "results": results}, indent=1)
     )

@@ -11,6 +11,8 @@ const LABELS = {
   quota: "Quota",
   description: "Description",
   expires_in: "Expiration",
+  scopes: "Scopes",
+  allowed_ips: "Allowed addresses",
   url: "URL",
   events: "Events",
 };

@@ -1,6 +1,7 @@
 // A project's page: the Settings section (name, rate limit, quota), the Usage chart, the
 // Access Tokens section and the Webhooks section.
 
+import * as activity from "./activity.js";
 import { api } from "./api.js";
 import {
   $,
@@ -23,6 +24,7 @@ import { field, limitInput } from "./schema.js";
 import * as tokens from "./tokens.js";
 import * as usage from "./usage.js";
 import * as webhooks from "./webhooks.js";
+import * as who from "./who.js";
 
 let current = null; // the project shown, as the API last returned it
 
@@ -35,7 +37,12 @@ function fill(project) {
   $("project-created").replaceChildren(timeElement(project.created_at));
   $("settings-name").value = project.name;
   $("settings-rate").value = project.rate_limit ?? "";
+  // A viewer reads the settings; the API would refuse a change.
+  const readOnly = !who.may("manager");
+  $("settings-name").readOnly = readOnly;
+  $("settings-rate").readOnly = readOnly;
   $("settings-quota").value = project.quota ?? "";
+  $("settings-quota").readOnly = readOnly;
 }
 
 export async function show(projectId, { focus = false } = {}) {
@@ -68,10 +75,13 @@ export async function show(projectId, { focus = false } = {}) {
   fill(project);
   $("project-body").hidden = false;
   if (focus) focusHeading($("project-title"));
+  const stillCurrent = () => isCurrent(generation);
   await Promise.all([
-    tokens.load(project.id, () => isCurrent(generation)),
-    usage.load(project.id, () => isCurrent(generation)),
-    webhooks.load(project.id, () => isCurrent(generation)),
+    tokens.load(project.id, stillCurrent),
+    // Webhooks are the project managers' business; a portal session sees tokens only.
+    who.may("manager") && !who.isPortal() ? webhooks.load(project.id, stillCurrent) : null,
+    activity.fill("project-activity", { project_id: project.id }, stillCurrent),
+    usage.load(project.id, stillCurrent),
   ]);
 }
 

@@ -105,7 +105,8 @@ class ExpiredToken(InvalidToken):
 
 
 class Forbidden(TollgateError):
-    """A proven token that may not do this (out of scope, address not allowed)."""
+    """A proven credential that may not do this: a token out of scope or from an address
+    not allowed, an admin credential whose role or project does not reach it."""
 
     status, code, message = 403, "forbidden", "forbidden"
     outcome = "forbidden"

@@ -364,6 +364,12 @@ async def test_issue_a_token(admin_client: Client, settings: Settings) -> None:
         "expires_at",
         "last_used_at",
         "status",
+        "expires_in",
+        "scopes",
+        "allowed_ips",
+        "rotated_from",
+        "replaced_by",
+        "rotated_at",
         "usage_30d",
         "token",
     }

@@ -22,17 +22,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError, NoScriptError, RedisError
-
 from gateway.core.config import mask_url
 from gateway.core.gcra import US, Decision, Tat, bucket, decide
 from gateway.core.rates import Rate
 
 from ..metrics import GatewayMetrics
 from .local import LocalLimiter, QuotaHit, Shared
+from .resp import NoScript, ReplyError, RespClient
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +36,6 @@ PREFIX = "tollgate:rl:"
 QUOTA_PREFIX = "tollgate:quota:"
 # Redis answers in well under a millisecond; a stalled one must not stall requests.
 SOCKET_TIMEOUT = 0.5
-MAX_CONNECTIONS = 64  # per process; a hit holds one for a round trip
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 5.0
 
@@ -115,7 +110,7 @@ class RedisLimiter:
 
     def __init__(
         self,
-        client: Redis,
+        client: RespClient,
         *,
         name: str = "Redis",
         metrics: GatewayMetrics | None = None,
@@ -137,20 +132,11 @@ class RedisLimiter:
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = SOCKET_TIMEOUT, **options: Any) -> RedisLimiter:
-        """A limiter on its own client for ``url``; ``options`` as for the constructor."""
-        pool = BlockingConnectionPool.from_url(
-            url,
-            # A burst of requests waits for a pooled connection rather than failing
-            # ("Too many connections" would look like an outage).
-            max_connections=MAX_CONNECTIONS,
-            timeout=timeout * 2,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            # A stale pooled connection is retried once on a fresh one. A timeout is not
-            # retried: the script may have run, and the request would count twice.
-            retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
-        )
-        return cls(Redis.from_pool(pool), name=mask_url(url), **options)
+        """A limiter on its own client for ``url``; ``options`` as for the constructor.
+        ``timeout`` bounds connecting and each round trip; a broken reused connection is
+        retried once on a new one, a timeout never (the script may have run, and the
+        request would count twice)."""
+        return cls(RespClient(url, timeout=timeout), name=mask_url(url), **options)
 
     async def start(self) -> None:
         """Ask Redis once at startup, so a wrong ``REDIS_URL`` shows in the log at once.
@@ -158,8 +144,8 @@ class RedisLimiter:
         A failure only starts an outage: requests are served with the local limiter.
         """
         try:
-            await self._client.ping()
-        except (RedisError, OSError) as err:
+            await self._client.call("PING")
+        except (ReplyError, OSError) as err:
             self._failed(err)
         else:
             log.info("rate limits: shared through %s", self._name)
@@ -178,7 +164,7 @@ class RedisLimiter:
             return self._fall_back(key, rate)
         try:
             decision = await self._shared_hit(key, rate)
-        except (RedisError, OSError) as err:  # OSError includes the builtin TimeoutError
+        except (ReplyError, OSError) as err:  # OSError includes TimeoutError, ConnectionError
             if generation == self._generation:
                 self._failed(err)
             return self._fall_back(key, rate)
@@ -194,7 +180,7 @@ class RedisLimiter:
             return None
         try:
             shared = await self._shared(key, rate, quota)
-        except (RedisError, OSError) as err:
+        except (ReplyError, OSError) as err:
             if generation == self._generation:
                 self._failed(err)
             return None
@@ -212,10 +198,12 @@ class RedisLimiter:
             keys += (QUOTA_PREFIX + quota.key,)
             args += (quota.limit, quota.ttl_ms)
         try:
-            reply = await self._client.evalsha(self._sha, len(keys), *keys, *args)
-        except NoScriptError:  # a restarted or flushed Redis: EVAL runs and caches it
-            reply = await self._client.eval(SCRIPT, len(keys), *keys, *args)
-        allowed, now, us, frac, used = (int(value) for value in reply)
+            reply = await self._client.call("EVALSHA", self._sha, len(keys), *keys, *args)
+        except NoScript:  # a restarted or flushed Redis: EVAL runs and caches it
+            reply = await self._client.call("EVAL", SCRIPT, len(keys), *keys, *args)
+        if not isinstance(reply, list) or len(reply) != 5:
+            raise ReplyError("the limiter script answered something else than 5 integers")
+        allowed, now, us, frac, used = (int(value) for value in reply)  # type: ignore[arg-type]
         if allowed == 2:  # the quota is used up: the bucket was left as it was
             return Shared(decide(True, now, Tat(us, frac), rate), used, refused=True)
         return Shared(decide(bool(allowed), now, Tat(us, frac), rate), used, refused=False)
@@ -254,5 +242,5 @@ class RedisLimiter:
         )
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
         await self._fallback.close()
