@@ -182,7 +182,7 @@ function tokenRow(token) {
     cell("Expires", timeElement(token.expires_at)),
     cell("Last used", timeElement(token.last_used_at)),
     cell("Status", ...statusOf(token)),
-    cell("Last 30 days", usage.tokenCell(token)),
+    cell("30 days", usage.tokenCell(token)),
     cell("Actions", ...actions),
   );
   return row;
