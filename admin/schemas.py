@@ -310,7 +310,8 @@ ADMIN_KEY_CREATE: Final = Body(
         ),
     },
 )
-PAGE: Final = TOKEN_PAGE  # ?limit=&cursor=, the same for every keyset listing
+# ?limit=&cursor=, the same for every keyset listing (the token listing's filters are its own).
+PAGE: Final = Query({name: TOKEN_PAGE.fields[name] for name in ("limit", "cursor")})
 PORTAL_SESSION_CREATE: Final = Body(
     "PortalSessionCreate",
     {
