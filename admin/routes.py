@@ -269,8 +269,6 @@ async def token_other_method(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- usage
 
 USAGE_PATH: Final = "/v1/projects/{project_id}/usage"
-# For the role x route table: a viewer of the project may read its usage.
-USAGE_ACCESS: Final = {("GET", USAGE_PATH): "viewer"}
 
 
 def wants_csv(request: web.Request) -> bool:

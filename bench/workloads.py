@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from run import Bench, Target
 
 BENCH = Path(__file__).resolve().parent
-ALL = ("slow", "many", "bodies", "flood")
+ALL = ("slow", "many", "bodies", "flood", "ledger", "quota")
 
 SLOW_DELAY = 0.05  # seconds the slow upstream takes per answer
 SLOW_CONNECTIONS = 200  # at 50 ms an answer: at most 4,000 requests a second offered
@@ -153,6 +153,18 @@ class Workloads:
     def warm(self, target: Target, connections: int, **kw: Any) -> None:
         if self.opts.warmup > 0:
             self.wrk(target, connections, seconds=self.opts.warmup, **kw)
+
+    # ------------------------------------------------------------ usage (bench/usage_bench.py)
+
+    def ledger(self) -> dict[str, Any]:
+        import usage_bench
+
+        return usage_bench.ledger(self)
+
+    def quota(self) -> dict[str, Any]:
+        import usage_bench
+
+        return usage_bench.quota(self)
 
     # ------------------------------------------------------------ slow upstream
 

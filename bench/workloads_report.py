@@ -27,6 +27,9 @@ def render(results: dict[str, Any], workers: int) -> str:
                 f"{results[name].get('load_after', '?')})"
             )
             out.append("")
+    import usage_bench
+
+    out += usage_bench.render(results)
     return "\n" + "\n".join(out)
 
 

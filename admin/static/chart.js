@@ -120,7 +120,7 @@ function dataTable(rows, id) {
 }
 
 // A small line of the proxied count per day, its numbers in the aria-label.
-export function sparkline(rows, { width = 96, height = 24 } = {}) {
+export function sparkline(rows, { width = 56, height = 20 } = {}) {
   const top = Math.max(1, ...rows.map((row) => row.proxied));
   const step = rows.length > 1 ? width / (rows.length - 1) : width;
   const points = rows

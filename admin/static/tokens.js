@@ -181,8 +181,8 @@ function tokenRow(token) {
     cell("Created", timeElement(token.created_at)),
     cell("Expires", timeElement(token.expires_at)),
     cell("Last used", timeElement(token.last_used_at)),
-    cell("Last 30 days", usage.tokenCell(token)),
     cell("Status", ...statusOf(token)),
+    cell("30 days", usage.tokenCell(token)),
     cell("Actions", ...actions),
   );
   return row;

@@ -24,7 +24,7 @@ export async function load(projectId, isCurrent) {
     `${formatCount(rate_limited)} rate limited · ${formatCount(forbidden)} forbidden`;
 }
 
-// The Access Tokens table's "Last 30 days" cell: the total at once, the sparkline once the
+// The Access Tokens table's "30 days" cell: the total at once, the sparkline once the
 // token's days arrive.
 export function tokenCell(token) {
   const holder = document.createElement("span");

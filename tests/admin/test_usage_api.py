@@ -247,6 +247,15 @@ async def test_a_quota_is_set_changed_and_cleared_like_a_rate_limit(
         project["id"],
     )
     assert json.loads(data)["project"]["quota"] is None
+    audited = await pg_pool.fetch(
+        "SELECT changes FROM audit_events WHERE project_id = $1 AND action = 'project.updated' "
+        "AND changes ? 'quota' ORDER BY id",
+        project["id"],
+    )
+    assert [json.loads(row["changes"])["quota"] for row in audited] == [
+        ["1000/day", "50000/month"],
+        ["50000/month", None],
+    ]
 
 
 @pytest.mark.parametrize("quota", ["1000/week", "0/day", "-5/day", "lots", "10/minute", 5])
