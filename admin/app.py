@@ -28,21 +28,27 @@ from gateway.core.errors import (
 )
 from gateway.core.store import Store
 from gateway.core.store_audit import AuditLog
+from gateway.core.store_keys import KeyStore
+from gateway.core.store_usage import UsageStore
 from gateway.core.store_webhooks import WebhookStore
 from gateway.core.tokens import Hasher
 
 from . import audit, background, console, openapi, routes
 from .auth import admin_auth
+from .authz import authorization
 from .context import request_ids
+from .credentials import Credentials
 from .delivery import Deliverer, DeliveryOptions
 from .jsonbody import MAX_BODY
 from .keys import (
     ADMIN_METRICS,
     AUDIT,
+    CREDENTIALS,
     DELIVERER,
     DELIVERY,
     GUARD,
     HASHER,
+    KEYS,
     LEAK_LIMITER,
     LEAKS,
     OPENAPI,
@@ -50,6 +56,7 @@ from .keys import (
     SCANNING_KEYS,
     SETTINGS,
     STORE,
+    USAGE,
     WEBHOOKS,
 )
 from .leaks import AddressLimiter, LeakReports
@@ -78,7 +85,8 @@ def create_app(
             metrics_middleware(metrics),
             request_ids(),
             error_middleware,
-            admin_auth(settings.admin_tokens(), routes.public_paths()),
+            admin_auth(settings.admin_tokens(), routes.public_paths(), _credentials),
+            authorization,
             database_unavailable,
         ],
         client_max_size=MAX_BODY,
@@ -155,7 +163,10 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[POOL] = pool
     app[STORE] = Store(pool)
     app[AUDIT] = AuditLog(pool)
+    app[KEYS] = KeyStore(pool)
+    app[CREDENTIALS] = Credentials(app[KEYS], app[HASHER], app[SETTINGS].token_prefix)
     app[WEBHOOKS] = WebhookStore(pool)
+    app[USAGE] = UsageStore(pool)
     app[LEAKS] = LeakReports(
         app[WEBHOOKS], app[HASHER], app[SETTINGS].token_prefix, app[ADMIN_METRICS]
     )
@@ -163,6 +174,10 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await pool.close()
+
+
+def _credentials(app: web.Application) -> Credentials:
+    return app[CREDENTIALS]
 
 
 async def _scanning_keys(app: web.Application) -> AsyncIterator[None]:

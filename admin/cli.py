@@ -1,7 +1,7 @@
 """The ``admin`` command: ``serve`` the admin API, or manage projects, tokens and webhooks
 from a shell.
 
-The project, token and webhook commands ("data commands", all built by
+The project, token, webhook and admin key commands ("data commands", all built by
 :func:`_data_command`) work straight on the database through the same use cases as the
 HTTP API, so a revoke here reaches every gateway exactly as one made over HTTP. Output is
 a readable table, or the API's JSON with ``--json``. Errors go to stderr: exit status 1
@@ -25,25 +25,32 @@ from typing import Any, Final, TypeVar
 
 import asyncpg
 
-from gateway.core import db, embedded, migrate
+from gateway.core import capabilities, db, embedded, migrate
 from gateway.core.clikit import Command, Parser, add_settings_flags, quiet, run, subcommand
 from gateway.core.config import ConfigError, Settings
 from gateway.core.errors import BadRequest, TollgateError
 from gateway.core.journal import CLI
 from gateway.core.store import Project, Store, TokenInfo
+from gateway.core.store_keys import AdminKey, KeyStore
+from gateway.core.store_usage import COLUMNS, UsageStore
 from gateway.core.store_webhooks import Webhook, WebhookStore
 from gateway.core.tokens import Hasher
 
-from . import projects, schemas, serve, tokens, webhooks
+from . import admin_keys, projects, schemas, serve, tokens, usage, webhooks
+from .credentials import key_prefix
 from .ssrf import Guard
 from .views import (
+    admin_key_view,
     delivery_list_view,
     delivery_view,
+    new_admin_key_view,
     new_token_view,
     new_webhook_view,
     project_list_view,
     project_view,
     token_view,
+    usage_csv,
+    usage_view,
     webhook_list_view,
     webhook_view,
 )
@@ -152,32 +159,43 @@ def _print_json(data: Any) -> None:
 
 def _project_rows(found: Sequence[Project]) -> str:
     rows = [
-        (v["id"], v["name"], v["rate_limit"] or "default", v["created_at"])
+        (v["id"], v["name"], v["rate_limit"] or "default", v["quota"] or "none", v["created_at"])
         for v in map(project_view, found)
     ]
-    return _table(("ID", "NAME", "RATE LIMIT", "CREATED"), rows)
+    return _table(("ID", "NAME", "RATE LIMIT", "QUOTA", "CREATED"), rows)
+
+
+def _token_status(view: dict[str, Any]) -> str:
+    if view["replaced_by"] and view["status"] == "active":
+        return f"rotating until {view['expires_at']}, replaced by {view['replaced_by']}"
+    return str(view["status"])
 
 
 def _token_rows(found: Sequence[TokenInfo], prefix: str) -> str:
     rows = [
         (
             v["id"],
-            v["status"],
+            _token_status(v),
             v["description"],
             v["created_at"],
             v["expires_at"] or "never",
             v["last_used_at"] or "never",
+            ", ".join(v["scopes"]) or "all",
+            ", ".join(v["allowed_ips"]) or "any",
         )
         for v in (token_view(info, prefix) for info in found)
     ]
-    return _table(("ID", "STATUS", "DESCRIPTION", "CREATED", "EXPIRES", "LAST USED"), rows)
+    headers = ("ID", "STATUS", "DESCRIPTION", "CREATED", "EXPIRES", "LAST USED", "SCOPES", "FROM")
+    return _table(headers, rows)
 
 
 # ---------------------------------------------------------------- commands
 
 
 async def _projects_create(settings: Settings, args: argparse.Namespace, store: Store) -> int:
-    given = schemas.PROJECT_CREATE.check({"name": args.name, "rate_limit": args.project_rate_limit})
+    given = schemas.PROJECT_CREATE.check(
+        {"name": args.name, "rate_limit": args.project_rate_limit, "quota": args.quota}
+    )
     project = await projects.create(store, **given, actor=CLI)
     if args.json:
         _print_json(project_view(project))
@@ -202,8 +220,10 @@ async def _projects_update(settings: Settings, args: argparse.Namespace, store: 
     if args.project_rate_limit is not None:
         default = args.project_rate_limit == "default"
         body["rate_limit"] = None if default else args.project_rate_limit
+    if args.quota is not None:
+        body["quota"] = None if args.quota == "none" else args.quota
     if not body:
-        raise BadRequest("nothing to change: give --name, --rate-limit or both")
+        raise BadRequest("nothing to change: give --name, --rate-limit or --quota")
     project = await projects.update(
         store, args.project, **schemas.PROJECT_UPDATE.check(body), actor=CLI
     )
@@ -225,7 +245,12 @@ async def _projects_delete(settings: Settings, args: argparse.Namespace, store: 
 
 async def _tokens_create(settings: Settings, args: argparse.Namespace, store: Store) -> int:
     given = schemas.TOKEN_CREATE.check(
-        {"description": args.description, "expires_in": args.expires_in}
+        {
+            "description": args.description,
+            "expires_in": args.expires_in,
+            "scopes": args.scope or [],
+            "allowed_ips": args.allowed_ip or [],
+        }
     )
     prefix = settings.token_prefix
     issued = await tokens.issue(
@@ -240,8 +265,28 @@ async def _tokens_create(settings: Settings, args: argparse.Namespace, store: St
     return 0
 
 
+async def _tokens_rotate(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    given = schemas.TOKEN_ROTATE.check({"grace": args.grace})
+    prefix = settings.token_prefix
+    issued = await tokens.rotate(
+        store, Hasher.from_settings(settings), prefix, args.project, args.token, actor=CLI, **given
+    )
+    if args.json:
+        _print_json(new_token_view(issued, prefix))
+    else:
+        old = await tokens.get(store, args.project, args.token)
+        print(_token_rows([issued.info, old], prefix))
+        print(f"\ntoken: {issued.token}")
+        print("This is the only time the token is shown: store it now.", file=sys.stderr)
+    return 0
+
+
 async def _tokens_list(settings: Settings, args: argparse.Namespace, store: Store) -> int:
-    found = await tokens.list_all(store, args.project)
+    query = {"status": args.status, "within": args.within}
+    given = schemas.TOKEN_PAGE.check({k: v for k, v in query.items() if v is not None})
+    found = await tokens.list_all(
+        store, args.project, status=given["status"], within=given["within"]
+    )
     if args.json:
         _print_json({"tokens": [token_view(t, settings.token_prefix) for t in found]})
     else:
@@ -264,6 +309,37 @@ async def _tokens_revoke(settings: Settings, args: argparse.Namespace, store: St
         _print_json({"id": args.token, "project_id": args.project, "revoked": True})
     else:
         print(f"revoked token {args.token}; it stops working on every gateway now")
+    return 0
+
+
+async def _usage(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    given = schemas.USAGE_QUERY.check(
+        {
+            "from": getattr(args, "from") or "",
+            "to": args.to or "",
+            "token_id": args.token or "",
+            "group_by": args.group_by or "",
+        }
+    )
+    start, end = usage.span(given["from"], given["to"])
+    report = await usage.report(
+        store,
+        UsageStore(store.pool),
+        args.project,
+        start=start,
+        end=end,
+        token_id=given["token_id"],
+        group_by=given["group_by"],
+    )
+    if args.json:
+        _print_json(usage_view(report))
+    elif args.csv:
+        print(usage_csv(report), end="")
+    else:
+        headers = ("DATE" if report.group_by == "day" else "TOKEN", *map(str.upper, COLUMNS))
+        rows = [(str(row.key), *row.counts().values()) for row in report.rows]
+        rows.append(("total", *report.totals().values()))
+        print(_table(headers, rows))
     return 0
 
 
@@ -348,6 +424,73 @@ async def _webhooks_deliveries(
     return 0
 
 
+def _key_rows(found: Sequence[AdminKey], prefix: str) -> str:
+    rows = [
+        (
+            v["id"],
+            v["name"],
+            v["role"],
+            v["project_id"] or "all",
+            v["status"],
+            v["expires_at"] or "never",
+            v["last_used_at"] or "never",
+        )
+        for v in (admin_key_view(key, prefix) for key in found)
+    ]
+    headers = ("ID", "NAME", "ROLE", "PROJECT", "STATUS", "EXPIRES", "LAST USED")
+    return _table(headers, rows)
+
+
+def _keys(store: Store) -> KeyStore:
+    return KeyStore(store.pool)
+
+
+async def _keys_create(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    body = {"name": args.name, "role": args.role, "expires_in": args.expires_in}
+    if args.project is not None:
+        body["project_id"] = args.project
+    given = schemas.ADMIN_KEY_CREATE.check(body)
+    prefix = key_prefix(settings.token_prefix)
+    hasher = Hasher.from_settings(settings)
+    issued = await admin_keys.issue(_keys(store), store, hasher, prefix, **given, actor=CLI)
+    if args.json:
+        _print_json(new_admin_key_view(issued, prefix))
+    else:
+        print(_key_rows([issued.key], prefix))
+        print(f"\nkey: {issued.raw}")
+        print("This is the only time the key is shown: store it now.", file=sys.stderr)
+    return 0
+
+
+async def _keys_list(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    found = await admin_keys.list_all(_keys(store))
+    prefix = key_prefix(settings.token_prefix)
+    if args.json:
+        _print_json({"admin_keys": [admin_key_view(key, prefix) for key in found]})
+    else:
+        print(_key_rows(found, prefix) if found else "no admin keys yet")
+    return 0
+
+
+async def _keys_show(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    key = await admin_keys.get(_keys(store), args.key)
+    prefix = key_prefix(settings.token_prefix)
+    if args.json:
+        _print_json(admin_key_view(key, prefix))
+    else:
+        print(_key_rows([key], prefix))
+    return 0
+
+
+async def _keys_revoke(settings: Settings, args: argparse.Namespace, store: Store) -> int:
+    await admin_keys.revoke(_keys(store), args.key, actor=CLI)
+    if args.json:
+        _print_json({"id": args.key, "revoked": True})
+    else:
+        print(f"revoked admin key {args.key}; every admin instance refuses it now")
+    return 0
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return serve.serve(settings, migrate=not args.no_migrate)
 
@@ -418,6 +561,9 @@ def _project_commands(commands: Any) -> None:
         metavar="N/UNIT",
         help="the project's limit per token, e.g. 100/second (default: the gateway's RATE_LIMIT)",
     )
+    create.add_argument(
+        "--quota", metavar="N/day|N/month", help="requests per UTC day or month (default: none)"
+    )
     _data_command(group, "list", _projects_list, "list projects, newest first")
     update = _data_command(
         group, "update", _projects_update, "rename a project or change its rate limit"
@@ -431,6 +577,12 @@ def _project_commands(commands: Any) -> None:
         help="the new limit per token, e.g. 100/second; `default`: the gateway's RATE_LIMIT"
         " (every gateway applies it at once)",
     )
+    update.add_argument(
+        "--quota",
+        metavar="N/day|N/month|none",
+        help="the project's requests per UTC day or month; `none`: no quota (units already"
+        " used in the period still count)",
+    )
     delete = _data_command(
         group, "delete", _projects_delete, "delete a project and its tokens (at once, everywhere)"
     )
@@ -438,7 +590,7 @@ def _project_commands(commands: Any) -> None:
 
 
 def _token_commands(commands: Any) -> None:
-    group = _group(commands, "tokens", "issue, show, list and revoke a project's tokens")
+    group = _group(commands, "tokens", "issue, show, list, rotate and revoke a project's tokens")
     create = _data_command(
         group, "create", _tokens_create, "issue a token (shown once)", uses=ISSUES_TOKENS
     )
@@ -452,10 +604,46 @@ def _token_commands(commands: Any) -> None:
     create.add_argument(
         "--description", default="", help=f"up to {tokens.DESCRIPTION_MAX} characters"
     )
+    create.add_argument(
+        "--scope",
+        action="append",
+        metavar="'METHOD /PREFIX'",
+        help="what the token may call, e.g. 'GET /v1/validate' or '* /v1/status' (repeat it,"
+        f" at most {capabilities.SCOPES_MAX}; default: everything)",
+    )
+    create.add_argument(
+        "--allowed-ip",
+        action="append",
+        metavar="ADDRESS|CIDR",
+        help="an address or block the token may be used from (repeat it, at most"
+        f" {capabilities.ALLOWED_IPS_MAX}; default: any)",
+    )
+    rotate = _data_command(
+        group,
+        "rotate",
+        _tokens_rotate,
+        "issue a token's successor (shown once); the old one works until the grace ends",
+        uses=ISSUES_TOKENS,
+    )
+    _token_flags(rotate)
+    rotate.add_argument(
+        "--grace",
+        default=tokens.DEFAULT_GRACE,
+        metavar="DURATION",
+        help=f"how long the old token keeps working, 0s to 7d (default {tokens.DEFAULT_GRACE})",
+    )
     listing = _data_command(
         group, "list", _tokens_list, "list a project's tokens, newest first", uses=SHOWS_TOKENS
     )
     _project_flag(listing)
+    listing.add_argument(
+        "--status", metavar="STATUS", help=f"only {', '.join(tokens.STATUS_FILTERS)} tokens"
+    )
+    listing.add_argument(
+        "--within",
+        metavar="DURATION",
+        help=f"with --status expiring: ending within this (default {tokens.DEFAULT_WITHIN})",
+    )
     show = _data_command(
         group, "show", _tokens_show, "show one token (masked, never the secret)", uses=SHOWS_TOKENS
     )
@@ -492,6 +680,50 @@ def _webhook_commands(commands: Any) -> None:
     )
 
 
+def _key_commands(commands: Any) -> None:
+    group = _group(commands, "keys", "issue, show, list and revoke admin keys")
+    create = _data_command(
+        group, "create", _keys_create, "issue an admin key (shown once)", uses=ISSUES_TOKENS
+    )
+    create.add_argument("--name", required=True, help=f"1-{admin_keys.NAME_MAX} characters")
+    create.add_argument(
+        "--role",
+        required=True,
+        choices=admin_keys.ROLES,
+        help="admin: everything; manager or viewer: one project (--project)",
+    )
+    create.add_argument("--project", metavar="PROJECT_ID", help="the project of a project role")
+    create.add_argument(
+        "--expires-in",
+        default=tokens.DEFAULT_PRESET,
+        metavar="PRESET",
+        help=f"one of {', '.join(tokens.PRESETS)} (default {tokens.DEFAULT_PRESET})",
+    )
+    _data_command(group, "list", _keys_list, "list admin keys, newest first", uses=SHOWS_TOKENS)
+    show = _data_command(
+        group, "show", _keys_show, "show one admin key (never its secret)", uses=SHOWS_TOKENS
+    )
+    show.add_argument("--key", required=True, metavar="KEY_ID")
+    revoke = _data_command(group, "revoke", _keys_revoke, "revoke an admin key at once")
+    revoke.add_argument("--key", required=True, metavar="KEY_ID")
+
+
+def _usage_command(commands: Any) -> None:
+    command = _data_command(
+        commands, "usage", _usage, "a project's usage per UTC day (or per token), as a table"
+    )
+    _project_flag(command)
+    command.add_argument(
+        "--from", metavar="YYYY-MM-DD", help="first day (default: 29 days before --to)"
+    )
+    command.add_argument("--to", metavar="YYYY-MM-DD", help="last day, included (default: today)")
+    command.add_argument("--token", metavar="TOKEN_ID", help="only this token's usage")
+    command.add_argument(
+        "--group-by", choices=usage.GROUPINGS, help="one row per day (default) or per token"
+    )
+    command.add_argument("--csv", action="store_true", help="print CSV with a header line")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="admin", description="Tollgate administration.")
     commands = parser.add_subparsers(title="commands", parser_class=Parser)
@@ -499,6 +731,8 @@ def build_parser() -> Parser:
     _project_commands(commands)
     _token_commands(commands)
     _webhook_commands(commands)
+    _key_commands(commands)
+    _usage_command(commands)
     return parser
 
 

@@ -117,7 +117,12 @@ class Field:
         if self.pattern is not None:
             if not self.pattern.fullmatch(value.strip()):
                 raise field_error("invalid_value", name, self.must)
-            return self.convert(value) if self.convert else value
+            if self.convert is None:
+                return value
+            try:
+                return self.convert(value)
+            except ValueError as err:  # what a pattern cannot say (a range, host bits)
+                raise field_error("invalid_value", name, str(err)) from None
         return self._text(name, value)
 
     def _text(self, name: str, value: str) -> str:

@@ -54,6 +54,13 @@ class AdminMetrics:
             "Webhook deliveries waiting to be sent or tried again (read at each scrape).",
             registry=registry,
         )
+        self.tokens_expiring = Gauge(
+            "admin_tokens_expiring",
+            "Tokens still working that end within `within` (read at each scrape; rotated "
+            "tokens in their grace included).",
+            ["within"],
+            registry=registry,
+        )
         self.leak_reports = Counter(
             "admin_leak_reports",
             "Reported leaked tokens by result: revoked, unknown, bad_checksum.",

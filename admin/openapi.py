@@ -37,10 +37,13 @@ _ERROR: Final[Schema] = {
 
 _ERRORS: Final = {
     400: "Malformed JSON, unknown field, wrong type or invalid value (the message names it).",
-    401: "Missing or wrong admin token.",
-    404: "No such project, token or webhook.",
+    401: "Missing, wrong, revoked or expired admin credential.",
+    403: "This credential's role (or portal session) may not do this.",
+    404: "No such project, token, webhook or admin key (another project's routes are 404 to a "
+    "project-scoped credential).",
     405: "Tokens are immutable: create a new one and revoke this one.",
-    409: "The project already has as many webhooks as it may.",
+    409: "A conflict: the token was rotated already, or the project has as many webhooks "
+    "as it may.",
     413: f"Body larger than {MAX_BODY // 1024} KiB.",
     415: "Body is not JSON.",
     429: "Too many requests from this address; retry after `Retry-After` seconds.",
@@ -116,7 +119,9 @@ def _operation(path: str, operation: Operation) -> Schema:
         if operation.answer is None
         else {str(operation.answer.status): _answer(operation.answer)}
     )
-    responses.update({str(status): _ref("responses", f"E{status}") for status in operation.errors})
+    # Any credential-checked route may refuse a role (SPEC §8): 403 is always possible there.
+    errors = sorted({*operation.errors, *(() if operation.public else (401, 403))})
+    responses.update({str(status): _ref("responses", f"E{status}") for status in errors})
     described["responses"] = responses
     return described
 
@@ -145,7 +150,8 @@ def document(table: Iterable[web.AbstractRouteDef] = routes.ROUTES) -> dict[str,
         "info": {
             "title": "Tollgate admin API",
             "version": "1",
-            "description": "Projects and their API tokens. Errors are "
+            "description": "Projects, their API tokens and webhooks, admin keys, portal "
+            "sessions and the audit log. Errors are "
             '`{"error": {"code": ..., "message": ...}}`.',
         },
         "servers": [{"url": "/"}],
@@ -164,7 +170,8 @@ def document(table: Iterable[web.AbstractRouteDef] = routes.ROUTES) -> dict[str,
                 "adminToken": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "The ADMIN_TOKEN setting.",
+                    "description": "The ADMIN_TOKEN setting, an admin key (tgadm_...) or a "
+                    "portal session.",
                 }
             },
         },

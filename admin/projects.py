@@ -22,13 +22,22 @@ def not_found() -> NotFound:
 
 
 async def create(
-    store: Store, *, name: str, rate_limit: str | None = None, actor: Actor
+    store: Store,
+    *,
+    name: str,
+    rate_limit: str | None = None,
+    quota: str | None = None,
+    actor: Actor,
 ) -> Project:
-    return await store.create_project(name, rate_limit, actor=actor)
+    return await store.create_project(name, rate_limit, actor=actor, quota=quota)
 
 
-async def list_all(store: Store) -> list[Project]:
-    """Every project, newest first (as token listings are)."""
+async def list_all(store: Store, *, only: str | None = None) -> list[Project]:
+    """Every project, newest first (as token listings are); ``only``: that one project
+    (a project role's listing)."""
+    if only is not None:
+        project = await store.get_project(only)
+        return [] if project is None else [project]
     return list(reversed(await store.list_projects()))
 
 
@@ -45,12 +54,15 @@ async def update(
     *,
     name: str | Unset = UNSET,
     rate_limit: str | Unset | None = UNSET,
+    quota: str | Unset | None = UNSET,
     actor: Actor,
 ) -> Project:
-    """Rename or change the rate limit; gateways hear of a new limit at once."""
+    """Rename or change the rate limit or quota; gateways hear of a new one at once."""
     if not is_token_id(project_id):
         raise not_found()
-    project = await store.update_project(project_id, name=name, rate_limit=rate_limit, actor=actor)
+    project = await store.update_project(
+        project_id, name=name, rate_limit=rate_limit, quota=quota, actor=actor
+    )
     if project is None:
         raise not_found()
     return project

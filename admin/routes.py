@@ -22,17 +22,20 @@ from gateway.core.errors import (
     Unauthorized,
 )
 from gateway.core.journal import Actor
+from gateway.core.outbox import rfc3339
 
-from . import audit, projects, scanning, schemas, tokens, webhooks
-from .context import REQUEST_ID, actor, client_ip
+from . import admin_keys, audit, projects, scanning, schemas, tokens, usage, webhooks
+from .context import REQUEST_ID, actor, client_ip, principal
 from .endpoints import Answer, Given, Operation, RawBody, Reply, documented, is_public
 from .jsonbody import json_bytes, parse_json
 from .keys import (
     ADMIN_METRICS,
     AUDIT,
+    CREDENTIALS,
     DELIVERER,
     GUARD,
     HASHER,
+    KEYS,
     LEAK_LIMITER,
     LEAKS,
     OPENAPI,
@@ -40,18 +43,25 @@ from .keys import (
     SCANNING_KEYS,
     SETTINGS,
     STORE,
+    USAGE,
     WEBHOOKS,
 )
 from .metrics import exposition
 from .views import (
+    admin_key_page_view,
+    admin_key_view,
     audit_page_view,
     delivery_list_view,
+    me_view,
+    new_admin_key_view,
     new_token_view,
     new_webhook_view,
     project_list_view,
     project_view,
     token_page_view,
     token_view,
+    usage_csv,
+    usage_view,
     webhook_list_view,
 )
 
@@ -61,6 +71,7 @@ PROJECTS: Final = "/v1/projects"
 PROJECT: Final = "/v1/projects/{project_id}"
 TOKENS: Final = "/v1/projects/{project_id}/tokens"
 TOKEN: Final = "/v1/projects/{project_id}/tokens/{token_id}"
+TOKEN_ROTATE: Final = "/v1/projects/{project_id}/tokens/{token_id}/rotate"
 
 # The routes the app serves, in this order (see add_routes).
 ROUTES: Final = web.RouteTableDef()
@@ -92,7 +103,8 @@ async def create_project(request: web.Request, given: Given) -> Reply:
     Operation("List projects, newest first", Answer(200, "Every project.", "ProjectList"), (401,))
 )
 async def list_projects(request: web.Request, given: Given) -> Reply:
-    return project_list_view(await projects.list_all(request.app[STORE]))
+    scope = principal(request).project_id  # a project role sees its own project only
+    return project_list_view(await projects.list_all(request.app[STORE], only=scope))
 
 
 @ROUTES.get(PROJECT)
@@ -104,10 +116,10 @@ async def get_project(request: web.Request, given: Given) -> Reply:
 @ROUTES.patch(PROJECT)
 @documented(
     Operation(
-        "Rename a project or change its rate limit",
+        "Rename a project or change its rate limit or quota",
         _PROJECT,
         (*_BODY_ERRORS, 404),
-        "A new rate limit reaches every gateway at once.",
+        "A new rate limit or quota reaches every gateway at once.",
         body=schemas.PROJECT_UPDATE,
     )
 )
@@ -178,7 +190,8 @@ async def create_token(request: web.Request, given: Given) -> Reply:
 async def list_tokens(request: web.Request, given: Given) -> Reply:
     project_id = request.match_info["project_id"]
     page = await tokens.list_page(request.app[STORE], project_id, **given.query)
-    return token_page_view(page, _prefix(request))
+    found = await usage.last_30_days(request.app[USAGE], [info.id for info in page.tokens])
+    return token_page_view(page, _prefix(request), found)
 
 
 @ROUTES.get(TOKEN)
@@ -187,7 +200,9 @@ async def list_tokens(request: web.Request, given: Given) -> Reply:
 )
 async def get_token(request: web.Request, given: Given) -> Reply:
     ids = request.match_info["project_id"], request.match_info["token_id"]
-    return token_view(await tokens.get(request.app[STORE], *ids), _prefix(request))
+    info = await tokens.get(request.app[STORE], *ids)
+    found = await usage.last_30_days(request.app[USAGE], [info.id])
+    return token_view(info, _prefix(request), usage_30d=found.get(info.id))
 
 
 @ROUTES.delete(TOKEN)
@@ -203,6 +218,35 @@ async def revoke_token(request: web.Request, given: Given) -> Reply:
     ids = request.match_info["project_id"], request.match_info["token_id"]
     await tokens.revoke(request.app[STORE], *ids, actor=actor(request))
     return None
+
+
+@ROUTES.post(TOKEN_ROTATE)
+@documented(
+    Operation(
+        "Rotate a token: issue its successor, retire it after a grace period",
+        Answer(
+            201,
+            "The successor, with `rotated_from`.",
+            "NewToken",
+            location="/v1/projects/{project_id}/tokens/{id}",
+            secret=True,
+        ),
+        (*_BODY_ERRORS, 404, 409),
+        "The successor has the same description, scopes, allowed_ips and expiry preset "
+        "(counted from now). The old token keeps working until the end of its grace (never "
+        "past its own expiry) on every gateway, its proxied answers carrying `Deprecation` "
+        "and `Sunset`; it shows `replaced_by` and cannot be rotated again (409 "
+        "`already_rotated`). The answer is the only place the new token ever appears.",
+        body=schemas.TOKEN_ROTATE,
+    )
+)
+async def rotate_token(request: web.Request, given: Given) -> Reply:
+    app, prefix = request.app, _prefix(request)
+    ids = request.match_info["project_id"], request.match_info["token_id"]
+    issued = await tokens.rotate(
+        app[STORE], app[HASHER], prefix, *ids, actor=actor(request), **given.body
+    )
+    return new_token_view(issued, prefix)
 
 
 _TOKEN_ALLOW: Final = {"Allow": "GET, DELETE"}
@@ -225,6 +269,51 @@ async def token_other_method(request: web.Request) -> web.Response:
     raise MethodNotAllowed(headers=_TOKEN_ALLOW)
 
 
+# ---------------------------------------------------------------- usage
+
+USAGE_PATH: Final = "/v1/projects/{project_id}/usage"
+# For the role x route table: a viewer of the project may read its usage.
+USAGE_ACCESS: Final = {("GET", USAGE_PATH): "viewer"}
+
+
+def wants_csv(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return any(part.split(";")[0].strip().lower() == "text/csv" for part in accept.split(","))
+
+
+@ROUTES.get(USAGE_PATH)
+@documented(
+    Operation(
+        "A project's usage per UTC day or per token",
+        Answer(200, "Its usage (CSV with a header line for Accept: text/csv).", "Usage"),
+        (400, 401, 404),
+        "Counts: proxied (answers from the upstream), upstream_errors (502, 504 and upstream "
+        "5xx), rate_limited (429s) and forbidden (403s). Grouped by day, days without "
+        "traffic have zeros. Revoked tokens' usage stays in the totals.",
+        query=schemas.USAGE_QUERY,
+    )
+)
+async def get_usage(request: web.Request, given: Given) -> Reply:
+    start, end = usage.span(given.query["from"], given.query["to"])
+    report = await usage.report(
+        request.app[STORE],
+        request.app[USAGE],
+        request.match_info["project_id"],
+        start=start,
+        end=end,
+        token_id=given.query["token_id"],
+        group_by=given.query["group_by"],
+    )
+    if wants_csv(request):
+        name = f"usage-{report.start}-{report.end}.csv"
+        return web.Response(
+            text=usage_csv(report),
+            content_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    return usage_view(report)
+
+
 # ---------------------------------------------------------------- webhooks
 
 WEBHOOKS_PATH: Final = "/v1/projects/{project_id}/webhooks"
@@ -233,18 +322,6 @@ WEBHOOK_TEST: Final = "/v1/projects/{project_id}/webhooks/{webhook_id}/test"
 WEBHOOK_DELIVERIES: Final = "/v1/projects/{project_id}/webhooks/{webhook_id}/deliveries"
 LEAKS_PATH: Final = "/v1/leaks"
 LEAKS_GITHUB: Final = "/v1/leaks/github"
-
-# Who may call these routes, for the role x route table: a manager of the project (and
-# admin) reads and changes its webhooks, a viewer none of it; leak reports are public.
-ACCESS: Final = {
-    ("POST", WEBHOOKS_PATH): "manager",
-    ("GET", WEBHOOKS_PATH): "manager",
-    ("DELETE", WEBHOOK): "manager",
-    ("POST", WEBHOOK_TEST): "manager",
-    ("GET", WEBHOOK_DELIVERIES): "manager",
-    ("POST", LEAKS_PATH): "public",
-    ("POST", LEAKS_GITHUB): "public",
-}
 
 
 def _leak_report(request: web.Request) -> Actor:
@@ -437,7 +514,143 @@ AUDIT_PATH: Final = "/v1/audit"
     )
 )
 async def list_audit(request: web.Request, given: Given) -> Reply:
-    return audit_page_view(await audit.page(request.app[AUDIT], **given.query))
+    query, scope = given.query, principal(request).project_id
+    if scope is not None:  # a project role reads its own project's events only
+        if query.get("project_id") not in (None, scope):
+            raise projects.not_found()
+        query = {**query, "project_id": scope}
+    return audit_page_view(await audit.page(request.app[AUDIT], **query))
+
+
+# ---------------------------------------------------------------- admin keys and who am I
+
+ADMIN_KEYS: Final = "/v1/admin-keys"
+ADMIN_KEY: Final = "/v1/admin-keys/{key_id}"
+ME: Final = "/v1/me"
+PORTAL_SESSIONS: Final = "/v1/projects/{project_id}/portal-sessions"
+PORTAL_EXCHANGE: Final = "/v1/portal-sessions/exchange"
+
+
+def _key_prefix(request: web.Request) -> str:
+    return request.app[CREDENTIALS].prefix
+
+
+@ROUTES.post(ADMIN_KEYS)
+@documented(
+    Operation(
+        "Issue an admin key",
+        Answer(
+            201,
+            "The new key.",
+            "NewAdminKey",
+            location="/v1/admin-keys/{id}",
+            secret=True,
+        ),
+        (*_BODY_ERRORS, 403, 404),
+        "Admin role only. The answer is the only place the key itself ever appears.",
+        body=schemas.ADMIN_KEY_CREATE,
+    )
+)
+async def create_admin_key(request: web.Request, given: Given) -> Reply:
+    app = request.app
+    issued = await admin_keys.issue(
+        app[KEYS], app[STORE], app[HASHER], _key_prefix(request), **given.body, actor=actor(request)
+    )
+    return new_admin_key_view(issued, _key_prefix(request))
+
+
+@ROUTES.get(ADMIN_KEYS)
+@documented(
+    Operation(
+        "List admin keys, newest first",
+        Answer(200, "A page of admin keys.", "AdminKeyPage"),
+        (400, 401, 403),
+        query=schemas.PAGE,
+    )
+)
+async def list_admin_keys(request: web.Request, given: Given) -> Reply:
+    page = await admin_keys.list_page(request.app[KEYS], **given.query)
+    return admin_key_page_view(page, _key_prefix(request))
+
+
+@ROUTES.get(ADMIN_KEY)
+@documented(
+    Operation(
+        "Get an admin key (never its secret)",
+        Answer(200, "The admin key.", "AdminKey"),
+        (401, 403, 404),
+    )
+)
+async def get_admin_key(request: web.Request, given: Given) -> Reply:
+    key = await admin_keys.get(request.app[KEYS], request.match_info["key_id"])
+    return admin_key_view(key, _key_prefix(request))
+
+
+@ROUTES.delete(ADMIN_KEY)
+@documented(
+    Operation(
+        "Revoke an admin key",
+        Answer(204, "Revoked."),
+        (401, 403, 404),
+        "Deletes it: every admin instance refuses it from its next request on.",
+    )
+)
+async def revoke_admin_key(request: web.Request, given: Given) -> Reply:
+    await admin_keys.revoke(request.app[KEYS], request.match_info["key_id"], actor=actor(request))
+    return None
+
+
+@ROUTES.get(ME)
+@documented(
+    Operation(
+        "The credential this request was made with",
+        Answer(200, "Who is asking: its type, role and project.", "Me"),
+        (401,),
+    )
+)
+async def me(request: web.Request, given: Given) -> Reply:
+    return me_view(principal(request))
+
+
+@ROUTES.post(PORTAL_SESSIONS)
+@documented(
+    Operation(
+        "A one-time link to the project's token pages, for the seller's customer",
+        Answer(201, "The link; redirect the customer to it.", "PortalLink", secret=True),
+        (*_BODY_ERRORS, 403, 404),
+        "The seller's backend calls this for a signed-in customer and redirects the "
+        "customer to `url`. The link works once, within 5 minutes; the session it opens "
+        "has `role` on this project alone, for `ttl`.",
+        body=schemas.PORTAL_SESSION_CREATE,
+    )
+)
+async def create_portal_session(request: web.Request, given: Given) -> Reply:
+    app, project_id = request.app, request.match_info["project_id"]
+    link = await admin_keys.mint(
+        app[KEYS],
+        app[STORE],
+        app[SETTINGS].public_url(),
+        project_id,
+        **given.body,
+        actor=actor(request),
+    )
+    return {"url": link.url, "expires_at": rfc3339(link.expires_at)}
+
+
+@ROUTES.post(PORTAL_EXCHANGE)
+@documented(
+    Operation(
+        "Exchange a portal link's code for a session",
+        Answer(200, "The session credential.", "PortalSession", secret=True),
+        (400, 401, 413, 415),
+        "No credential needed: the code is one. A used or expired code is 401.",
+        body=schemas.PORTAL_EXCHANGE,
+        public=True,
+    )
+)
+async def exchange_portal_code(request: web.Request, given: Given) -> Reply:
+    session = await admin_keys.exchange(request.app[KEYS], _key_prefix(request), given.body["code"])
+    return {"session": session.raw, "expires_at": rfc3339(session.expires_at)}
 
 
 # ---------------------------------------------------------------- service
@@ -480,7 +693,12 @@ async def metrics(request: web.Request, given: Given) -> Reply:
     try:
         pending = await asyncio.wait_for(app[WEBHOOKS].pending_count(), HEALTH_TIMEOUT)
         app[ADMIN_METRICS].outbox_pending.set(pending)
-    except db.UNREACHABLE:  # the gauge keeps its last value; the scrape still answers
+        soon = tokens.EXPIRING_SOON
+        expiring = await asyncio.wait_for(
+            app[STORE].count_expiring(tokens.seconds(soon)), HEALTH_TIMEOUT
+        )
+        app[ADMIN_METRICS].tokens_expiring.labels(soon).set(expiring)
+    except db.UNREACHABLE:  # the gauges keep their last values; the scrape still answers
         pass
     return exposition(app[ADMIN_METRICS])
 

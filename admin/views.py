@@ -6,7 +6,9 @@ checks that the two name the same fields.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import csv
+import io
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -14,10 +16,13 @@ from gateway.core.journal import ACTIONS
 from gateway.core.outbox import rfc3339
 from gateway.core.store import Project, TokenInfo, TokenPage
 from gateway.core.store_audit import AuditEvent, AuditPage
+from gateway.core.store_keys import AdminKey, KeyPage
+from gateway.core.store_usage import COLUMNS, UsageRow
 from gateway.core.store_webhooks import Delivery, Webhook
 from gateway.core.tokens import masked
 
-from . import schemas, tokens, webhooks
+from . import admin_keys, schemas, tokens, usage, webhooks
+from .context import Principal
 
 Schema = dict[str, Any]
 
@@ -27,6 +32,7 @@ def project_view(project: Project) -> dict[str, Any]:
         "id": project.id,
         "name": project.name,
         "rate_limit": project.rate_limit,
+        "quota": project.quota,
         "created_at": rfc3339(project.created_at),
     }
 
@@ -39,7 +45,20 @@ def token_status(info: TokenInfo, now: datetime) -> str:
     return "expired" if info.expires_at is not None and info.expires_at <= now else "active"
 
 
-def token_view(info: TokenInfo, prefix: str, *, now: datetime | None = None) -> dict[str, Any]:
+_NO_USAGE: Final = UsageRow("")
+
+
+def counts_view(row: UsageRow | None) -> dict[str, int]:
+    return (row or _NO_USAGE).counts()
+
+
+def token_view(
+    info: TokenInfo,
+    prefix: str,
+    *,
+    now: datetime | None = None,
+    usage_30d: UsageRow | None = None,
+) -> dict[str, Any]:
     """A token as listings show it: the masked form, never the secret or its hash."""
     return {
         "id": info.id,
@@ -50,6 +69,13 @@ def token_view(info: TokenInfo, prefix: str, *, now: datetime | None = None) -> 
         "expires_at": rfc3339(info.expires_at),
         "last_used_at": rfc3339(info.last_used_at),
         "status": token_status(info, now or datetime.now(UTC)),
+        "expires_in": tokens.preset_of(info),
+        "scopes": list(info.scopes),
+        "allowed_ips": list(info.allowed_ips),
+        "rotated_from": info.rotated_from,
+        "replaced_by": info.replaced_by,
+        "rotated_at": rfc3339(info.rotated_at),
+        "usage_30d": counts_view(usage_30d),
     }
 
 
@@ -58,11 +84,35 @@ def new_token_view(issued: tokens.Issued, prefix: str) -> dict[str, Any]:
     return {**token_view(issued.info, prefix), "token": issued.token}
 
 
-def token_page_view(page: TokenPage, prefix: str) -> dict[str, Any]:
+def token_page_view(
+    page: TokenPage, prefix: str, usage_30d: Mapping[str, UsageRow] | None = None
+) -> dict[str, Any]:
+    found = usage_30d or {}
     return {
-        "tokens": [token_view(info, prefix) for info in page.tokens],
+        "tokens": [token_view(info, prefix, usage_30d=found.get(info.id)) for info in page.tokens],
         "next_cursor": page.next_cursor,
     }
+
+
+def usage_view(report: usage.Report) -> dict[str, Any]:
+    key = "date" if report.group_by == "day" else "token_id"
+    return {
+        "from": report.start.isoformat(),
+        "to": report.end.isoformat(),
+        "group_by": report.group_by,
+        "rows": [{key: str(row.key), **row.counts()} for row in report.rows],
+        "totals": report.totals(),
+    }
+
+
+def usage_csv(report: usage.Report) -> str:
+    """The same rows as CSV, a header line first (RFC 4180 line ends)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["date" if report.group_by == "day" else "token_id", *COLUMNS])
+    for row in report.rows:
+        writer.writerow([str(row.key), *row.counts().values()])
+    return out.getvalue()
 
 
 def webhook_view(webhook: Webhook) -> dict[str, Any]:
@@ -104,6 +154,47 @@ def delivery_view(delivery: Delivery) -> dict[str, Any]:
 
 def delivery_list_view(found: Sequence[Delivery]) -> dict[str, Any]:
     return {"deliveries": [delivery_view(d) for d in found]}
+
+
+def key_status(key: AdminKey, now: datetime) -> str:
+    return "expired" if key.expires_at is not None and key.expires_at <= now else "active"
+
+
+def admin_key_view(key: AdminKey, prefix: str) -> dict[str, Any]:
+    """An admin key as listings show it; ``prefix``: the key prefix (``tgadm``)."""
+    return {
+        "id": key.id,
+        "name": key.name,
+        "role": key.role,
+        "project_id": key.project_id,
+        "masked": masked(prefix, key.id),
+        "created_at": rfc3339(key.created_at),
+        "expires_at": rfc3339(key.expires_at),
+        "last_used_at": rfc3339(key.last_used_at),
+        "status": key_status(key, datetime.now(UTC)),
+    }
+
+
+def new_admin_key_view(issued: admin_keys.IssuedKey, prefix: str) -> dict[str, Any]:
+    """The only answer that ever carries the key itself."""
+    return {**admin_key_view(issued.key, prefix), "key": issued.raw}
+
+
+def admin_key_page_view(page: KeyPage, prefix: str) -> dict[str, Any]:
+    return {
+        "admin_keys": [admin_key_view(key, prefix) for key in page.keys],
+        "next_cursor": page.next_cursor,
+    }
+
+
+def me_view(who: Principal) -> dict[str, Any]:
+    return {
+        "type": who.type,
+        "id": who.id,
+        "name": who.name,
+        "role": who.role,
+        "project_id": who.project_id,
+    }
 
 
 def audit_event_view(event: AuditEvent) -> dict[str, Any]:
@@ -161,6 +252,11 @@ ANSWERS: Final[dict[str, Schema]] = {
                 "description": "Canonical (`600/minute`); null means the gateway default.",
                 "examples": ["600/minute"],
             },
+            "quota": {
+                "type": ["string", "null"],
+                "description": "Requests per UTC day or month (`10000/day`); null: none.",
+                "examples": ["10000/day"],
+            },
             "created_at": _TIME,
         }
     ),
@@ -175,6 +271,53 @@ ANSWERS: Final[dict[str, Schema]] = {
             "expires_at": _TIME_OR_NULL,
             "last_used_at": _TIME_OR_NULL,
             "status": {"enum": ["active", "expired"]},
+            "expires_in": {
+                "enum": list(tokens.PRESETS),
+                "description": "The expiry preset it was created with (a successor keeps it).",
+            },
+            "scopes": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "`<METHOD or *> <path prefix>` each; empty: everything.",
+            },
+            "allowed_ips": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Addresses and CIDR blocks it may be used from; empty: any.",
+            },
+            "rotated_from": {
+                "type": ["string", "null"],
+                "description": "The token this one replaced.",
+            },
+            "replaced_by": {
+                "type": ["string", "null"],
+                "description": "Its successor: set once rotated; it then works until "
+                "`expires_at` (the end of its grace) and its answers carry Deprecation and "
+                "Sunset.",
+            },
+            "rotated_at": {**_TIME_OR_NULL, "description": "When its successor was issued."},
+            "usage_30d": {**_ref("UsageCounts"), "description": "The last 30 UTC days."},
+        }
+    ),
+    "UsageCounts": _always({name: {"type": "integer", "minimum": 0} for name in COLUMNS}),
+    "Usage": _always(
+        {
+            "from": {"type": "string", "format": "date"},
+            "to": {"type": "string", "format": "date"},
+            "group_by": {"enum": list(usage.GROUPINGS)},
+            "rows": {
+                "type": "array",
+                "items": {
+                    "allOf": [_ref("UsageCounts")],
+                    "type": "object",
+                    "properties": {
+                        "date": {"type": "string", "format": "date"},
+                        "token_id": {"type": "string"},
+                    },
+                    "description": "`date` (group_by=day) or `token_id` (group_by=token).",
+                },
+            },
+            "totals": _ref("UsageCounts"),
         }
     ),
     "NewToken": {
@@ -286,6 +429,62 @@ ANSWERS: Final[dict[str, Schema]] = {
         {
             "events": {"type": "array", "items": _ref("AuditEvent")},
             "next_cursor": {"type": ["string", "null"]},
+        }
+    ),
+    "AdminKey": _always(
+        {
+            "id": {"type": "string", "description": "The public id inside the key."},
+            "name": {"type": "string"},
+            "role": {"enum": list(admin_keys.ROLES)},
+            "project_id": {"type": ["string", "null"], "description": "Null for admin."},
+            "masked": {"type": "string", "description": "Prefix and id; never the secret."},
+            "created_at": _TIME,
+            "expires_at": _TIME_OR_NULL,
+            "last_used_at": _TIME_OR_NULL,
+            "status": {"enum": ["active", "expired"]},
+        }
+    ),
+    "NewAdminKey": {
+        "allOf": [
+            _ref("AdminKey"),
+            _always(
+                {
+                    "key": {
+                        "type": "string",
+                        "description": "The key itself. Shown in this answer only, never again.",
+                    }
+                }
+            ),
+        ]
+    },
+    "AdminKeyPage": _always(
+        {
+            "admin_keys": {"type": "array", "items": _ref("AdminKey")},
+            "next_cursor": {"type": ["string", "null"]},
+        }
+    ),
+    "Me": _always(
+        {
+            "type": {"enum": ["bootstrap", "admin_key", "portal"]},
+            "id": {"type": ["string", "null"]},
+            "name": {"type": ["string", "null"]},
+            "role": {"enum": list(admin_keys.ROLES)},
+            "project_id": {"type": ["string", "null"]},
+        }
+    ),
+    "PortalLink": _always(
+        {
+            "url": {"type": "string", "description": "Send the customer there; it works once."},
+            "expires_at": {**_TIME, "description": "The link works until then (5 minutes)."},
+        }
+    ),
+    "PortalSession": _always(
+        {
+            "session": {
+                "type": "string",
+                "description": "The credential: Authorization: Bearer <session> on /v1.",
+            },
+            "expires_at": _TIME,
         }
     ),
     "GitHubLabels": {

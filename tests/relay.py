@@ -43,6 +43,7 @@ class Relay:
         self._dropping: bytes | None = None
         self._losing: bytes | None = None
         self.answers_lost = 0
+        self.client_messages = 0  # reads from clients: one per request sent and awaited
         self.port = 0
 
     @property
@@ -125,6 +126,7 @@ class Relay:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
                 if from_client is not None:
+                    self.client_messages += 1
                     if len(from_client.sent) < _REMEMBERED:
                         from_client.sent += data
                     if self._dropping is not None and self._dropping in from_client.sent:

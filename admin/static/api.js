@@ -73,17 +73,39 @@ export async function request(method, path, { body, token } = {}) {
 
 const enc = encodeURIComponent;
 
+function query(params) {
+  const given = Object.entries(params).filter(([, value]) => value);
+  return given.length ? `?${new URLSearchParams(given)}` : "";
+}
+
 export const api = {
+  // Who the credential is (type, role, project): the console adapts to it.
+  me: (token) => request("GET", "/v1/me", { token }),
+  // A portal link's code for a session; needs no credential (token "" sends none).
+  exchangePortal: (code) =>
+    request("POST", "/v1/portal-sessions/exchange", { body: { code }, token: "" }),
+  listAdminKeys: (cursor) => request("GET", `/v1/admin-keys${query({ cursor })}`),
+  createAdminKey: (fields) => request("POST", "/v1/admin-keys", { body: fields }),
+  revokeAdminKey: (id) => request("DELETE", `/v1/admin-keys/${enc(id)}`),
+  listAudit: (params) => request("GET", `/v1/audit${query(params)}`),
   listProjects: (token) => request("GET", "/v1/projects", { token }),
   createProject: (fields) => request("POST", "/v1/projects", { body: fields }),
   getProject: (id) => request("GET", `/v1/projects/${enc(id)}`),
   updateProject: (id, fields) => request("PATCH", `/v1/projects/${enc(id)}`, { body: fields }),
   deleteProject: (id) => request("DELETE", `/v1/projects/${enc(id)}`),
   // Pages of the API's default size.
-  listTokens: (id, cursor) => {
-    const query = cursor ? `?${new URLSearchParams({ cursor })}` : "";
+  // `filter`: {status, within} of the API's listing, or {} for every token.
+  listTokens: (id, cursor, filter = {}) => {
+    const params = new URLSearchParams(filter);
+    if (cursor) params.set("cursor", cursor);
+    const query = params.toString() ? `?${params}` : "";
     return request("GET", `/v1/projects/${enc(id)}/tokens${query}`);
   },
+  getToken: (id, tokenId) => request("GET", `/v1/projects/${enc(id)}/tokens/${enc(tokenId)}`),
+  rotateToken: (id, tokenId, grace) =>
+    request("POST", `/v1/projects/${enc(id)}/tokens/${enc(tokenId)}/rotate`, {
+      body: { grace },
+    }),
   createToken: (id, fields) => request("POST", `/v1/projects/${enc(id)}/tokens`, { body: fields }),
   revokeToken: (id, tokenId) =>
     request("DELETE", `/v1/projects/${enc(id)}/tokens/${enc(tokenId)}`),
@@ -94,6 +116,11 @@ export const api = {
     request("DELETE", `/v1/projects/${enc(id)}/webhooks/${enc(webhookId)}`),
   testWebhook: (id, webhookId) =>
     request("POST", `/v1/projects/${enc(id)}/webhooks/${enc(webhookId)}/test`),
+  // 30 days up to today by default; `params`: from, to, token_id, group_by.
+  usage: (id, params = {}) => {
+    const query = new URLSearchParams(params).toString();
+    return request("GET", `/v1/projects/${enc(id)}/usage${query ? `?${query}` : ""}`);
+  },
   listDeliveries: (id, webhookId, limit) =>
     request(
       "GET",

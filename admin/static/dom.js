@@ -99,7 +99,7 @@ export function wireCloseButtons() {
 }
 
 // The one visible view; the others are hidden. Returns the view's element.
-const VIEWS = ["view-signin", "view-projects", "view-project"];
+const VIEWS = ["view-signin", "view-projects", "view-project", "view-keys", "view-activity"];
 export function showView(id) {
   for (const name of VIEWS) $(name).hidden = name !== id;
   return $(id);

@@ -8,8 +8,11 @@ import { field, problem } from "./schema.js";
 const LABELS = {
   name: "Name",
   rate_limit: "Rate limit",
+  quota: "Quota",
   description: "Description",
   expires_in: "Expiration",
+  scopes: "Scopes",
+  allowed_ips: "Allowed addresses",
   url: "URL",
   events: "Events",
 };
@@ -22,6 +25,10 @@ const HINTS = {
       `Write the rate limit as a number of requests per second, minute or hour${examples}. ` +
       "Leave it empty for the server default."
     );
+  },
+  quota: (schema) => {
+    const examples = schema.examples ? `, for example ${schema.examples.join(" or ")}` : "";
+    return `Write the quota as a number of requests per day or month${examples}. Leave it empty for none.`;
   },
 };
 

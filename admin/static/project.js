@@ -1,6 +1,7 @@
-// A project's page: the Settings section (name, rate limit), the Access Tokens section and the
-// Webhooks section.
+// A project's page: the Settings section (name, rate limit, quota), the Usage chart, the
+// Access Tokens section and the Webhooks section.
 
+import * as activity from "./activity.js";
 import { api } from "./api.js";
 import {
   $,
@@ -21,7 +22,9 @@ import { timeElement } from "./format.js";
 import * as projects from "./projects.js";
 import { field, limitInput } from "./schema.js";
 import * as tokens from "./tokens.js";
+import * as usage from "./usage.js";
 import * as webhooks from "./webhooks.js";
+import * as who from "./who.js";
 
 let current = null; // the project shown, as the API last returned it
 
@@ -34,6 +37,12 @@ function fill(project) {
   $("project-created").replaceChildren(timeElement(project.created_at));
   $("settings-name").value = project.name;
   $("settings-rate").value = project.rate_limit ?? "";
+  // A viewer reads the settings; the API would refuse a change.
+  const readOnly = !who.may("manager");
+  $("settings-name").readOnly = readOnly;
+  $("settings-rate").readOnly = readOnly;
+  $("settings-quota").value = project.quota ?? "";
+  $("settings-quota").readOnly = readOnly;
 }
 
 export async function show(projectId, { focus = false } = {}) {
@@ -66,9 +75,13 @@ export async function show(projectId, { focus = false } = {}) {
   fill(project);
   $("project-body").hidden = false;
   if (focus) focusHeading($("project-title"));
+  const stillCurrent = () => isCurrent(generation);
   await Promise.all([
-    tokens.load(project.id, () => isCurrent(generation)),
-    webhooks.load(project.id, () => isCurrent(generation)),
+    tokens.load(project.id, stillCurrent),
+    // Webhooks are the project managers' business; a portal session sees tokens only.
+    who.may("manager") && !who.isPortal() ? webhooks.load(project.id, stillCurrent) : null,
+    activity.fill("project-activity", { project_id: project.id }, stillCurrent),
+    usage.load(project.id, stillCurrent),
   ]);
 }
 
@@ -77,8 +90,10 @@ function changes() {
   const fields = {};
   const name = $("settings-name").value.trim();
   const rate = $("settings-rate").value.trim() || null;
+  const quota = $("settings-quota").value.trim() || null;
   if (name !== current.name) fields.name = name;
   if (rate !== current.rate_limit) fields.rate_limit = rate;
+  if (quota !== current.quota) fields.quota = quota;
   return fields;
 }
 
@@ -122,7 +137,7 @@ export function init() {
       showFieldError(error, $("settings-name"), "The project needs a name.");
       return;
     }
-    const wrong = firstProblem(form, "ProjectUpdate", ["name", "rate_limit"]);
+    const wrong = firstProblem(form, "ProjectUpdate", ["name", "rate_limit", "quota"]);
     if (wrong) {
       showFieldError(error, ...wrong);
       return;

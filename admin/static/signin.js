@@ -1,7 +1,9 @@
-// The sign-in view: checks a candidate admin token with GET /v1/projects before keeping it.
+// The sign-in view: checks a candidate credential (the admin token, an admin key) with
+// GET /v1/me before keeping it; the console then adapts to its role (who.js).
 
 import { api, session } from "./api.js";
 import { $, clearError, showError, showView, whileBusy } from "./dom.js";
+import * as who from "./who.js";
 
 export function show(message) {
   showView("view-signin");
@@ -21,18 +23,20 @@ export function init(onSignedIn) {
     const candidate = input.value.trim();
     clearError(error);
     if (!candidate) {
-      showError(error, "Enter the admin token.");
+      showError(error, "Enter the admin token or an admin key.");
       input.focus();
       return;
     }
     const button = form.querySelector("button[type=submit]");
+    let me;
     try {
-      await whileBusy(button, () => api.listProjects(candidate));
+      me = await whileBusy(button, () => api.me(candidate));
     } catch (failure) {
       showError(
         error,
         failure.status === 401
-          ? "That admin token was not accepted. Check the ADMIN_TOKEN the admin server runs with."
+          ? "That token or key was not accepted. Check the ADMIN_TOKEN the admin server runs " +
+              "with, or whether the key was revoked or has expired."
           : failure.message,
       );
       input.select();
@@ -40,6 +44,7 @@ export function init(onSignedIn) {
       return;
     }
     session.set(candidate);
+    who.set(me);
     input.value = "";
     onSignedIn();
   });

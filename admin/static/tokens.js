@@ -1,5 +1,7 @@
-// The Access Tokens section: the table (newest first, "Load more" with the API cursor), the
-// "Create token" dialog, the one-time reveal dialog and the revoke confirmation.
+// The Access Tokens section: the table (newest first, "Load more" with the API cursor, a
+// status filter), the "Create token" dialog (with scopes and allowed addresses), the
+// one-time reveal dialog, the rotate dialog (its successor revealed the same way) and the
+// revoke confirmation.
 //
 // The raw token exists only in the create answer and, while the reveal dialog is open, as the
 // text of #reveal-token. It is never copied into a variable that outlives the create handler,
@@ -21,6 +23,7 @@ import {
 import { sendChecked } from "./fields.js";
 import { timeElement } from "./format.js";
 import { field, limitInput } from "./schema.js";
+import * as usage from "./usage.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -54,12 +57,86 @@ function descriptionOf(token) {
   return token.description || "No description";
 }
 
-function statusBadge(status) {
-  const badge = document.createElement("span");
-  const expired = status === "expired";
-  badge.className = expired ? "badge badge-expired" : "badge badge-active";
-  badge.textContent = expired ? "Expired" : "Active";
-  return badge;
+const SOON_MS = 7 * 24 * 3600 * 1000; // the "Expires soon" badge, as the API's expiring
+
+function badge(className, text) {
+  const span = document.createElement("span");
+  span.className = `badge ${className}`;
+  span.textContent = text;
+  return span;
+}
+
+function expiresSoon(token) {
+  if (token.status !== "active" || !token.expires_at) return false;
+  return new Date(token.expires_at).getTime() - Date.now() <= SOON_MS;
+}
+
+// Active, Expired, Expires soon; a rotated token in its grace: "Rotating until …" and a
+// link to the token that replaces it.
+function statusOf(token) {
+  if (token.status === "expired") return [badge("badge-expired", "Expired")];
+  if (token.replaced_by) {
+    const until = document.createElement("span");
+    until.className = "rotating";
+    const successor = document.createElement("button");
+    successor.type = "button";
+    successor.className = "link";
+    successor.textContent = "its successor";
+    successor.addEventListener("click", () => showToken(token.replaced_by));
+    until.append("until ", timeElement(token.expires_at), " · ", successor);
+    return [badge("badge-rotating", "Rotating"), until];
+  }
+  if (expiresSoon(token)) return [badge("badge-soon", "Expires soon")];
+  return [badge("badge-active", "Active")];
+}
+
+// Bring a token's row into view (a successor is newer, so it is on the page already).
+function showToken(tokenId) {
+  const row = [...$("tokens-body").children].find((r) => r.dataset.tokenId === tokenId);
+  if (!row) {
+    $("tokens-status").textContent = "Its successor is not in this list (see All tokens).";
+    return;
+  }
+  row.scrollIntoView({ block: "center" });
+  row.classList.add("highlight");
+  setTimeout(() => row.classList.remove("highlight"), 2000);
+  row.querySelector("button")?.focus();
+}
+
+// What the token may do, under its description: "GET /v1/validate · * /v1/status", and
+// "From 203.0.113.0/24"; nothing when it may do anything from anywhere.
+function limitsOf(token) {
+  const lines = [];
+  if (token.scopes && token.scopes.length) {
+    const scopes = document.createElement("p");
+    scopes.className = "limits";
+    scopes.textContent = `Only ${token.scopes.join(" · ")}`;
+    lines.push(scopes);
+  }
+  if (token.allowed_ips && token.allowed_ips.length) {
+    const from = document.createElement("p");
+    from.className = "limits";
+    from.textContent = `From ${token.allowed_ips.join(", ")}`;
+    lines.push(from);
+  }
+  return lines;
+}
+
+function rotateIcon() {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  svg.setAttribute("class", "icon");
+  const path = document.createElementNS(SVG, "path");
+  path.setAttribute("d", "M20 11a8 8 0 1 0-2.3 5.7M20 4v7h-7");
+  path.setAttribute("fill", "none");
+  path.setAttribute("stroke", "currentColor");
+  path.setAttribute("stroke-width", "2");
+  path.setAttribute("stroke-linecap", "round");
+  path.setAttribute("stroke-linejoin", "round");
+  svg.append(path);
+  return svg;
 }
 
 function tokenRow(token) {
@@ -85,14 +162,28 @@ function tokenRow(token) {
   revoke.append(binIcon());
   revoke.addEventListener("click", () => confirmRevoke(token, row));
 
+  const actions = [revoke];
+  if (!token.replaced_by && token.status === "active") {
+    const rotate = document.createElement("button");
+    rotate.type = "button";
+    rotate.className = "button button-icon button-quiet rotate";
+    rotate.setAttribute("aria-label", "Rotate");
+    rotate.setAttribute("aria-describedby", masked.id);
+    rotate.title = "Rotate token";
+    rotate.append(rotateIcon());
+    rotate.addEventListener("click", () => confirmRotate(token, row));
+    actions.unshift(rotate);
+  }
+
   row.append(
-    cell("Description", description),
+    cell("Description", description, ...limitsOf(token)),
     cell("Token", masked),
     cell("Created", timeElement(token.created_at)),
     cell("Expires", timeElement(token.expires_at)),
     cell("Last used", timeElement(token.last_used_at)),
-    cell("Status", statusBadge(token.status)),
-    cell("Actions", revoke),
+    cell("Last 30 days", usage.tokenCell(token)),
+    cell("Status", ...statusOf(token)),
+    cell("Actions", ...actions),
   );
   return row;
 }
@@ -110,6 +201,13 @@ function setCursor(cursor) {
 
 // ------------------------------------------------------------------ loading
 
+// The status filter's query: "" (all), active, expired, or expiring (within 7 days).
+function filter() {
+  const status = $("tokens-filter").value;
+  if (!status) return {};
+  return status === "expiring" ? { status, within: "7d" } : { status };
+}
+
 export async function load(projectId, isCurrent) {
   stillCurrent = isCurrent;
   const body = $("tokens-body");
@@ -121,7 +219,7 @@ export async function load(projectId, isCurrent) {
   clearError($("load-more-error"));
   let page;
   try {
-    page = await api.listTokens(projectId, null);
+    page = await api.listTokens(projectId, null, filter());
   } catch (failure) {
     if (isCurrent()) showError($("tokens-error"), failure);
     return;
@@ -140,7 +238,9 @@ async function loadMore() {
   const isCurrent = stillCurrent;
   let page;
   try {
-    page = await whileBusy($("load-more"), () => api.listTokens(project.id, nextCursor));
+    page = await whileBusy($("load-more"), () =>
+      api.listTokens(project.id, nextCursor, filter()),
+    );
   } catch (failure) {
     if (isCurrent()) showError(error, failure);
     return;
@@ -182,6 +282,24 @@ function fillExpirations() {
   );
 }
 
+// One entry per line, blank lines left out: the API's array.
+function lines(textarea) {
+  return textarea.value
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line !== "");
+}
+
+function describeLists() {
+  for (const [name, id] of [
+    ["scopes", "token-scopes-max"],
+    ["allowed_ips", "token-allowed-ips-max"],
+  ]) {
+    const schema = field("TokenCreate", name);
+    $(id).textContent = schema.maxItems === undefined ? "" : `, at most ${schema.maxItems}`;
+  }
+}
+
 function describeDescription() {
   const schema = field("TokenCreate", "description");
   limitInput($("token-description"), schema);
@@ -203,6 +321,10 @@ async function submitCreate(event) {
   if (!project) return;
   const fields = { description: $("token-description").value.trim() };
   if ($("token-expiration").value) fields.expires_in = $("token-expiration").value;
+  const scopes = lines($("token-scopes"));
+  const allowedIps = lines($("token-allowed-ips"));
+  if (scopes.length) fields.scopes = scopes;
+  if (allowedIps.length) fields.allowed_ips = allowedIps;
   const send = () => api.createToken(project.id, fields);
   const created = await sendChecked(form, $("token-form-error"), "TokenCreate", ["description"], send);
   if (!created) return;
@@ -215,26 +337,43 @@ async function submitCreate(event) {
 let copied = false; // the token on show went to the clipboard (button or Ctrl+C)
 
 // Show the raw token once. Only the DOM holds it from here on; `created` loses it at once.
-function reveal(created, projectId) {
-  const secret = $("reveal-token");
-  secret.textContent = created.token;
+// `done()` runs when the dialog closes (after a rotation: the old row is redrawn).
+function reveal(created, projectId, done = () => {}) {
+  const token = created.token;
   delete created.token;
+  revealOnce(token, {
+    kind: "token",
+    returnFocus: () => $("create-token"),
+    onClose: () => {
+      const project = projectOf();
+      if (project && project.id === projectId) {
+        $("tokens-body").prepend(tokenRow(created));
+        refreshEmptyState();
+        $("tokens-status").textContent = created.rotated_from ? "Token rotated." : "Token created.";
+        done();
+      }
+    },
+  });
+}
+
+// The one-time reveal dialog, for a token or an admin key (`kind` names it): `text` is held
+// by the DOM alone while the dialog is open, and emptied when it closes.
+export function revealOnce(text, { kind, returnFocus, onClose }) {
+  const secret = $("reveal-token");
+  secret.textContent = text;
+  $("dialog-reveal-title").textContent = `Your new ${kind}`;
+  $("reveal-kind").textContent = kind;
   copied = false;
   asking(false);
   $("reveal-status").textContent = "";
   openDialog($("dialog-reveal"), {
-    returnFocus: () => $("create-token"),
+    returnFocus,
     onClose: () => {
       secret.textContent = "";
       $("reveal-status").textContent = "";
       asking(false);
       window.getSelection()?.removeAllRanges();
-      const project = projectOf();
-      if (project && project.id === projectId) {
-        $("tokens-body").prepend(tokenRow(created));
-        refreshEmptyState();
-        $("tokens-status").textContent = "Token created.";
-      }
+      onClose();
     },
   });
   $("reveal-copy").focus();
@@ -262,6 +401,52 @@ async function copyToken() {
   $("reveal-status").textContent = copied
     ? "Copied to the clipboard."
     : "Copying is blocked here: the token is selected, press Ctrl+C (⌘C on a Mac).";
+}
+
+// ------------------------------------------------------------------ rotate
+
+let pendingRotate = null; // { token, row }
+
+function confirmRotate(token, row) {
+  pendingRotate = { token, row };
+  const masked = document.createElement("code");
+  masked.textContent = token.masked;
+  $("rotate-who").replaceChildren(
+    ...(token.description ? ["“", token.description, "” (", masked, ")"] : [masked]),
+  );
+  $("rotate-form").reset();
+  clearError($("rotate-error"));
+  openDialog($("dialog-rotate"), {
+    returnFocus: () => (row.isConnected ? row.querySelector("button") : $("create-token")),
+    onClose: () => {
+      pendingRotate = null;
+    },
+  });
+}
+
+async function submitRotate(event) {
+  event.preventDefault();
+  if (!pendingRotate) return;
+  const { token, row } = pendingRotate;
+  const grace = $("rotate-grace").value;
+  const submit = $("rotate-form").querySelector("button[type=submit]");
+  let rotated;
+  try {
+    rotated = await whileBusy(submit, () => api.rotateToken(token.project_id, token.id, grace));
+  } catch (failure) {
+    showError($("rotate-error"), failure);
+    return;
+  }
+  $("dialog-rotate").close();
+  // The old row shows its new end and its successor once the new token was seen.
+  reveal(rotated, token.project_id, async () => {
+    try {
+      const old = await api.getToken(token.project_id, token.id);
+      if (row.isConnected) row.replaceWith(tokenRow(old));
+    } catch {
+      // Revoked meanwhile: the next load shows what is left.
+    }
+  });
 }
 
 // ------------------------------------------------------------------ revoke
@@ -314,7 +499,13 @@ export function init(currentProject) {
   projectOf = currentProject;
   fillExpirations();
   describeDescription();
+  describeLists();
   clearFieldErrorsOnChange($("token-form"), $("token-form-error"));
+  $("rotate-form").addEventListener("submit", submitRotate);
+  $("tokens-filter").addEventListener("change", () => {
+    const project = projectOf();
+    if (project) load(project.id, stillCurrent);
+  });
   $("create-token").addEventListener("click", openCreate);
   $("token-form").addEventListener("submit", submitCreate);
   const reveal = $("dialog-reveal");

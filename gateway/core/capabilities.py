@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from typing import Final, NamedTuple
 
 SCOPES_MAX: Final = 20
@@ -114,3 +115,23 @@ def parse_address(text: str) -> Address | None:
         return unmapped(ipaddress.ip_address(text))
     except ValueError:
         return None
+
+
+def address_value(text: str) -> tuple[int, int] | None:
+    """``(version, address as an int)`` of :func:`parse_address`'s forms, or None; plain
+    addresses (what a socket reports) go through ``inet_pton``, several times faster."""
+    try:
+        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, text))
+    except OSError:
+        pass
+    if "%" not in text:
+        try:
+            value = int.from_bytes(socket.inet_pton(socket.AF_INET6, text))
+        except OSError:
+            pass
+        else:
+            if value >> 32 == 0xFFFF:  # ::ffff:a.b.c.d, IPv4 through a dual-stack socket
+                return 4, value & 0xFFFFFFFF
+            return 6, value
+    address = parse_address(text)
+    return None if address is None else (address.version, int(address))

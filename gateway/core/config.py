@@ -266,6 +266,13 @@ class Settings:
         None,
         "bearer secret of the admin API (>= 32 characters; old,new while rotating)",
     )
+    admin_public_url: str | None = _setting(
+        "ADMIN_PUBLIC_URL",
+        _http_url,
+        None,
+        "the console's address as customers reach it, for portal links"
+        " (unset: http://ADMIN_HOST:ADMIN_PORT)",
+    )
     token_prefix: str = _setting("TOKEN_PREFIX", _token_prefix, "tg", "first part of tokens")
     token_cache_ttl: float = _setting(
         "TOKEN_CACHE_TTL", _seconds(0, 3600), "30", "seconds token state is trusted"
@@ -411,6 +418,13 @@ class Settings:
         if self.admin_token is None:
             raise ConfigError("ADMIN_TOKEN", "is required (at least 32 characters)")
         return self.admin_token
+
+    def public_url(self) -> str:
+        """Where customers reach the console: ``ADMIN_PUBLIC_URL``, without a trailing slash."""
+        if self.admin_public_url is not None:
+            return self.admin_public_url.rstrip("/")
+        host = f"[{self.admin_host}]" if ":" in self.admin_host else self.admin_host
+        return f"http://{host}:{self.admin_port}"
 
     def admin_tokens(self) -> tuple[Secret, ...]:
         """Every admin token accepted: ``ADMIN_TOKEN``'s comma-separated tokens, the one

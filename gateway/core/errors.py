@@ -17,6 +17,7 @@ code, a public message and the gateway outcome it counts as (SPEC §6)::
     ├── URITooLong                414 uri_too_long           invalid_request
     ├── UnsupportedMediaType      415 unsupported_media_type
     ├── TooManyRequests           429 rate_limited           rate_limited
+    │   └── QuotaExceeded         429 quota_exceeded         quota_exceeded
     ├── HeaderFieldsTooLarge      431 header_fields_too_large invalid_request
     ├── ClientClosed              499 client_closed          client_closed
     ├── BadGateway                502 upstream_unreachable   upstream_error
@@ -104,7 +105,8 @@ class ExpiredToken(InvalidToken):
 
 
 class Forbidden(TollgateError):
-    """A proven token that may not do this (out of scope, address not allowed)."""
+    """A proven credential that may not do this: a token out of scope or from an address
+    not allowed, an admin credential whose role or project does not reach it."""
 
     status, code, message = 403, "forbidden", "forbidden"
     outcome = "forbidden"
@@ -142,6 +144,12 @@ class UnsupportedMediaType(TollgateError):
 class TooManyRequests(TollgateError):
     status, code, message = 429, "rate_limited", "rate limit exceeded; retry later"
     outcome = "rate_limited"
+
+
+class QuotaExceeded(TooManyRequests):
+    code = "quota_exceeded"
+    message = "the project's quota for this period is used up; retry after it resets"
+    outcome = "quota_exceeded"
 
 
 class HeaderFieldsTooLarge(TollgateError):

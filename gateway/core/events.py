@@ -6,6 +6,9 @@ parses it with :func:`parse`. The payload is JSON::
 
     {"kind": "token_revoked", "project_id": ..., "token_id": ..., "at": <epoch seconds>}
 
+``token_updated`` (a rotation) also carries the token's new ``expires_at`` and its
+``rotated_at`` (epoch seconds, see :func:`expiry`), so a gateway applies them at once.
+
 ``at`` is read just before the commit, so a listener can measure propagation.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 import asyncpg
@@ -51,6 +55,15 @@ async def notify(conn: asyncpg.Connection, kind: str, project_id: str, **extra: 
     assert kind in KINDS, kind
     payload = {"kind": kind, "project_id": project_id, **extra}
     await conn.execute(_NOTIFY, CHANNEL, json.dumps(payload))
+
+
+def expiry(expires_at: datetime | None, rotated_at: datetime | None) -> dict[str, float | None]:
+    """The extra fields of a ``token_updated`` event: the token's new expiry and when it
+    was rotated, as epoch seconds (None: never / not rotated)."""
+    return {
+        "expires_at": None if expires_at is None else expires_at.timestamp(),
+        "rotated_at": None if rotated_at is None else rotated_at.timestamp(),
+    }
 
 
 def parse(payload: str) -> Event | None:

@@ -5,7 +5,7 @@ a secret or a hash. Every token event carries the same ``token`` object, every p
 event the same ``project`` object, so a receiver reads them one way whatever the type::
 
     {"token": {"id", "project_id", "description", "created_at", "expires_at"}, ...}
-    {"project": {"id", "name", "rate_limit", "created_at"}}
+    {"project": {"id", "name", "rate_limit", "quota", "created_at"}}
 
 Rows are asyncpg records or anything with the same keys (a mapping).
 """
@@ -42,6 +42,7 @@ def project(row: Mapping[str, Any]) -> dict[str, Any]:
             "id": row["id"],
             "name": row["name"],
             "rate_limit": row["rate_limit"],
+            "quota": row.get("quota"),
             "created_at": rfc3339(row["created_at"]),
         }
     }

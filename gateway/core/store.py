@@ -13,7 +13,7 @@ import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Protocol
 
 import asyncpg
 
@@ -38,6 +38,7 @@ class Project:
     name: str
     rate_limit: str | None
     created_at: datetime
+    quota: str | None = None  # "N/day" or "N/month" (SPEC §11); None: no quota
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,7 @@ class AuthRecord:
     scopes: list[str]
     allowed_ips: list[str]
     rotated_at: datetime | None  # set once a successor was issued (SPEC §10)
+    quota: str | None = None  # the project's (SPEC §11)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +80,34 @@ class TokenPage:
     next_cursor: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Rotated:
+    old: TokenInfo  # with its shortened expiry and replaced_by
+    new: TokenInfo
+
+
 class InvalidCursor(ValueError):
     """A pagination cursor that this store did not issue."""
 
 
-_PROJECT_COLUMNS = "id, name, rate_limit, created_at"
+class AlreadyRotated(Exception):
+    """The token has a successor already (``replaced_by``); it cannot be rotated again."""
+
+    def __init__(self, replaced_by: str) -> None:
+        super().__init__(replaced_by)
+        self.replaced_by = replaced_by
+
+
+# Status filters of token listings; {within} is the parameter holding expiring's seconds.
+_STATUS: Final[dict[str | None, str]] = {
+    None: "TRUE",
+    "active": "(expires_at IS NULL OR expires_at > now())",
+    "expired": "expires_at <= now()",
+    "expiring": "(expires_at > now() AND expires_at <= now() + make_interval(secs => {within}))",
+}
+
+
+_PROJECT_COLUMNS = "id, name, rate_limit, created_at, quota"
 _TOKEN_COLUMNS = (
     "id, project_id, description, created_at, expires_at, last_used_at, scopes, allowed_ips, "
     "expires_in, rotated_from, replaced_by, rotated_at"
@@ -93,18 +118,29 @@ class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """For the other stores of the same database (usage, webhooks)."""
+        return self._pool
+
     # ------------------------------------------------------------ projects
 
     async def create_project(
-        self, name: str, rate_limit: str | None, *, actor: journal.Actor
+        self,
+        name: str,
+        rate_limit: str | None,
+        *,
+        actor: journal.Actor,
+        quota: str | None = None,
     ) -> Project:
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                f"INSERT INTO projects (id, name, rate_limit) VALUES ($1, $2, $3) "
+                f"INSERT INTO projects (id, name, rate_limit, quota) VALUES ($1, $2, $3, $4) "
                 f"RETURNING {_PROJECT_COLUMNS}",
                 new_id(),
                 name,
                 rate_limit,
+                quota,
             )
             await journal.audit(
                 conn, actor, "project.created", project_id=row["id"], target_id=row["id"]
@@ -129,11 +165,13 @@ class Store:
         *,
         name: str | Unset = UNSET,
         rate_limit: str | Unset | None = UNSET,
+        quota: str | Unset | None = UNSET,
         actor: journal.Actor,
     ) -> Project | None:
-        """Change a project; gateways hear of a new rate limit at once. Audited with the
-        fields that changed, each as [before, after] (nothing changed: no event)."""
+        """Change a project; gateways hear of a new rate limit or quota at once. Audited
+        with the fields that changed, each as [before, after] (nothing changed: no event)."""
         set_limit = not isinstance(rate_limit, Unset)
+        set_quota = not isinstance(quota, Unset)
         async with self._pool.acquire() as conn, conn.transaction():
             before = await conn.fetchrow(
                 f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = $1 FOR UPDATE", project_id
@@ -142,14 +180,17 @@ class Store:
                 return None
             row = await conn.fetchrow(
                 f"UPDATE projects SET name = COALESCE($2, name), "
-                f"rate_limit = CASE WHEN $3 THEN $4 ELSE rate_limit END "
+                f"rate_limit = CASE WHEN $3 THEN $4 ELSE rate_limit END, "
+                f"quota = CASE WHEN $5 THEN $6 ELSE quota END "
                 f"WHERE id = $1 RETURNING {_PROJECT_COLUMNS}",
                 project_id,
                 None if isinstance(name, Unset) else name,
                 set_limit,
                 None if isinstance(rate_limit, Unset) else rate_limit,
+                set_quota,
+                None if isinstance(quota, Unset) else quota,
             )
-            changes = journal.changed(before, row, ("name", "rate_limit"))
+            changes = journal.changed(before, row, ("name", "rate_limit", "quota"))
             if changes:
                 await journal.audit(
                     conn,
@@ -159,11 +200,15 @@ class Store:
                     target_id=project_id,
                     changes=changes,
                 )
-            if set_limit or not isinstance(name, Unset):  # a change, not an empty PATCH
+            if set_limit or set_quota or not isinstance(name, Unset):  # not an empty PATCH
                 await journal.emit(conn, "project.updated", project_id, outbox.project(row))
-            if set_limit:
+            if set_limit or set_quota:
                 await events.notify(
-                    conn, events.PROJECT_UPDATED, project_id, rate_limit=row["rate_limit"]
+                    conn,
+                    events.PROJECT_UPDATED,
+                    project_id,
+                    rate_limit=row["rate_limit"],
+                    quota=row["quota"],
                 )
         return Project(**row)
 
@@ -223,22 +268,32 @@ class Store:
         return TokenInfo(**row)
 
     async def list_tokens(
-        self, project_id: str, *, limit: int, cursor: str | None = None
+        self,
+        project_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        status: str | None = None,
+        within_seconds: int = 7 * 86400,
     ) -> TokenPage:
-        """A page of a project's tokens, newest first (keyset pagination)."""
-        after = _decode_cursor(cursor) if cursor else (None, None)
+        """A page of a project's tokens, newest first (keyset pagination); ``status``
+        ``active``, ``expired`` or ``expiring`` (active and ending within ``within_seconds``)."""
+        after = decode_cursor(cursor) if cursor else (None, None)
+        within = [within_seconds] if status == "expiring" else []
         rows = await self._pool.fetch(
             f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE project_id = $1 "
             "AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) "
+            f"AND {_STATUS[status].format(within='$5')} "
             "ORDER BY created_at DESC, id DESC LIMIT $4",
             project_id,
             after[0],
             after[1],
             limit + 1,
+            *within,
         )
         tokens = [TokenInfo(**row) for row in rows[:limit]]
         more = len(rows) > limit
-        return TokenPage(tokens, _encode_cursor(tokens[-1]) if more else None)
+        return TokenPage(tokens, encode_cursor(tokens[-1]) if more else None)
 
     async def get_token(self, project_id: str, token_id: str) -> TokenInfo | None:
         row = await self._pool.fetchrow(
@@ -265,12 +320,95 @@ class Store:
             await events.notify(conn, events.TOKEN_REVOKED, project_id, token_id=token_id)
         return True
 
+    async def rotate_token(
+        self,
+        project_id: str,
+        token_id: str,
+        new_token_id: str,
+        *,
+        secret_hash: str,
+        expires_in_days: int | None,
+        grace_seconds: int,
+        actor: journal.Actor,
+    ) -> Rotated | None:
+        """Issue the successor of a token and end the old one after ``grace_seconds`` (never
+        later than it would have ended); every gateway hears of its new expiry at once.
+
+        None when the token does not exist; :class:`AlreadyRotated` when it has a successor.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            old = await conn.fetchrow(
+                f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE project_id = $1 AND id = $2 FOR UPDATE",
+                project_id,
+                token_id,
+            )
+            if old is None:
+                return None
+            if old["replaced_by"] is not None:
+                raise AlreadyRotated(old["replaced_by"])
+            new = await conn.fetchrow(
+                "INSERT INTO tokens (id, project_id, description, secret_hash, expires_at, "
+                "expires_in, scopes, allowed_ips, rotated_from) "
+                "SELECT $1, project_id, description, $2, CASE WHEN $3::int IS NULL THEN NULL "
+                "ELSE now() + make_interval(days => $3) END, expires_in, scopes, allowed_ips, id "
+                f"FROM tokens WHERE id = $4 RETURNING {_TOKEN_COLUMNS}",
+                new_token_id,
+                secret_hash,
+                expires_in_days,
+                token_id,
+            )
+            # LEAST ignores NULL: a token that never expires ends with its grace.
+            retired = await conn.fetchrow(
+                "UPDATE tokens SET replaced_by = $2, rotated_at = now(), "
+                "expires_at = LEAST(expires_at, now() + make_interval(secs => $3)) "
+                f"WHERE id = $1 RETURNING {_TOKEN_COLUMNS}",
+                token_id,
+                new_token_id,
+                grace_seconds,
+            )
+            await journal.audit(
+                conn,
+                actor,
+                "token.rotated",
+                project_id=project_id,
+                target_id=token_id,
+                changes={
+                    "expires_at": (
+                        outbox.rfc3339(old["expires_at"]),
+                        outbox.rfc3339(retired["expires_at"]),
+                    ),
+                    "replaced_by": (None, new_token_id),
+                },
+            )
+            await journal.emit(
+                conn,
+                "token.rotated",
+                project_id,
+                outbox.token(retired, replaced_by=outbox.token(new)["token"]),
+            )
+            await events.notify(
+                conn,
+                events.TOKEN_UPDATED,
+                project_id,
+                token_id=token_id,
+                **events.expiry(retired["expires_at"], retired["rotated_at"]),
+            )
+        return Rotated(TokenInfo(**retired), TokenInfo(**new))
+
+    async def count_expiring(self, within_seconds: int) -> int:
+        """Tokens still working that end within ``within_seconds`` (all projects)."""
+        count: int = await self._pool.fetchval(
+            f"SELECT count(*) FROM tokens WHERE {_STATUS['expiring'].format(within='$1')}",
+            within_seconds,
+        )
+        return count
+
     # ------------------------------------------------------------ gateway side
 
     async def auth_record(self, token_id: str) -> AuthRecord | None:
         row = await self._pool.fetchrow(
             "SELECT t.id AS token_id, t.project_id, t.secret_hash, t.expires_at, p.rate_limit, "
-            "t.scopes, t.allowed_ips, t.rotated_at "
+            "t.scopes, t.allowed_ips, t.rotated_at, p.quota "
             "FROM tokens t JOIN projects p ON p.id = t.project_id WHERE t.id = $1",
             token_id,
         )
@@ -284,12 +422,22 @@ class Store:
         await self._pool.execute(TOUCH_LAST_USED, token_ids, times)
 
 
-def _encode_cursor(token: TokenInfo) -> str:
-    raw = f"{token.created_at.isoformat()}|{token.id}".encode()
+class Keyed(Protocol):
+    """A row listed newest first by (created_at, id): a token, an admin key."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def encode_cursor(last: Keyed) -> str:
+    """The cursor of the page after ``last`` (keyset pagination, newest first)."""
+    raw = f"{last.created_at.isoformat()}|{last.id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         when, token_id = raw.split("|", 1)

@@ -75,6 +75,14 @@ TOUCH_LAST_USED: Final = (
     "FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at) "
     "WHERE t.id = u.id AND (t.last_used_at IS NULL OR t.last_used_at < u.at)"
 )
+# Deleting a project locks its row, then its tokens' rows (the cascade); a flush updates
+# tokens' rows, then checks its new usage rows' project keys. Taking the projects' key
+# locks first gives both one order, so the two wait for each other instead of deadlocking.
+_LOCK_PROJECTS: Final = (
+    "SELECT 1 FROM projects WHERE id IN "
+    "(SELECT project_id FROM tokens WHERE id = ANY($1::text[]) UNION SELECT unnest($2::text[])) "
+    "ORDER BY id FOR KEY SHARE"
+)
 _NEW_BATCHES: Final = (
     "INSERT INTO usage_batches (id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING RETURNING id"
 )
@@ -92,6 +100,7 @@ _ADD_COUNTS: Final = (
     "$7::bigint[]) AS r(project_id, token_id, day, p, e, l, f) "
     "JOIN projects p ON p.id = r.project_id "
     "GROUP BY r.project_id, r.token_id, r.day "
+    "ORDER BY r.project_id, r.day, r.token_id "  # one lock order for every gateway
     "ON CONFLICT (project_id, day, token_id) DO UPDATE SET "
     "proxied = d.proxied + excluded.proxied, "
     "upstream_errors = d.upstream_errors + excluded.upstream_errors, "
@@ -104,6 +113,7 @@ _ADD_UNITS: Final = (
     "FROM unnest($1::text[], $2::text[], $3::bigint[]) AS r(project_id, period, n) "
     "JOIN projects p ON p.id = r.project_id "
     "GROUP BY r.project_id, r.period "
+    "ORDER BY r.project_id, r.period "
     "ON CONFLICT (project_id, period) DO UPDATE SET used = q.used + excluded.used "
     "RETURNING q.project_id, q.period, q.used"
 )
@@ -111,6 +121,12 @@ _TOTALS: Final = (
     "SELECT q.project_id, q.period, q.used FROM quota_usage q "
     "JOIN unnest($1::text[], $2::text[]) AS r(project_id, period) "
     "ON q.project_id = r.project_id AND q.period = r.period"
+)
+_BY_TOKEN: Final = (
+    "SELECT token_id AS key, sum(proxied)::bigint AS proxied, "
+    "sum(upstream_errors)::bigint AS upstream_errors, "
+    "sum(rate_limited)::bigint AS rate_limited, "
+    "sum(forbidden)::bigint AS forbidden FROM usage_daily "
 )
 _PROJECT: Final = "SELECT id, name, rate_limit, created_at, quota FROM projects WHERE id = $1"
 
@@ -132,6 +148,8 @@ class UsageStore:
             transaction = conn.transaction()
             await transaction.start()
             try:
+                projects = {p for b in batches for p in _projects(b)}
+                await conn.execute(_LOCK_PROJECTS, token_ids, list(projects))
                 if token_ids:
                     await conn.execute(TOUCH_LAST_USED, token_ids, times)
                 totals = await self._apply(conn, batches) if batches else {}
@@ -163,10 +181,10 @@ class UsageStore:
     ) -> list[UsageRow]:
         """One row per day from ``start`` to ``end`` (inclusive), zeros where none."""
         rows = await self._pool.fetch(
-            "SELECT g.day::date AS key, COALESCE(sum(u.proxied), 0) AS proxied, "
-            "COALESCE(sum(u.upstream_errors), 0) AS upstream_errors, "
-            "COALESCE(sum(u.rate_limited), 0) AS rate_limited, "
-            "COALESCE(sum(u.forbidden), 0) AS forbidden "
+            "SELECT g.day::date AS key, COALESCE(sum(u.proxied), 0)::bigint AS proxied, "
+            "COALESCE(sum(u.upstream_errors), 0)::bigint AS upstream_errors, "
+            "COALESCE(sum(u.rate_limited), 0)::bigint AS rate_limited, "
+            "COALESCE(sum(u.forbidden), 0)::bigint AS forbidden "
             "FROM generate_series($2::date, $3::date, interval '1 day') AS g(day) "
             "LEFT JOIN usage_daily u ON u.project_id = $1 AND u.day = g.day::date "
             "AND ($4::text IS NULL OR u.token_id = $4) "
@@ -183,10 +201,7 @@ class UsageStore:
     ) -> list[UsageRow]:
         """One row per token with any usage between ``start`` and ``end``, most used first."""
         rows = await self._pool.fetch(
-            "SELECT token_id AS key, sum(proxied) AS proxied, "
-            "sum(upstream_errors) AS upstream_errors, sum(rate_limited) AS rate_limited, "
-            "sum(forbidden) AS forbidden FROM usage_daily "
-            "WHERE project_id = $1 AND day BETWEEN $2 AND $3 "
+            _BY_TOKEN + "WHERE project_id = $1 AND day BETWEEN $2 AND $3 "
             "AND ($4::text IS NULL OR token_id = $4) "
             "GROUP BY token_id ORDER BY sum(proxied) DESC, token_id",
             project_id,
@@ -199,10 +214,7 @@ class UsageStore:
     async def last_30_days(self, token_ids: list[str], today: date) -> dict[str, UsageRow]:
         """Each token's counts over the 30 UTC days up to ``today`` (absent: no usage)."""
         rows = await self._pool.fetch(
-            "SELECT token_id AS key, sum(proxied) AS proxied, "
-            "sum(upstream_errors) AS upstream_errors, sum(rate_limited) AS rate_limited, "
-            "sum(forbidden) AS forbidden FROM usage_daily "
-            "WHERE token_id = ANY($1::text[]) AND day > $2::date - 30 AND day <= $2 "
+            _BY_TOKEN + "WHERE token_id = ANY($1::text[]) AND day > $2::date - 30 AND day <= $2 "
             "GROUP BY token_id",
             token_ids,
             today,
@@ -217,6 +229,10 @@ class UsageStore:
             period,
         )
         return used or 0
+
+
+def _projects(batch: Batch) -> set[str]:
+    return {key[1] for key in batch.counts} | {key[0] for key in batch.units}
 
 
 async def _add_counts(conn: asyncpg.Connection, batches: list[Batch]) -> None:

@@ -40,8 +40,10 @@ from .handler import Handler
 from .lastused import LastUsed, flushing
 from .listener import Listener
 from .metrics import GatewayMetrics
+from .quota import Quotas
 from .ratelimit import RateLimiter, create_limiter
 from .upstream import UpstreamClient
+from .usage import Ledger
 
 # argon2 threads: CFFI releases the GIL, so threads verify in parallel, but at most
 # half the cores, so a burst of first uses cannot starve the event loop's core.
@@ -130,8 +132,11 @@ async def running(
         limiter = create_limiter(settings, metrics)
         await limiter.start()
         stack.push_async_callback(limiter.close)
+        ledger = Ledger()
+        quotas = Quotas(limiter, ledger)
+        flusher = LastUsed(UsageStore(pool), metrics, ledger=ledger, applied=quotas.applied)
         last_used = await stack.enter_async_context(
-            flushing(LastUsed(UsageStore(pool), metrics), settings.last_used_flush_interval)
+            flushing(flusher, settings.last_used_flush_interval)
         )
         stack.callback(access_log.flush)
         handler = Handler(
@@ -142,6 +147,7 @@ async def running(
             metrics=metrics,
             access_log=access_log,
             clients=ClientAddresses(settings.trusted_proxies),
+            quotas=quotas,
         )
         limits = ClientLimits.from_settings(settings)
         yield Gateway(handler, auth, listener, limiter, last_used, metrics, limits, listener_tls)

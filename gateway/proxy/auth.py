@@ -10,8 +10,9 @@ One pass, cheapest step first::
 argon2 runs at most once per token and process, never on the event loop. Unknown,
 wrong-secret and revoked tokens get the same 401, so an answer never tells whether a
 token id exists; only an expired (but genuine) token says so. The listener calls
-:meth:`~Authenticator.forget_token`, :meth:`~Authenticator.forget_project` and
-:meth:`~Authenticator.expire_all` when Postgres says something changed.
+:meth:`~Authenticator.forget_token`, :meth:`~Authenticator.update_token`,
+:meth:`~Authenticator.forget_project` and :meth:`~Authenticator.expire_all` when
+Postgres says something changed.
 """
 
 from __future__ import annotations
@@ -20,21 +21,23 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from email.utils import formatdate
+from typing import Any
 
 from gateway.core import db, tokens
 from gateway.core.errors import ServiceUnavailable, TollgateError, TooManyRequests
-from gateway.core.rates import Rate, parse_rate
+from gateway.core.proofs import NegativeCache, ProofCache
+from gateway.core.rates import Quota, Rate, parse_quota, parse_rate
+from gateway.core.singleflight import SingleFlight
 from gateway.core.store import AuthRecord, Store
 
 from .bearer import expired_token, invalid_token
-from .caches import NegativeCache, ProofCache, StateCache, TokenState
+from .caches import StateCache, TokenState
 from .capabilities import compile_rules
 from .metrics import GatewayMetrics
 from .ratelimit.throttle import FailureThrottle
-from .singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +112,20 @@ class Authenticator:
     def forget_token(self, token_id: str) -> None:
         self.states.evict(token_id)
         self.proofs.evict(token_id)
+
+    def update_token(self, token_id: str, extra: Mapping[str, Any]) -> None:
+        """A rotation moved the token's expiry: applied to its cached state at once (stale
+        or fresh), from the event; re-read from Postgres when the event does not say."""
+        state = self.states.stale(token_id)
+        if state is None:
+            return
+        expires_at, rotated_at = extra.get("expires_at"), extra.get("rotated_at")
+        if not all(isinstance(v, int | float) for v in (expires_at, rotated_at)):
+            self.states.evict(token_id)
+            return
+        assert isinstance(expires_at, int | float) and isinstance(rotated_at, int | float)
+        state.expires_at = float(expires_at)
+        state.notice = deprecation(float(rotated_at), float(expires_at))
 
     def forget_project(self, project_id: str, *, deleted: bool) -> None:
         for token_id in self.states.evict_project(project_id):
@@ -248,4 +265,14 @@ class Authenticator:
             rate,
             compile_rules(record.scopes, record.allowed_ips),
             deprecation(rotated_at, expires_at),
+            self._quota(record),
         )
+
+    def _quota(self, record: AuthRecord) -> Quota | None:
+        if record.quota is None:
+            return None
+        try:
+            return parse_quota(record.quota)
+        except ValueError:
+            log.warning("project %s has an unreadable quota; none applied", record.project_id)
+            return None

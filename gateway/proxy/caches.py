@@ -1,15 +1,10 @@
-"""The verification caches of the request path, and single-flight.
+"""The state cache of the request path (the proof and negative caches, shared with the
+admin API's key checks, are in :mod:`gateway.core.proofs`).
 
-* :class:`ProofCache`: digest of a whole token -> token id, filled only after argon2
-  verified the secret. Tokens are immutable, so a proof holds as long as the row
-  exists. A cachetools ``LRUCache`` beside a reverse map by token id; the raw token
-  is never kept.
 * :class:`StateCache`: token id -> what can change (project, expiry, rate limit),
   trusted for ``TOKEN_CACHE_TTL``. A stale entry is kept as a fallback for when
   Postgres cannot be asked, which is why this one is not a ``TTLCache`` (that drops
   expired entries); it also keeps a per-project index and expires everything in O(1).
-* :class:`NegativeCache`: digests known to be wrong, for a short time: a cachetools
-  ``TTLCache``.
 
 Every time-dependent class takes an injectable monotonic ``clock``. None of them
 is thread-safe (cachetools' caches are not either); they live on the event loop.
@@ -22,47 +17,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cachetools import LRUCache, TTLCache
-
-from gateway.core.rates import Rate
+from gateway.core.rates import Quota, Rate
 
 from .capabilities import Rules
 
 Clock = Callable[[], float]
-
-
-class ProofCache:
-    """digest -> token id, least recently used first out.
-
-    A token id has exactly one valid token, hence at most one proof: the reverse
-    map lets a revocation drop it without scanning. The positive hit is keyed by
-    the digest of the whole token, never by the token id alone.
-    """
-
-    def __init__(self, maxsize: int = 100_000) -> None:
-        self._by_digest: LRUCache[bytes, str] = LRUCache(maxsize)
-        self._by_id: dict[str, bytes] = {}
-
-    def get(self, key: bytes) -> str | None:
-        return self._by_digest.get(key)
-
-    def add(self, key: bytes, token_id: str) -> None:
-        self.evict(token_id)
-        # Make room ourselves: an eviction the LRUCache made on its own would leave
-        # the reverse map behind.
-        if len(self._by_digest) >= self._by_digest.maxsize:
-            _, oldest = self._by_digest.popitem()
-            del self._by_id[oldest]
-        self._by_digest[key] = token_id
-        self._by_id[token_id] = key
-
-    def evict(self, token_id: str) -> None:
-        key = self._by_id.pop(token_id, None)
-        if key is not None:
-            del self._by_digest[key]
-
-    def __len__(self) -> int:
-        return len(self._by_digest)
 
 
 @dataclass(slots=True, eq=False)
@@ -76,6 +35,7 @@ class TokenState:
     rules: Rules | None = None  # its scopes and allowed addresses; None: anything, anywhere
     # Deprecation/Sunset for the answers of a rotated token in its grace period.
     notice: dict[str, str] | None = None
+    quota: Quota | None = None  # the project's quota (SPEC §11)
     fresh_until: float = field(default=0.0, repr=False)  # monotonic clock
     generation: int = field(default=0, repr=False)
 
@@ -146,24 +106,3 @@ class StateCache:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-
-class NegativeCache:
-    """Digests of tokens known to be wrong, each remembered for ``ttl`` seconds.
-
-    Expired digests leave as new ones arrive (amortised O(1)); when full, the oldest
-    goes first.
-    """
-
-    def __init__(self, ttl: float, *, clock: Clock = time.monotonic, maxsize: int = 10_000):
-        self.ttl = ttl
-        self._wrong: TTLCache[bytes, bool] = TTLCache(maxsize, ttl, timer=clock)
-
-    def __contains__(self, key: bytes) -> bool:
-        return key in self._wrong
-
-    def add(self, key: bytes) -> None:
-        self._wrong[key] = True  # a second sighting starts the ttl again
-
-    def __len__(self) -> int:
-        return len(self._wrong)

@@ -3,7 +3,8 @@
 :func:`compile_rules` turns the stored text (``gateway.core.capabilities``' canonical
 forms) into a :class:`Rules` when the authenticator caches a token's state, so no
 request parses a CIDR block or a scope. A token with neither gets ``None`` and costs
-the request path nothing. Each check remembers its last answers (a client usually
+the request path nothing. Scopes become one regular expression per method,
+blocks a set per netmask. Each check remembers its last answers (a client usually
 sends the same few method/path pairs from the same address), so a repeated request
 costs one dict lookup however many scopes and blocks the token has.
 
@@ -15,11 +16,12 @@ could climb out with dot segments were refused before, by the forwarder.)
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Final, TypeVar
 from urllib.parse import unquote
 
-from gateway.core.capabilities import ANY_METHOD, parse_address, parse_network, parse_scope
+from gateway.core.capabilities import ANY_METHOD, address_value, parse_network, parse_scope
 from gateway.core.errors import Forbidden
 
 log = logging.getLogger(__name__)
@@ -48,22 +50,26 @@ class Rules:
     __slots__ = ("_addresses", "_any_method", "_by_method", "_networks", "_paths")
 
     def __init__(self, scopes: Sequence[str], allowed_ips: Sequence[str]) -> None:
-        self._by_method: dict[str, tuple[str, ...]] | None = None
-        self._any_method: tuple[str, ...] = ()
+        # One regular expression per method (and one for "*"): the prefixes as alternatives,
+        # each followed by the end of the path or a "/" unless it ends in "/" itself.
+        self._by_method: dict[str, re.Pattern[str]] | None = None
+        self._any_method: re.Pattern[str] | None = None
         if scopes:
             by_method: dict[str, list[str]] = {}
             for text in scopes:
                 scope = parse_scope(text)
                 by_method.setdefault(scope.method, []).append(unquote(scope.prefix))
-            self._any_method = tuple(by_method.pop(ANY_METHOD, ()))
-            self._by_method = {method: tuple(p) for method, p in by_method.items()}
-        # (version, network as int, netmask as int): two int operations per block.
-        self._networks: tuple[tuple[int, int, int], ...] | None = None
+            any_method = by_method.pop(ANY_METHOD, None)
+            self._any_method = None if any_method is None else _prefixes(any_method)
+            self._by_method = {method: _prefixes(p) for method, p in by_method.items()}
+        # Blocks grouped by (version, netmask): one mask and one set lookup per group.
+        self._networks: tuple[tuple[int, int, frozenset[int]], ...] | None = None
         if allowed_ips:
-            self._networks = tuple(
-                (n.version, int(n.network_address), int(n.netmask))
-                for n in map(parse_network, allowed_ips)
-            )
+            groups: dict[tuple[int, int], set[int]] = {}
+            for network in map(parse_network, allowed_ips):
+                key = (network.version, int(network.netmask))
+                groups.setdefault(key, set()).add(int(network.network_address))
+            self._networks = tuple((v, mask, frozenset(n)) for (v, mask), n in groups.items())
         self._paths: dict[tuple[str, str], bool] = {}
         self._addresses: dict[str | None, bool] = {}
 
@@ -87,18 +93,18 @@ class Rules:
         assert self._by_method is not None
         if "%" in path:
             path = unquote(path)
-        prefixes = self._by_method.get(method, ())
-        return any(covers(p, path) for p in prefixes) or any(
-            covers(p, path) for p in self._any_method
-        )
+        pattern = self._by_method.get(method)
+        if pattern is not None and pattern.match(path):
+            return True
+        return self._any_method is not None and self._any_method.match(path) is not None
 
     def _allows_address(self, text: str | None) -> bool:
         assert self._networks is not None
-        address = None if text is None else parse_address(text)
+        address = None if text is None else address_value(text)
         if address is None:  # no usable client address: nothing to allow
             return False
-        version, value = address.version, int(address)
-        return any(v == version and value & mask == net for v, net, mask in self._networks)
+        version, value = address
+        return any(v == version and value & mask in nets for v, mask, nets in self._networks)
 
     @staticmethod
     def _remember(memo: dict[K, bool], key: K, allowed: bool) -> bool:
@@ -108,12 +114,10 @@ class Rules:
         return allowed
 
 
-def covers(prefix: str, path: str) -> bool:
-    """``/v1/validate`` covers itself and ``/v1/validate/x``, never ``/v1/validated``; a
-    prefix ending in ``/`` covers what starts with it."""
-    if not path.startswith(prefix):
-        return False
-    return len(path) == len(prefix) or prefix.endswith("/") or path[len(prefix)] == "/"
+def _prefixes(prefixes: Sequence[str]) -> re.Pattern[str]:
+    """A pattern matching the paths (from their start) that any of ``prefixes`` covers."""
+    alternatives = (re.escape(p) if p.endswith("/") else f"{re.escape(p)}(?:/|$)" for p in prefixes)
+    return re.compile("|".join(f"(?:{a})" for a in alternatives))
 
 
 def compile_rules(scopes: Sequence[str], allowed_ips: Sequence[str]) -> Rules | None:

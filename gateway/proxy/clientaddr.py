@@ -20,7 +20,7 @@ from typing import Final, NamedTuple
 
 from multidict import MultiMapping
 
-from gateway.core.capabilities import Network, parse_address
+from gateway.core.capabilities import Network, address_value, parse_address
 
 MEMO_MAX: Final = 4096  # remembered peers; then they start again
 
@@ -62,8 +62,8 @@ class ClientAddresses:
     def _trusted_peer(self, peer: str) -> bool:
         trusted = self._peers.get(peer)
         if trusted is None:
-            address = parse_address(peer)
-            trusted = address is not None and self.trusts(address.version, int(address))
+            address = address_value(peer)
+            trusted = address is not None and self.trusts(*address)
             if len(self._peers) >= MEMO_MAX:
                 self._peers.clear()
             self._peers[peer] = trusted

@@ -1,7 +1,8 @@
 """The request path, top to bottom, in one handler for every method and path.
 
 request id and trace context -> bearer -> ``auth.prove()`` -> path check -> the
-token's scopes and allowed addresses (``rules.check()``) -> ``limiter.hit()`` ->
+token's scopes and allowed addresses (``rules.check()``) -> ``limiter.hit()`` (or, for
+a project with a quota, ``quotas.admit()``: rate limit and quota together) ->
 ``forward()``; then metrics, the usage ledger and the access log in one ``finally``,
 whatever happened. Each step returns a value or raises one of :mod:`gateway.core.errors`'
 classes, whose ``outcome`` is what the metrics count.
@@ -19,7 +20,13 @@ import logging
 import time
 from collections.abc import Callable
 
-from gateway.core.errors import ClientClosed, TollgateError, TooManyRequests, error_body
+from gateway.core.errors import (
+    ClientClosed,
+    QuotaExceeded,
+    TollgateError,
+    TooManyRequests,
+    error_body,
+)
 from gateway.core.rates import Rate
 from gateway.core.requestids import RequestIds
 
@@ -33,11 +40,13 @@ from .front import Request
 from .front.response import http_date
 from .lastused import LastUsed
 from .metrics import GatewayMetrics
+from .quota import Granted, Quotas
 from .ratelimit import Decision, LocalLimiter, RateLimiter
 
 log = logging.getLogger(__name__)
 
 _TOO_MANY_BODY = error_body(TooManyRequests.code, TooManyRequests.message)
+_QUOTA_BODY = error_body(QuotaExceeded.code, QuotaExceeded.message)
 _CLIENT_GONE = 499  # logged when no answer could be sent (nginx's "client closed request")
 
 
@@ -58,14 +67,28 @@ def refuse(request: Request, err: TollgateError, request_id: str) -> None:
     request.respond(err.status, headers, err.body())
 
 
-def too_many(request: Request, decision: Decision, request_id: str) -> None:
+def too_many(
+    request: Request, decision: Decision, request_id: str, granted: Granted | None = None
+) -> None:
     """The 429 answer, without raising, matching and copying an exception: a flood of
     over-limit requests is the case where refusals must stay cheap."""
     headers = decision.headers()
+    if granted is not None:
+        headers.update(granted.headers())
     headers["Content-Type"] = "application/json"
     headers["X-Request-Id"] = request_id
     headers["Date"] = http_date()
     request.respond(429, headers, _TOO_MANY_BODY)
+
+
+def quota_used_up(request: Request, granted: Granted, request_id: str) -> None:
+    """429 ``quota_exceeded``: ``Retry-After`` is the time until the period resets."""
+    headers = granted.headers()
+    headers["Retry-After"] = str(granted.reset)
+    headers["Content-Type"] = "application/json"
+    headers["X-Request-Id"] = request_id
+    headers["Date"] = http_date()
+    request.respond(429, headers, _QUOTA_BODY)
 
 
 class Handler:
@@ -79,6 +102,7 @@ class Handler:
         metrics: GatewayMetrics,
         access_log: AccessLog,
         clients: ClientAddresses | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self._auth = auth
         self._clients = clients or ClientAddresses(())
@@ -86,6 +110,7 @@ class Handler:
         self._limiter = limiter
         self._last_used = last_used
         self._ledger = last_used.ledger
+        self._quotas = quotas or Quotas(limiter, last_used.ledger)
         self._count = metrics.outcome_count
         self._duration = metrics.outcome_duration
         self._upstream_duration = metrics.upstream_duration
@@ -116,13 +141,22 @@ class Handler:
             rules = state.rules
             if rules is not None:  # before the limit: a refused request uses none of it
                 rules.check(request.method, request.path, client.address)
+            granted: Granted | None = None
             hit_now = self._hit_now
-            if hit_now is not None:
+            if state.quota is not None:
+                decision, granted = await self._quotas.admit(state, state.quota)
+            elif hit_now is not None:
                 decision = hit_now(state.token_id, state.rate)
             else:
                 decision = await self._limiter.hit(state.token_id, state.rate)
-            if decision.allowed:
+            if decision is None:
+                assert granted is not None
+                outcome = "quota_exceeded"
+                quota_used_up(request, granted, request_id)
+            elif decision.allowed:
                 extra = decision.headers()
+                if granted is not None:
+                    extra.update(granted.headers())
                 extra["X-Request-Id"] = request_id
                 if state.notice is not None:
                     extra.update(state.notice)
@@ -140,7 +174,7 @@ class Handler:
                 self._upstream_duration.observe(upstream_seconds)
             else:
                 outcome = "rate_limited"
-                too_many(request, decision, request_id)
+                too_many(request, decision, request_id, granted)
         except TollgateError as err:
             outcome = err.outcome
             refuse(request, err, request_id)

@@ -34,6 +34,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
+import asyncpg
+
 from gateway.core import db
 from gateway.core.store_usage import Batch, Totals, UsageStore
 
@@ -54,7 +56,9 @@ SHUTDOWN_DEADLINE = 5.0
 SHUTDOWN_RETRY_DELAY = 0.2
 BUG_BACKOFF_MAX = 300.0
 
-_FAILURES = db.UNREACHABLE
+# An outage, or a deadlock or serialization failure (class 40: rolled back, nothing
+# applied): the next interval's attempt cures them.
+_FAILURES = (*db.UNREACHABLE, asyncpg.TransactionRollbackError)
 
 
 class LastUsed:

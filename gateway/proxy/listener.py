@@ -147,6 +147,8 @@ class Listener:
             return
         if event.kind == events.TOKEN_REVOKED and event.token_id is not None:
             self._auth.forget_token(event.token_id)
+        elif event.kind == events.TOKEN_UPDATED and event.token_id is not None:
+            self._auth.update_token(event.token_id, event.extra)
         else:
             deleted = event.kind == events.PROJECT_DELETED
             self._auth.forget_project(event.project_id, deleted=deleted)

@@ -147,7 +147,7 @@ async def test_create_get_list_update_delete_a_project(admin_client: Client) -> 
     )
     assert response.status == 201
     project = await response.json()
-    assert set(project) == {"id", "name", "rate_limit", "created_at"}
+    assert set(project) == {"id", "name", "rate_limit", "quota", "created_at"}
     assert project["name"] == "Acme mail" and project["rate_limit"] == "100/second"
     assert abs(when(project["created_at"]) - datetime.now(UTC)) < timedelta(minutes=1)
     assert response.headers["Location"] == f"/v1/projects/{project['id']}"
@@ -364,6 +364,13 @@ async def test_issue_a_token(admin_client: Client, settings: Settings) -> None:
         "expires_at",
         "last_used_at",
         "status",
+        "expires_in",
+        "scopes",
+        "allowed_ips",
+        "rotated_from",
+        "replaced_by",
+        "rotated_at",
+        "usage_30d",
         "token",
     }
     parsed = parse(token["token"], settings.token_prefix)

@@ -27,7 +27,7 @@ from gateway.core.journal import CLI
 from gateway.core.store import Store
 from gateway.core.tokens import generate, parse
 from tests.conftest import ADMIN_AUTH
-from tests.helpers import GatewayClient, free_port
+from tests.helpers import CHEAP_HASHER, GatewayClient, free_port, issue
 
 MISSING = generate("tg").id
 
@@ -77,12 +77,12 @@ async def ok(env: dict[str, str], *args: str) -> Result:
 
 async def test_projects_create_and_list(env: dict[str, str]) -> None:
     made = (await ok(env, "projects", "create", "--name", "Acme", "--json")).json()
-    assert set(made) == {"id", "name", "rate_limit", "created_at"}
+    assert set(made) == {"id", "name", "rate_limit", "quota", "created_at"}
     assert made["name"] == "Acme" and made["rate_limit"] is None
     table = (
         await ok(env, "projects", "create", "--name", "Beta", "--rate-limit", "100/second")
     ).out
-    assert table.splitlines()[0].split() == ["ID", "NAME", "RATE", "LIMIT", "CREATED"]
+    assert table.splitlines()[0].split() == ["ID", "NAME", "RATE", "LIMIT", "QUOTA", "CREATED"]
     assert "Beta" in table and "100/second" in table
 
     listed = (await ok(env, "projects", "list", "--json")).json()
@@ -104,6 +104,59 @@ async def test_control_characters_cannot_break_the_table(env: dict[str, str]) ->
 
 
 # ---------------------------------------------------------------- tokens
+
+
+async def test_tokens_with_scopes_rotated_and_filtered(
+    env: dict[str, str], pg_pool: asyncpg.Pool
+) -> None:
+    pid = (await ok(env, "projects", "create", "--name", "p", "--json")).json()["id"]
+    args = ["--scope", "get /v1/validate", "--scope", "* /v1/status", "--allowed-ip", "::1/128"]
+    made = (await ok(env, "tokens", "create", "--project", pid, *args, "--json")).json()
+    assert made["scopes"] == ["GET /v1/validate", "* /v1/status"]
+    assert made["allowed_ips"] == ["::1"]
+    table = (await ok(env, "tokens", "show", "--project", pid, "--token", made["id"])).out
+    assert "GET /v1/validate, * /v1/status" in table and "::1" in table
+
+    rotated = await ok(
+        env, "tokens", "rotate", "--project", pid, "--token", made["id"], "--grace", "2h"
+    )
+    raw = rotated.out.strip().splitlines()[-1].removeprefix("token: ")
+    successor = parse(raw, "tg")
+    assert successor is not None and "only time" in rotated.err
+    assert f"replaced by {successor.id}" in rotated.out and "rotating until" in rotated.out
+    again = await admin(env, "tokens", "rotate", "--project", pid, "--token", made["id"])
+    assert again.code == 1 and "rotated already" in again.err and "Traceback" not in again.err
+
+    expiring = (
+        await ok(env, "tokens", "list", "--project", pid, "--status", "expiring", "--json")
+    ).json()
+    assert [t["id"] for t in expiring["tokens"]] == [made["id"]]
+    within = ("--status", "expiring", "--within", "1h", "--json")
+    assert (await ok(env, "tokens", "list", "--project", pid, *within)).json()["tokens"] == []
+    audit = await pg_pool.fetchval(
+        "SELECT actor_type FROM audit_events WHERE action = 'token.rotated' AND target_id = $1",
+        made["id"],
+    )
+    assert audit == "cli"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("create", "--scope", "GET"), '"scopes" must be a method (or *) and a path prefix'),
+        (("create", "--allowed-ip", "10.0.0.1/8"), "host bits set: the block is 10.0.0.0/8"),
+        (("rotate", "--token", "{tid}", "--grace", "8d"), '"grace" must be at most 7d'),
+        (("list", "--status", "soon"), '"status" must be one of active, expired, expiring'),
+    ],
+)
+async def test_bad_capabilities_are_exit_2(
+    env: dict[str, str], store: Store, args: tuple[str, ...], says: str
+) -> None:
+    issued = await issue(store, hasher=CHEAP_HASHER)
+    argv = [a.format(tid=issued.token_id) for a in args]
+    result = await admin(env, "tokens", argv[0], "--project", issued.project_id, *argv[1:])
+    assert result.code == 2, result
+    assert says in result.err and "Traceback" not in result.err
 
 
 async def test_tokens_create_list_and_revoke(env: dict[str, str], pg_pool: asyncpg.Pool) -> None:
@@ -290,6 +343,44 @@ async def test_tokens_show_gives_one_token_masked(env: dict[str, str]) -> None:
     assert (gone.code, gone.err.strip()) == (1, "admin: token not found")
 
 
+# ---------------------------------------------------------------- admin keys
+
+
+async def test_keys_create_list_show_and_revoke(env: dict[str, str], pg_pool: asyncpg.Pool) -> None:
+    pid = (await ok(env, "projects", "create", "--name", "p", "--json")).json()["id"]
+    made = await ok(env, "keys", "create", "--name", "ops", "--role", "viewer", "--project", pid)
+    raw = made.out.strip().splitlines()[-1].removeprefix("key: ")
+    assert parse(raw, "tgadm") is not None and "only time" in made.err
+    key_id = raw.split("_")[1]
+    assert "viewer" in made.out and pid in made.out
+    admin_key = (
+        await ok(env, "keys", "create", "--name", "root", "--role", "admin", "--json")
+    ).json()
+    assert admin_key["project_id"] is None and admin_key["key"].startswith("tgadm_")
+    listed = (await ok(env, "keys", "list", "--json")).json()["admin_keys"]
+    assert [k["id"] for k in listed][:2] == [admin_key["id"], key_id]
+    assert all("key" not in k for k in listed)
+    table = (await ok(env, "keys", "list")).out
+    assert key_id in table and raw not in table and "all" in table
+    shown = (await ok(env, "keys", "show", "--key", key_id, "--json")).json()
+    assert shown["name"] == "ops" and shown["role"] == "viewer"
+    revoked = await ok(env, "keys", "revoke", "--key", key_id)
+    assert key_id in revoked.out
+    again = await admin(env, "keys", "revoke", "--key", key_id)
+    assert (again.code, again.err.strip()) == (1, "admin: admin key not found")
+    bad = await admin(env, "keys", "create", "--name", "x", "--role", "manager")
+    assert (
+        bad.code == 2 and bad.err.strip() == 'admin: "project_id" is required for the manager role'
+    )
+    audited = await pg_pool.fetch(
+        "SELECT actor_type, action FROM audit_events WHERE target_id = $1 ORDER BY id", key_id
+    )
+    assert [tuple(r) for r in audited] == [
+        ("cli", "admin_key.created"),
+        ("cli", "admin_key.revoked"),
+    ]
+
+
 def all_commands() -> dict[str, argparse.ArgumentParser]:
     """Every command of ``admin``, by name (``serve``, ``projects create`` ...)."""
     found: dict[str, argparse.ArgumentParser] = {}
@@ -320,8 +411,8 @@ def test_data_commands_list_only_their_own_flags() -> None:
         # Beyond the database, only what the command uses: the token prefix (masked ids)
         # and, to issue one, the argon2 parameters.
         extra = listed - {"--database-url", "--gateway-data-dir"}
-        allowed = {"--token-prefix"} if name.startswith("tokens") else set()
-        if name == "tokens create":
+        allowed = {"--token-prefix"} if name.startswith(("tokens", "keys")) else set()
+        if name in ("tokens create", "tokens rotate", "keys create"):
             allowed |= {"--argon2-time-cost", "--argon2-memory-cost", "--argon2-parallelism"}
         if name == "webhooks create":  # whether a private address may receive events
             allowed |= {"--webhook-allow-private"}
@@ -391,7 +482,7 @@ async def test_not_found_is_exit_1(env: dict[str, str], args: tuple[str, ...]) -
         (("tokens", "revoke", "--project", MISSING), "--token"),
         (("tokens", "create", "--project", "{pid}", "--expires-in", "7d"), '"expires_in"'),
         (("tokens", "create", "--project", "{pid}", "--description", "x" * 201), '"description"'),
-        (("tokens", "rotate"), "invalid choice"),
+        (("tokens", "expire"), "invalid choice"),
         (("tokens", "list", "--project", "{pid}", "--token-prefix", "NOT OK"), "TOKEN_PREFIX"),
         (("projects", "list", "--token-prefix", "tg"), "unrecognized arguments"),
         (("projects", "update", "--project", "{pid}"), "nothing to change"),

@@ -9,6 +9,7 @@ dialog closes. Screenshots go to tests/artifacts/.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -582,8 +583,12 @@ async def test_keyboard_only_create_and_revoke(console: Console) -> None:
     await expect(console.dialog("Create token").get_by_label("Description")).to_be_focused()
     await page.keyboard.type("typed")
     await page.keyboard.press("Tab")
-    await expect(page.get_by_label("Expiration")).to_be_focused()
+    await expect(console.dialog("Create token").get_by_label("Expiration")).to_be_focused()
     await page.keyboard.press("ArrowDown")
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_label("Scopes")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_label("Allowed addresses")).to_be_focused()
     await page.keyboard.press("Tab")
     await expect(console.button("Cancel").first).to_be_focused()
     await page.keyboard.press("Tab")
@@ -842,3 +847,120 @@ async def test_the_real_limits_are_the_api_limits(console: Console) -> None:
         ["30 days", "90 days", "6 months", "1 year", "Never"]
     )
     await expect(dialog.get_by_label("Expiration")).to_have_value("30d")
+
+
+# ---------------------------------------------------------------- capabilities (SPEC §10)
+
+
+async def gateway_answer(gateway: str, token: str, path: str) -> tuple[int, str | None]:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(gateway + path.lstrip("/"), headers=headers) as response,
+    ):
+        return response.status, response.headers.get("Deprecation")
+
+
+async def test_create_a_token_with_scopes_and_allowed_addresses(
+    console: Console, servers: Servers
+) -> None:
+    await open_project(console, "Scoped")
+    await console.button("Create token").click()
+    dialog = console.dialog("Create token")
+    await dialog.get_by_label("Description").fill("validator")
+    await dialog.get_by_label("Scopes").fill("GET /v1/validate\n\nbogus")
+    await dialog.get_by_label("Allowed addresses").fill("127.0.0.1\n2001:db8::/48")
+    await dialog.get_by_role("button", name="Create", exact=True).click()
+    # The API's refusal, next to its field, in the console's words.
+    await expect(dialog.get_by_role("alert")).to_contain_text("Scopes must be a method")
+    await expect(dialog.get_by_label("Scopes")).to_be_focused()
+    await dialog.get_by_label("Scopes").fill("GET /v1/validate\n* /v1/status")
+    await dialog.get_by_role("button", name="Create", exact=True).click()
+    reveal = console.dialog("Your new token")
+    raw = await reveal.locator("code").inner_text()
+    await console.button("Done").click()
+    row = console.row("validator")
+    await expect(row).to_contain_text("Only GET /v1/validate · * /v1/status")
+    await expect(row).to_contain_text("From 127.0.0.1, 2001:db8::/48")
+    assert (await gateway_answer(servers.gateway, raw, "/v1/validate?x=1"))[0] == 200
+    assert (await gateway_answer(servers.gateway, raw, "/v1/other"))[0] == 403
+    await console.fits()
+
+
+async def test_rotate_reveals_the_successor_and_the_old_row_says_until_when(
+    console: Console, servers: Servers
+) -> None:
+    project_id = await open_project(console, "Rotating")
+    old = await admin_api(
+        console.base, "POST", f"/v1/projects/{project_id}/tokens", {"description": "billing"}
+    )
+    await console.page.reload()
+    await console.row("billing").get_by_role("button", name="Rotate").click()
+    confirm = console.dialog("Rotate token?")
+    await expect(confirm).to_contain_text("billing")
+    grace = confirm.get_by_label("Old token keeps working for")
+    assert await grace.locator("option").all_inner_texts() == [
+        "No time: stop it now",
+        "1 hour",
+        "24 hours",
+        "7 days",
+    ]
+    await expect(grace).to_have_value("24h")
+    await grace.select_option(label="1 hour")
+    await confirm.get_by_role("button", name="Rotate").click()
+    reveal = console.dialog("Your new token")
+    await expect(reveal).to_be_visible()
+    raw = await reveal.locator("code").inner_text()
+    await console.screenshot("rotate-reveal.png")
+    await console.button("Done").click()
+    await assert_secret_gone(console.page, raw)
+
+    rows = console.page.locator("#tokens-body tr")
+    await expect(rows).to_have_count(2)
+    old_row = console.page.locator(f'#tokens-body tr[data-token-id="{old["id"]}"]')
+    status = old_row.get_by_role("cell").nth(5)
+    await expect(status).to_contain_text("Rotating")
+    await expect(status).to_contain_text("until")
+    ends = parse_title(await status.locator("time").get_attribute("title") or "")
+    assert abs(ends - datetime.now(UTC) - timedelta(hours=1)) < timedelta(minutes=1)
+    await expect(old_row.get_by_role("button", name="Rotate")).to_have_count(0)
+    await status.get_by_role("button", name="its successor").click()
+    successor = rows.first
+    await expect(successor).to_have_class(re.compile("highlight"))
+    await expect(successor.get_by_role("cell").nth(5)).to_have_text("Active")
+    await console.screenshot("rotating-row.png")
+    # Both work; the old one's answers say it is deprecated.
+    assert await gateway_answer(servers.gateway, raw, "/v1/x") == (200, None)
+    status_code, deprecation = await gateway_answer(servers.gateway, old["token"], "/v1/x")
+    assert status_code == 200 and deprecation is not None and deprecation.startswith("@")
+
+
+async def test_expires_soon_badge_and_filter(console: Console, servers: Servers) -> None:
+    project_id = await open_project(console, "Soon")
+    path = f"/v1/projects/{project_id}/tokens"
+    soon = await admin_api(console.base, "POST", path, {"description": "soon"})
+    await admin_api(console.base, "POST", path, {"description": "later"})
+    gone = await admin_api(console.base, "POST", path, {"description": "gone"})
+    await servers.pool.execute(
+        "UPDATE tokens SET expires_at = now() + interval '3 days' WHERE id = $1", soon["id"]
+    )
+    await servers.pool.execute(
+        "UPDATE tokens SET expires_at = now() - interval '1 day' WHERE id = $1", gone["id"]
+    )
+    await console.page.reload()
+    await expect(console.row("soon").get_by_role("cell").nth(5)).to_have_text("Expires soon")
+    await expect(console.row("later").get_by_role("cell").nth(5)).to_have_text("Active")
+    rows = console.page.locator("#tokens-body tr")
+    show = console.page.get_by_label("Show")
+    for label, expected in [
+        ("Expires soon (7 days)", ["soon"]),
+        ("Expired", ["gone"]),
+        ("Active", ["later", "soon"]),
+        ("All tokens", ["gone", "later", "soon"]),
+    ]:
+        await show.select_option(label=label)
+        await expect(rows).to_have_count(len(expected))
+        assert (
+            sorted([await r.get_by_role("cell").first.inner_text() for r in await rows.all()])
+            == expected
+        )

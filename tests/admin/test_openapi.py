@@ -16,7 +16,7 @@ from gateway.core.config import Settings
 Operation = tuple[str, str]
 # The /v1 routes that need no admin token: the API's description, and leak reports (whoever
 # found a token reports it; GitHub's are signed instead).
-PUBLIC_V1 = {"/v1/openapi.json", "/v1/leaks", "/v1/leaks/github"}
+PUBLIC_V1 = {"/v1/openapi.json", "/v1/leaks", "/v1/leaks/github", "/v1/portal-sessions/exchange"}
 
 
 def served_operations(app: web.Application) -> set[Operation]:
@@ -200,11 +200,16 @@ async def test_each_body_is_checked_as_the_document_declares_it(admin_client: An
         ("post", "/v1/projects"),
         ("patch", "/v1/projects/{project_id}"),
         ("post", "/v1/projects/{project_id}/tokens"),
+        ("post", "/v1/projects/{project_id}/tokens/{token_id}/rotate"),
         ("post", "/v1/projects/{project_id}/webhooks"),
         ("post", "/v1/leaks"),
+        ("post", "/v1/admin-keys"),
+        ("post", "/v1/projects/{project_id}/portal-sessions"),
+        ("post", "/v1/portal-sessions/exchange"),
     }
+    token = await (await admin_client.post(f"/v1/projects/{project['id']}/tokens")).json()
     for method, template, schema in bodies:
-        path = template.format(project_id=project["id"])
+        path = template.format(project_id=project["id"], token_id=token["id"])
         minimal = {
             name: _good_value(schema["properties"][name]) for name in schema.get("required", [])
         }
@@ -252,7 +257,11 @@ async def test_answers_documented_as_secret_are_never_cached(admin_client: Any) 
     ]
     assert secret == [
         ("post", "/v1/projects/{project_id}/tokens"),
+        ("post", "/v1/projects/{project_id}/tokens/{token_id}/rotate"),
         ("post", "/v1/projects/{project_id}/webhooks"),
+        ("post", "/v1/admin-keys"),
+        ("post", "/v1/projects/{project_id}/portal-sessions"),
+        ("post", "/v1/portal-sessions/exchange"),
     ]
     project = await (await admin_client.post("/v1/projects", json={"name": "p"})).json()
     for path, body in [("tokens", {}), ("webhooks", {"url": "http://127.0.0.1:9/hook"})]:

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from gateway.core.capabilities import (
+    address_value,
     canonical_network,
     canonical_scope,
     parse_address,
@@ -104,3 +105,24 @@ def test_bad_networks_say_what_is_wrong(given: str, problem: str) -> None:
 def test_addresses_as_proxies_write_them(written: str, address: str | None) -> None:
     parsed = parse_address(written)
     assert parsed == (None if address is None else ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "203.0.113.5",
+        "203.0.113.5:4711",
+        "2001:db8::1",
+        "[2001:db8::1]:4711",
+        "::ffff:203.0.113.5",
+        "::1",
+        "unknown",
+        "1",
+        "fe80::1%eth0",
+        "",
+    ],
+)
+def test_the_fast_address_reading_agrees_with_the_plain_one(written: str) -> None:
+    parsed = parse_address(written)
+    expected = None if parsed is None else (parsed.version, int(parsed))
+    assert address_value(written) == expected

@@ -39,6 +39,7 @@ SECRET_VALUES: dict[str, list[str]] = {
         f"unix:///run/redis.sock?db=0&password={SECRET}",
     ],
     "UPSTREAM_URL": [f"https://client:{SECRET}@api.example.com/v1"],
+    "ADMIN_PUBLIC_URL": [f"https://console:{SECRET}@admin.example.com"],
     "ADMIN_TOKEN": [f"admin-{SECRET}-" + "x" * 32],
 }
 

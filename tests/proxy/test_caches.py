@@ -6,9 +6,10 @@ import asyncio
 
 import pytest
 
+from gateway.core.proofs import NegativeCache, ProofCache
 from gateway.core.rates import Rate
-from gateway.proxy.caches import NegativeCache, ProofCache, StateCache, TokenState
-from gateway.proxy.singleflight import SingleFlight
+from gateway.core.singleflight import SingleFlight
+from gateway.proxy.caches import StateCache, TokenState
 
 
 class Clock:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from gateway.core.capabilities import parse_network
 from gateway.core.errors import Forbidden
-from gateway.proxy.capabilities import MEMO_MAX, compile_rules, covers
+from gateway.proxy.capabilities import MEMO_MAX, compile_rules
 from gateway.proxy.clientaddr import Client, ClientAddresses
 
 
@@ -40,6 +42,30 @@ def test_a_prefix_covers_itself_and_what_continues_it_after_a_slash(
     prefix: str, path: str, covered: bool
 ) -> None:
     assert covers(prefix, path) is covered
+    rules = compile_rules([f"GET {prefix}"], [])
+    assert (refusal(rules, "GET", path, None) is None) is covered
+
+
+def covers(prefix: str, path: str) -> bool:
+    """SPEC §10's rule, written plainly: the reference the compiled patterns must agree with."""
+    if not path.startswith(prefix):
+        return False
+    return len(path) == len(prefix) or prefix.endswith("/") or path[len(prefix)] == "/"
+
+
+_SEGMENTS = st.lists(
+    st.sampled_from(["v1", "v", "validate", "validated", "a.b", "x", ""]), max_size=4
+)
+
+
+@given(
+    prefixes=st.lists(_SEGMENTS.map(lambda s: "/" + "/".join(s)), min_size=1, max_size=5),
+    path=_SEGMENTS.map(lambda s: "/" + "/".join(s)),
+)
+def test_compiled_scopes_agree_with_the_rule(prefixes: list[str], path: str) -> None:
+    rules = compile_rules([f"GET {p}" for p in prefixes], [])
+    expected = any(covers(p, path) for p in prefixes)
+    assert (refusal(rules, "GET", path, None) is None) is expected
 
 
 def test_no_scopes_and_no_addresses_compile_to_nothing() -> None:

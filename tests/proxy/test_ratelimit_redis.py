@@ -119,7 +119,7 @@ async def test_the_lua_step_equals_the_python_step(redis: Redis, prefix: str) ->
     for _ in range(400):
         rate = rng.choice(rates)
         reply = await redis.eval(SCRIPT, 1, key, rate.limit, rate.period * US)
-        allowed, now, us, frac = (int(value) for value in reply)
+        allowed, now, us, frac, _used = (int(value) for value in reply)
         decision, model = gcra(model, now, rate)
         assert decision == decide(bool(allowed), now, Tat(us, frac), rate)
         stored_us, stored_frac = map(int, (await redis.get(key)).split())

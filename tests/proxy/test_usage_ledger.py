@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
 
+from gateway.core.journal import CLI
 from gateway.core.store import Store
 from gateway.core.store_usage import Batch, UsageStore, crossed, utc_day
 from gateway.core.tokens import generate
@@ -61,12 +62,17 @@ async def transactions(pg_pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
 
 
 async def project_with_tokens(store: Store, count: int) -> tuple[str, list[str]]:
-    project = await store.create_project("p", None)
+    project = await store.create_project("p", None, actor=CLI)
     ids = []
     for _ in range(count):
         token = generate("tg")
         await store.create_token(
-            project.id, token.id, secret_hash="$argon2id$x", description="", expires_in_days=30
+            project.id,
+            token.id,
+            secret_hash="$argon2id$x",
+            description="",
+            expires_in_days=30,
+            actor=CLI,
         )
         ids.append(token.id)
     return project.id, ids
@@ -233,8 +239,8 @@ async def test_revoked_tokens_stay_counted_and_deleted_projects_are_skipped(
     last_used.ledger.count(revoked, kept_project, 200, True)
     last_used.ledger.count(orphan, gone_project, 200, True)
     last_used.ledger.unit(gone_project, "day:2027-01-15", 5)
-    assert await store.revoke_token(kept_project, revoked)
-    assert await store.delete_project(gone_project)
+    assert await store.revoke_token(kept_project, revoked, actor=CLI)
+    assert await store.delete_project(gone_project, actor=CLI)
 
     assert await last_used.flush()
 

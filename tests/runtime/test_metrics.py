@@ -31,8 +31,8 @@ from tests.gatewayproc import (
 
 PROXIED = {"outcome": "proxied"}
 
-# SPEC §6, written out here so the test checks the contract, not the code; plus the
-# client's own failures the README adds (the client left; it was too slow).
+# SPEC §6 and §15, written out here so the test checks the contract, not the code; plus
+# the client's own failures the README adds (the client left; it was too slow).
 OUTCOMES = {
     "proxied",
     "unauthenticated",
@@ -40,6 +40,7 @@ OUTCOMES = {
     "invalid_token",
     "expired_token",
     "rate_limited",
+    "forbidden",  # SPEC §15
     "quota_exceeded",  # SPEC §15
     "upstream_error",
     "upstream_timeout",

@@ -15,15 +15,25 @@ from gateway.core.gcra import Decision
 from gateway.core.rates import Rate
 
 from ..metrics import GatewayMetrics
-from .local import LocalLimiter
+from .local import LocalLimiter, QuotaHit, Shared
 
-__all__ = ["Decision", "LocalLimiter", "RateLimiter", "create_limiter", "require_backend"]
+__all__ = [
+    "Decision",
+    "LocalLimiter",
+    "QuotaHit",
+    "RateLimiter",
+    "Shared",
+    "create_limiter",
+    "require_backend",
+]
 
 
 class RateLimiter(Protocol):
     async def start(self) -> None: ...
 
     async def hit(self, key: str, rate: Rate) -> Decision: ...
+
+    async def hit_quota(self, key: str, rate: Rate, quota: QuotaHit) -> Shared | None: ...
 
     async def close(self) -> None: ...
 

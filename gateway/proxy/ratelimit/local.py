@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from gateway.core.gcra import US, Decision, Tat, bucket, gcra
 from gateway.core.rates import Rate
 
 DEFAULT_MAX_KEYS = 100_000
+
+
+class QuotaHit(NamedTuple):
+    """A project's quota for one period, as a shared backend counts it."""
+
+    key: str  # "<project id>:<period key>"
+    limit: int
+    ttl_ms: int  # the counter's lifetime: past the period's end
+
+
+class Shared(NamedTuple):
+    """A shared backend's answer for the rate limit and the quota together."""
+
+    decision: Decision  # the rate limit's (its bucket untouched when ``refused``)
+    used: int  # the period's units after this request
+    refused: bool  # the quota was used up
 
 
 class LocalLimiter:
@@ -36,6 +53,10 @@ class LocalLimiter:
 
     async def hit(self, key: str, rate: Rate) -> Decision:
         return self.hit_now(key, rate)
+
+    async def hit_quota(self, key: str, rate: Rate, quota: QuotaHit) -> Shared | None:
+        """None: this backend shares nothing; the caller decides the quota itself."""
+        return None
 
     def hit_now(self, key: str, rate: Rate) -> Decision:
         now = round(self._clock() * US)

@@ -27,20 +27,25 @@ from gateway.core.gcra import US, Decision, Tat, bucket, decide
 from gateway.core.rates import Rate
 
 from ..metrics import GatewayMetrics
-from .local import LocalLimiter
+from .local import LocalLimiter, QuotaHit, Shared
 from .resp import NoScript, ReplyError, RespClient
 
 log = logging.getLogger(__name__)
 
 PREFIX = "tollgate:rl:"
+QUOTA_PREFIX = "tollgate:quota:"
 # Redis answers in well under a millisecond; a stalled one must not stall requests.
 SOCKET_TIMEOUT = 0.5
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 5.0
 
-# gcra.gcra in Lua. KEYS[1]: the bucket; ARGV: limit, period in µs. The value is
-# "<us> <frac>": the TAT is us + frac/limit µs (Lua numbers are doubles, exact below
-# 2^53, and epoch microseconds are about 2^51). Returns {allowed, now, us, frac}.
+# gcra.gcra in Lua, and the project's quota in the same step (one round trip for both).
+# KEYS[1]: the bucket; ARGV: limit, period in µs. The value is "<us> <frac>": the TAT is
+# us + frac/limit µs (Lua numbers are doubles, exact below 2^53, and epoch microseconds
+# are about 2^51). With a quota, KEYS[2] counts the period's units and ARGV[3], ARGV[4]
+# are the quota and the counter's lifetime in ms: a request is admitted only if the rate
+# allows it AND a unit is left, and only then are the TAT moved and a unit taken.
+# Returns {allowed, now, us, frac, used}: allowed 1, 0 (rate) or 2 (quota used up).
 SCRIPT = """
 local limit = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
@@ -55,6 +60,13 @@ if state then
     us, frac = s_us, math.min(s_frac, limit - 1)
   end
 end
+local used = 0
+if KEYS[2] then
+  used = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if used >= tonumber(ARGV[3]) then
+    return {2, now, us, frac, used}
+  end
+end
 local step = math.floor(period / limit)
 local rest = period - step * limit
 local new_us, new_frac = us + step, frac + rest
@@ -65,9 +77,15 @@ local ahead = new_us - now
 if ahead < period or (ahead == period and new_frac == 0) then
   local value = string.format('%.0f %.0f', new_us, new_frac)
   redis.call('SET', KEYS[1], value, 'PX', math.floor(ahead / 1000) + 1)
-  return {1, now, new_us, new_frac}
+  if KEYS[2] then
+    used = redis.call('INCR', KEYS[2])
+    if used == 1 then
+      redis.call('PEXPIRE', KEYS[2], ARGV[4])
+    end
+  end
+  return {1, now, new_us, new_frac, used}
 end
-return {0, now, us, frac}
+return {0, now, us, frac, used}
 """
 
 
@@ -154,16 +172,41 @@ class RedisLimiter:
             self._recovered()
         return decision
 
-    async def _shared_hit(self, key: str, rate: Rate) -> Decision:
-        args = (self._prefix + bucket(key, rate), rate.limit, rate.period * US)
+    async def hit_quota(self, key: str, rate: Rate, quota: QuotaHit) -> Shared | None:
+        """The rate limit and the quota in one script; None while Redis fails (the
+        caller then decides the quota itself and calls :meth:`hit`, local meanwhile)."""
+        generation, outage = self._generation, self._outage
+        if outage is not None and not outage.may_retry(self._clock()):
+            return None
         try:
-            reply = await self._client.call("EVALSHA", self._sha, 1, *args)
+            shared = await self._shared(key, rate, quota)
+        except (ReplyError, OSError) as err:
+            if generation == self._generation:
+                self._failed(err)
+            return None
+        if outage is not None and generation == self._generation:
+            self._recovered()
+        return shared
+
+    async def _shared_hit(self, key: str, rate: Rate) -> Decision:
+        return (await self._shared(key, rate, None)).decision
+
+    async def _shared(self, key: str, rate: Rate, quota: QuotaHit | None) -> Shared:
+        keys: tuple[str, ...] = (self._prefix + bucket(key, rate),)
+        args: tuple[int, ...] = (rate.limit, rate.period * US)
+        if quota is not None:
+            keys += (QUOTA_PREFIX + quota.key,)
+            args += (quota.limit, quota.ttl_ms)
+        try:
+            reply = await self._client.call("EVALSHA", self._sha, len(keys), *keys, *args)
         except NoScript:  # a restarted or flushed Redis: EVAL runs and caches it
-            reply = await self._client.call("EVAL", SCRIPT, 1, *args)
-        if not isinstance(reply, list) or len(reply) != 4:
-            raise ReplyError("the limiter script answered something else than 4 integers")
-        allowed, now, us, frac = (int(value) for value in reply)  # type: ignore[arg-type]
-        return decide(bool(allowed), now, Tat(us, frac), rate)
+            reply = await self._client.call("EVAL", SCRIPT, len(keys), *keys, *args)
+        if not isinstance(reply, list) or len(reply) != 5:
+            raise ReplyError("the limiter script answered something else than 5 integers")
+        allowed, now, us, frac, used = (int(value) for value in reply)  # type: ignore[arg-type]
+        if allowed == 2:  # the quota is used up: the bucket was left as it was
+            return Shared(decide(True, now, Tat(us, frac), rate), used, refused=True)
+        return Shared(decide(bool(allowed), now, Tat(us, frac), rate), used, refused=False)
 
     def _fall_back(self, key: str, rate: Rate) -> Decision:
         if self._metrics is not None:
