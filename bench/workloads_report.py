@@ -270,6 +270,14 @@ def _bodies(result: dict[str, Any]) -> list[str]:
             None,
         )
     )
+    errors = [
+        f"round {i + 1} {key}: {run['non2xx']} non-2xx answers of {run['requests']} "
+        "(their MiB/s mean nothing)"
+        for i, r in enumerate(rounds)
+        for key, run in r.items()
+        if run["non2xx"] or run["timeout"]
+    ]
+    out += ["", *(f"Warning: {e}" for e in errors)]
     return [*out, ""]
 
 
