@@ -49,9 +49,9 @@ TABLE: Final[dict[tuple[str, str], Rule]] = {
     ("GET", routes.TOKEN): Rule("viewer", project=True, portal=True),
     ("DELETE", routes.TOKEN): Rule("manager", project=True, portal=True),
     ("POST", routes.TOKEN_ROTATE): Rule("manager", project=True, portal=True),
-    ("PUT", routes.TOKEN): Rule("viewer", project=True, portal=True),  # always 405
-    ("PATCH", routes.TOKEN): Rule("viewer", project=True, portal=True),  # always 405
-    ("*", routes.TOKEN): Rule("viewer", project=True, portal=True),  # any other method: 405
+    ("*", routes.TOKEN): Rule(
+        "viewer", project=True, portal=True
+    ),  # other methods (PATCH, PUT...): 405
     # usage: what the project used, read by everyone who may read the project (the
     # portal's Access Tokens page shows each token's last 30 days and the project's chart)
     ("GET", routes.USAGE_PATH): Rule("viewer", project=True, portal=True),

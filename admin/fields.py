@@ -115,12 +115,13 @@ class Field:
                 )
             return value
         if self.pattern is not None:
-            if not self.pattern.fullmatch(value.strip()):
+            text = value.strip()
+            if not self.pattern.fullmatch(text):
                 raise field_error("invalid_value", name, self.must)
             if self.convert is None:
-                return value
+                return text
             try:
-                return self.convert(value)
+                return self.convert(text)
             except ValueError as err:  # what a pattern cannot say (a range, host bits)
                 raise field_error("invalid_value", name, str(err)) from None
         return self._text(name, value)
@@ -143,6 +144,17 @@ class Field:
             raise field_error("invalid_value", name, "must not be blank")
         return value
 
+    def _no_nul(self) -> str | None:
+        """Free text (checked by ``_text``) refuses NUL: its schema says so too."""
+        free = self.type == "string" and not (self.opaque or self.choices or self.format)
+        return "^[^\\u0000]*$" if free else None
+
+    @property
+    def may_be_empty(self) -> bool:
+        """Whether "" is a value of this field as its schema describes it."""
+        restricted = self.choices or self.pattern is not None or self.format is not None
+        return not restricted and self.min_length == 0
+
     # ------------------------------------------------------------ describing
 
     def schema(self) -> Schema:
@@ -150,8 +162,9 @@ class Field:
         schema: Schema = {"type": [self.type, "null"] if self.nullable else self.type}
         facets = {
             "enum": list(self.choices) or None,
-            # JSON Schema patterns match anywhere: anchor it to mean the whole value.
-            "pattern": None if self.pattern is None else f"^{self.pattern.pattern}$",
+            # JSON Schema patterns match anywhere: anchor it to mean the whole value (spaces
+            # around it aside, as checked), whatever alternatives the pattern has.
+            "pattern": _anchored(self) if self.pattern is not None else self._no_nul(),
             "minLength": self.min_length or None,
             "maxLength": self.max_length,
             "minimum": self.minimum,
@@ -175,6 +188,8 @@ class Body:
 
     name: str
     fields: Mapping[str, Field]
+    # JSON Schema rules across fields (a use case checks them): each goes in "allOf".
+    rules: tuple[Schema, ...] = ()
 
     def __post_init__(self) -> None:
         if any(declared.type == "integer" for declared in self.fields.values()):
@@ -206,12 +221,16 @@ class Body:
         if required:
             schema["required"] = required
         schema["properties"] = {name: declared.schema() for name, declared in self.fields.items()}
+        if self.rules:
+            schema["allOf"] = list(self.rules)
         return schema
 
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """Query-string parameters; others are ignored. An empty string means absent."""
+    """Query-string parameters; others are ignored. An empty string means absent for a
+    parameter that could be empty; for one that cannot (a number, a time, a choice, a
+    pattern), it is a value, and refused."""
 
     fields: Mapping[str, Field]
 
@@ -226,7 +245,7 @@ class Query:
             raw = query.get(name)
             if declared.type == "integer" and raw is not None:
                 given[name] = _whole(name, declared, raw)  # "" included: not a number
-            elif raw:
+            elif raw or (raw == "" and not declared.may_be_empty):
                 given[name] = raw
         return _values(self.fields, given)
 
@@ -252,6 +271,13 @@ def _values(fields: Mapping[str, Field], given: Mapping[str, Any]) -> dict[str, 
         elif declared.default is not ABSENT:
             values[name] = declared.default
     return values
+
+
+def _anchored(declared: Field) -> str:
+    assert declared.pattern is not None
+    if declared.opaque:  # passed on as sent: no spaces allowed around it
+        return f"^(?:{declared.pattern.pattern})$"
+    return rf"^\s*(?:{declared.pattern.pattern})\s*$"
 
 
 def _time(name: str, text: str) -> datetime:

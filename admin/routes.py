@@ -252,20 +252,17 @@ async def rotate_token(request: web.Request, given: Given) -> Reply:
 _TOKEN_ALLOW: Final = {"Allow": "GET, DELETE"}
 
 
-@ROUTES.put(TOKEN)
-@ROUTES.patch(TOKEN)
-@documented(Operation("Not allowed: tokens are immutable", None, (401, 405)))
-async def token_immutable(request: web.Request, given: Given) -> Reply:
-    raise MethodNotAllowed(
-        "tokens are immutable: create a new one and revoke this one",
-        code="token_immutable",
-        headers=_TOKEN_ALLOW,
-    )
-
-
 @ROUTES.route("*", TOKEN)  # last: any other method; not an operation of its own
 async def token_other_method(request: web.Request) -> web.Response:
-    # aiohttp's own 405 would offer PATCH and PUT, the routes that always refuse.
+    """405 with ``Allow: GET, DELETE``; PATCH and PUT, what a client would try to change a
+    token with, are told why. Neither is an operation of the API, so neither is documented
+    (a described operation that always refuses would contradict ``Allow``)."""
+    if request.method in ("PATCH", "PUT"):
+        raise MethodNotAllowed(
+            "tokens are immutable: create a new one and revoke this one",
+            code="token_immutable",
+            headers=_TOKEN_ALLOW,
+        )
     raise MethodNotAllowed(headers=_TOKEN_ALLOW)
 
 
@@ -565,7 +562,7 @@ async def create_admin_key(request: web.Request, given: Given) -> Reply:
         "List admin keys, newest first",
         Answer(200, "A page of admin keys.", "AdminKeyPage"),
         (400, 401, 403),
-        query=schemas.PAGE,
+        query=schemas.KEY_PAGE,
     )
 )
 async def list_admin_keys(request: web.Request, given: Given) -> Reply:

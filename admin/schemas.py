@@ -15,6 +15,7 @@ from gateway.core import capabilities
 from gateway.core.journal import ACTIONS
 from gateway.core.rates import PATTERN as RATE_PATTERN
 from gateway.core.rates import QUOTA_PATTERN, parse_quota, parse_rate
+from gateway.core.store import CURSOR_PATTERN
 from gateway.core.tokens import ID_LEN
 
 from . import admin_keys, leaks, projects, tokens, usage, webhooks
@@ -175,7 +176,10 @@ TOKEN_PAGE: Final = Query(
             description="How many tokens, at most, on this page.",
         ),
         "cursor": Field(
-            default=None, opaque=True, description="`next_cursor` of the previous page."
+            default=None,
+            opaque=True,  # checked by the store: invalid_cursor
+            pattern=CURSOR_PATTERN,
+            description="`next_cursor` of the previous page.",
         ),
     }
 )
@@ -309,8 +313,18 @@ ADMIN_KEY_CREATE: Final = Body(
             description="How long the key works; `never` for no expiry.",
         ),
     },
+    # project_id: required for manager and viewer, refused for admin (admin_keys.issue).
+    rules=(
+        {
+            "if": {"properties": {"role": {"const": "admin"}}, "required": ["role"]},
+            "then": {"not": {"required": ["project_id"]}},
+            "else": {"required": ["project_id"]},
+        },
+    ),
 )
-PAGE: Final = TOKEN_PAGE  # ?limit=&cursor=, the same for every keyset listing
+KEY_PAGE: Final = Query(
+    {name: TOKEN_PAGE.fields[name] for name in ("limit", "cursor")}  # ?limit=&cursor=
+)
 PORTAL_SESSION_CREATE: Final = Body(
     "PortalSessionCreate",
     {

@@ -8,18 +8,17 @@ event (:func:`~gateway.core.journal.audit`) in that same transaction.
 
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 
 import asyncpg
 
 from . import events, journal, outbox
 from .store_usage import TOUCH_LAST_USED
-from .tokens import is_token_id, new_id
+from .tokens import new_id
 
 
 class Unset:
@@ -108,6 +107,7 @@ _STATUS: Final[dict[str | None, str]] = {
 
 
 _PROJECT_COLUMNS = "id, name, rate_limit, created_at, quota"
+DEADLOCK_RETRIES: Final = 3
 _TOKEN_COLUMNS = (
     "id, project_id, description, created_at, expires_at, last_used_at, scopes, allowed_ips, "
     "expires_in, rotated_from, replaced_by, rotated_at"
@@ -213,7 +213,20 @@ class Store:
         return Project(**row)
 
     async def delete_project(self, project_id: str, *, actor: journal.Actor) -> bool:
-        """Delete a project and its tokens; they stop working on every gateway."""
+        """Delete a project and its tokens; they stop working on every gateway.
+
+        The cascade locks the project, then its tokens; a gateway's flush of last-used
+        times and usage locks tokens, then (through the usage rows' keys) the project. The
+        two can deadlock; Postgres then aborts one, and this one is simply tried again."""
+        for attempt in range(DEADLOCK_RETRIES):
+            try:
+                return await self._delete_project(project_id, actor)
+            except asyncpg.DeadlockDetectedError:
+                if attempt == DEADLOCK_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _delete_project(self, project_id: str, actor: journal.Actor) -> bool:
         async with self._pool.acquire() as conn, conn.transaction():
             deleted = await conn.fetchval(
                 "DELETE FROM projects WHERE id = $1 RETURNING id", project_id
@@ -278,7 +291,7 @@ class Store:
     ) -> TokenPage:
         """A page of a project's tokens, newest first (keyset pagination); ``status``
         ``active``, ``expired`` or ``expiring`` (active and ending within ``within_seconds``)."""
-        after = decode_cursor(cursor) if cursor else (None, None)
+        after = decode_cursor(cursor) if cursor is not None else (None, None)
         within = [within_seconds] if status == "expiring" else []
         rows = await self._pool.fetch(
             f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE project_id = $1 "
@@ -431,22 +444,21 @@ class Keyed(Protocol):
     def created_at(self) -> datetime: ...
 
 
+# A cursor: the last row's creation time in microseconds since 1970 (UTC), a dot, its id.
+# Every string of this shape is a cursor (it names a place in the order, whether or not a row
+# is there), so what the API documents as a cursor is exactly what it accepts.
+CURSOR_PATTERN: Final = re.compile(r"([0-9]{1,16})\.([0-9A-Za-z]{17})")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+
 def encode_cursor(last: Keyed) -> str:
     """The cursor of the page after ``last`` (keyset pagination, newest first)."""
-    raw = f"{last.created_at.isoformat()}|{last.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"{(last.created_at - _EPOCH) // _MICROSECOND}.{last.id}"
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        when, token_id = raw.split("|", 1)
-        created = datetime.fromisoformat(when)
-        # Both go into a query: a NUL, a stray character or a naive time would fail there,
-        # and so would a time that leaves Python's range once in UTC (OverflowError).
-        if created.tzinfo is None or not is_token_id(token_id):
-            raise ValueError("not a cursor")
-        created = created.astimezone(UTC)
-    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
-        raise InvalidCursor("cursor is not one this API returned") from None
-    return created, token_id
+    found = CURSOR_PATTERN.fullmatch(cursor)
+    if found is None:
+        raise InvalidCursor("cursor is not one this API returned")
+    return _EPOCH + int(found[1]) * _MICROSECOND, found[2]

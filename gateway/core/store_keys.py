@@ -115,7 +115,7 @@ class KeyStore:
 
     async def page(self, *, limit: int, cursor: str | None = None) -> KeyPage:
         """Admin keys, newest first (portal sessions are not listed)."""
-        after = decode_cursor(cursor) if cursor else (None, None)
+        after = decode_cursor(cursor) if cursor is not None else (None, None)
         rows = await self._pool.fetch(
             f"SELECT {_COLUMNS} FROM admin_keys WHERE kind = $1 "
             "AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) "

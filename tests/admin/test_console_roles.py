@@ -124,7 +124,8 @@ async def test_a_viewer_gets_no_buttons_that_change_anything(
     await console.sign_in(await key_for(servers, "viewer", project["id"]))
     await expect(page.get_by_role("heading", name="Read Only Co")).to_be_visible()
     await expect(console.row("Read Only Co")).to_be_visible()
-    for name in ("Create token", "Revoke", "Save settings", "New project", "Delete project"):
+    buttons = ("Create token", "Revoke", "Rotate", "Save settings", "New project", "Delete project")
+    for name in buttons:
         await expect(page.get_by_role("button", name=name)).to_have_count(0)
     await expect(page.get_by_role("heading", name="Webhooks")).to_have_count(0)
     settings = page.get_by_role("region", name="Settings")

@@ -13,6 +13,7 @@ from gateway.core import events
 from gateway.core.journal import CLI
 from gateway.core.store import InvalidCursor, Store
 from gateway.core.tokens import generate
+from tests.helpers import until
 
 
 async def _token(store: Store, project_id: str, days: int | None = 30) -> str:
@@ -81,3 +82,26 @@ async def test_last_used_only_moves_forward_and_skips_deleted(store: Store) -> N
     await store.touch_last_used([token_id], [later - timedelta(hours=1)])
     token = await store.get_token(project.id, token_id)
     assert token is not None and token.last_used_at == later
+
+
+async def test_deleting_a_project_outlives_a_deadlock_with_a_flush(
+    store: Store, pg_pool: asyncpg.Pool
+) -> None:
+    """A gateway's flush locks a token, then (usage rows' keys) its project; the delete
+    locks the project, then its tokens. Postgres aborts one of the two: the delete is retried."""
+    project = await store.create_project("p", None, actor=CLI)
+    token_id = await _token(store, project.id)
+    async with pg_pool.acquire() as flush, flush.transaction():
+        await flush.execute("UPDATE tokens SET last_used_at = now() WHERE id = $1", token_id)
+        deleting = asyncio.ensure_future(store.delete_project(project.id, actor=CLI))
+        await until(
+            lambda: pg_pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE 'DELETE FROM projects%'"
+            ),
+            what="the delete waiting for the token",
+        )
+        # The flush's next step: its usage row's key share on the project (a deadlock).
+        await flush.fetchval("SELECT id FROM projects WHERE id = $1 FOR KEY SHARE", project.id)
+    assert await asyncio.wait_for(deleting, 30)
+    assert await store.get_project(project.id) is None
