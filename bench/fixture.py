@@ -22,9 +22,10 @@ from gateway.core.migrate import migrate
 from gateway.core.store import Store
 
 # What the proxied rows' token carries, where this tree's store knows it (SPEC §10, §11):
-# scopes and allowed addresses that the request (GET / from 127.0.0.1) passes after
-# checking more than one, and a quota on its project too high to be reached.
-SCOPES = ("POST /v1/never", "GET /v1/other", "GET /")
+# scopes and allowed addresses that the requests (GET / and GET /big, POST /upload of the
+# large-bodies workload, from 127.0.0.1) pass after checking more than one, and a quota on
+# its project too high to be reached.
+SCOPES = ("POST /v1/never", "GET /v1/other", "POST /upload", "GET /")
 ALLOWED_IPS = ("10.0.0.0/8", "192.168.0.0/16", "::1", "127.0.0.1")
 QUOTA = "1000000000/month"
 

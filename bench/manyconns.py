@@ -1,7 +1,8 @@
 """Many open keep-alive connections, each sending one request every ``--interval`` seconds.
 
 Opens ``--connections`` connections (``--open-rate`` a second, so no listen backlog
-overflows), each on its own schedule: the first request at a random phase within
+overflows; giving up after ``--open-timeout`` seconds with those it has), and only
+then starts each on its own schedule: the first request at a random phase within
 one interval, then one every interval (open loop per connection: an answer that
 comes late does not move the schedule, the next request goes as soon as it is due
 and the answer is in). Once every connection is open and one interval has passed
@@ -54,11 +55,12 @@ class Client(asyncio.Protocol):
         self.due = 0.0
         self.in_flight = False
         self.loop = asyncio.get_running_loop()
-        self.opened = self.loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.opened.set_result(None)
+
+    def begin(self) -> None:
+        """Every connection is open: the first request at a random phase."""
         self.due = self.loop.time() + random.random() * self.interval
         self.loop.call_at(self.due, self.send)
 
@@ -125,20 +127,30 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     failed = 0
     started = time.perf_counter()
     batch = max(1, args.open_rate // 20)
+    give_up = loop.time() + args.open_timeout
     for start in range(0, args.connections, batch):
+        if loop.time() > give_up:
+            failed += args.connections - start
+            break
         tick = loop.time()
         opening = []
         for _ in range(min(batch, args.connections - start)):
             client = Client(request, args.interval, stats)
             clients.append(client)
             opening.append(
-                loop.create_connection(lambda c=client: c, args.host, args.port)  # type: ignore[misc]
+                asyncio.wait_for(
+                    loop.create_connection(lambda c=client: c, args.host, args.port),  # type: ignore[misc]
+                    max(1.0, give_up - loop.time()),
+                )
             )
         for result in await asyncio.gather(*opening, return_exceptions=True):
             if isinstance(result, BaseException):
                 failed += 1
         await asyncio.sleep(max(0.0, tick + 0.05 - loop.time()))
     open_seconds = time.perf_counter() - started
+    for client in clients:
+        if client.transport is not None:
+            client.begin()
     await asyncio.sleep(args.interval)  # every connection has sent once
     stats.measuring = True
     stats.window_start = time.perf_counter()
@@ -185,6 +197,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window")
     parser.add_argument("--open-rate", type=int, default=2000, help="connections opened a second")
     parser.add_argument("--grace", type=float, default=5.0, help="wait for the last answers")
+    parser.add_argument(
+        "--open-timeout", type=float, default=60.0, help="stop opening connections after this"
+    )
     parser.add_argument("--header", action="append", default=[], help="'Name: value'")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

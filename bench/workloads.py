@@ -47,6 +47,7 @@ SLOW_DELAY = 0.05  # seconds the slow upstream takes per answer
 SLOW_CONNECTIONS = 200  # at 50 ms an answer: at most 4,000 requests a second offered
 MANY_CONNECTIONS = 5000
 MANY_INTERVAL = 2.0  # seconds between the requests of one connection
+MANY_OPEN_TIMEOUT = 60.0  # seconds to open them all (the report says if some did not open)
 BIG = 10 * 1024 * 1024  # bytes of each upload and download
 BODY_CONNECTIONS = 4
 FLOOD_CONNECTIONS = 50  # the flood's wrk: as fast as the answers come
@@ -75,7 +76,13 @@ class Workloads:
         for name in self.which:
             print(f"workload {name}", flush=True)
             started = time.monotonic()
-            results[name] = getattr(self, name)()
+            try:
+                results[name] = getattr(self, name)()
+            except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as err:
+                # One workload failing (a process died, a run timed out) must not lose
+                # the others' figures: the report says what happened.
+                print(f"  workload {name} failed: {err}", flush=True)
+                results[name] = {"error": f"{type(err).__name__}: {err}"}
             results[name]["elapsed_s"] = round(time.monotonic() - started)
             results[name]["load_after"] = _loadavg()
         return results
@@ -224,7 +231,9 @@ class Workloads:
             "--interval",
             str(MANY_INTERVAL),
             "--seconds",
-            str(max(6.0, 2 * self.opts.seconds)),
+            str(window := max(6.0, 2 * self.opts.seconds)),
+            "--open-timeout",
+            str(MANY_OPEN_TIMEOUT),
         ]
         for name, value in target.headers.items():
             argv += ["--header", f"{name}: {value}"]
@@ -232,7 +241,8 @@ class Workloads:
         idle = tree_rss_bytes(pid)
         with _sampling(lambda: tree_rss_bytes(pid)) as samples:
             cpu = procs.tree_cpu_seconds(pid)
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+            limit = MANY_OPEN_TIMEOUT + MANY_INTERVAL + window + 60
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=limit, check=False)
             cpu = procs.tree_cpu_seconds(pid) - cpu
         if done.returncode != 0:
             raise RuntimeError(f"manyconns failed: {done.stderr.strip()[-500:]}")

@@ -20,7 +20,9 @@ def render(results: dict[str, Any], workers: int) -> str:
         ("bodies", _bodies),
         ("flood", _flood),
     ):
-        if name in results:
+        if name in results and "error" in results[name]:
+            out += [f"## Workload {name}", "", f"Failed: {results[name]['error']}", ""]
+        elif name in results:
             out += part(results[name])
             out.append(
                 f"({name}: {results[name].get('elapsed_s', '?')} s, load average after "
@@ -136,7 +138,8 @@ def _many(result: dict[str, Any]) -> list[str]:
         "resident set of all the target's processes (gateway: the parent and its workers), "
         "idle before, the highest sampled during, and after the connections closed.",
         "",
-        "| target | answered / sent | lost | p50 | p99 | p99.9 | max | worst seconds (max ms) "
+        "| target | answered / sent | not opened / lost | p50 | p99 | p99.9 | max "
+        "| worst seconds (max ms) "
         "| RSS idle → max → after (MiB) | MiB per 1,000 connections | CPU s |",
         "|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|",
     ]
@@ -145,7 +148,8 @@ def _many(result: dict[str, Any]) -> list[str]:
             run = r[key]
             out.append(
                 f"| {label} (round {i + 1}) | {run['answered']:,} / {run['sent']:,} "
-                f"| {run['lost']} | {run['p50_ms']:.2f} | {run['p99_ms']:.2f} "
+                f"| {run['failed_to_open']} / {run['lost']} | {run['p50_ms']:.2f} "
+                f"| {run['p99_ms']:.2f} "
                 f"| {run['p999_ms']:.2f} | {run['max_ms']:.1f} "
                 f"| {', '.join(f'{v:g}' for v in run['worst_seconds_ms'][:3])} "
                 f"| {run['rss_idle'] / MiB:.0f} → {run['rss_max'] / MiB:.0f} → "
@@ -155,9 +159,11 @@ def _many(result: dict[str, Any]) -> list[str]:
     out += ["", *_RATIO_HEAD]
     out.append(
         _row(
-            "gateway: requests unanswered",
+            "gateway: requests unanswered (and connections not opened)",
             rounds,
-            lambda r: r["gateway"]["sent"] - r["gateway"]["answered"],
+            lambda r: (
+                r["gateway"]["sent"] - r["gateway"]["answered"] + r["gateway"]["failed_to_open"]
+            ),
             ".0f",
             "0",
             lambda v: v == 0,
@@ -267,6 +273,14 @@ def _bodies(result: dict[str, Any]) -> list[str]:
             None,
         )
     )
+    errors = [
+        f"round {i + 1} {key}: {run['non2xx']} non-2xx answers of {run['requests']} "
+        "(their MiB/s mean nothing)"
+        for i, r in enumerate(rounds)
+        for key, run in r.items()
+        if run["non2xx"] or run["timeout"]
+    ]
+    out += ["", *(f"Warning: {e}" for e in errors)]
     return [*out, ""]
 
 

@@ -219,8 +219,12 @@ class Connection(asyncio.Protocol):
         self.transport = None
         self._hub.closed(self)
         self.read_deadline = self.write_deadline = INF
-        if self._parsing is not None:
-            self._parsing.fail_body(ClientClosed())
+        # Let go of the request still arriving: it points back at this connection, and the
+        # cycle (with the body bytes it buffered, up to BODY_HIGH_WATER) would otherwise
+        # wait for the cyclic collector, which runs seldom in the workers.
+        parsing, self._parsing = self._parsing, None
+        if parsing is not None:
+            parsing.fail_body(ClientClosed())
         drain = self._drain
         if drain is not None and not drain.done():
             drain.set_result(None)
