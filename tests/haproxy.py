@@ -29,15 +29,17 @@ _BIND = re.compile(r"^(\s*bind )\S+", re.MULTILINE)
 _SERVER = re.compile(r"^(\s*server \S+ )\S+( check port )\d+", re.MULTILINE)
 
 
-def configured(port: int, servers: list[tuple[int, int]]) -> str:
-    """deploy/haproxy.cfg listening on ``port``, its servers at ``(proxy, metrics)`` ports."""
+def configured(port: int, servers: list[tuple[int, int]], source: str | None = None) -> str:
+    """deploy/haproxy.cfg listening on ``port``, its servers at ``(proxy, metrics)`` ports;
+    ``source``: the local address HAProxy connects to them from (as a separate host would)."""
     text, binds = _BIND.subn(rf"\g<1>127.0.0.1:{port}", CONFIG.read_text())
     assert binds == 1, "deploy/haproxy.cfg should bind once"
     ports = iter(servers)
 
     def server(match: re.Match[str]) -> str:
         proxy, metrics = next(ports)
-        return f"{match[1]}127.0.0.1:{proxy}{match[2]}{metrics}"
+        address = f"{match[1]}127.0.0.1:{proxy}{match[2]}{metrics}"
+        return address if source is None else f"{address} source {source}"
 
     text, count = _SERVER.subn(server, text)
     assert count == len(servers), f"deploy/haproxy.cfg has {count} servers"
@@ -45,12 +47,14 @@ def configured(port: int, servers: list[tuple[int, int]]) -> str:
 
 
 @contextlib.contextmanager
-def running_haproxy(directory: Path, servers: list[tuple[int, int]]) -> Iterator[str]:
+def running_haproxy(
+    directory: Path, servers: list[tuple[int, int]], source: str | None = None
+) -> Iterator[str]:
     """HAProxy in front of ``servers``; yields its URL. Its log is ``directory/haproxy.log``."""
     assert BINARY is not None, MISSING
     port = free_port()
     config = directory / "haproxy.cfg"
-    config.write_text(configured(port, servers))
+    config.write_text(configured(port, servers, source))
     with (directory / "haproxy.log").open("wb") as log:
         process = subprocess.Popen(
             [BINARY, "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT

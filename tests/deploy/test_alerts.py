@@ -37,16 +37,14 @@ SPEC_6 = {
     "gateway_last_used_pending",
     "gateway_last_used_flushes_total",
 }
-METRICS = SPEC_6 | {
-    "up",
+SPEC_15 = {
     "gateway_usage_flushes_total",
-    "gateway_rate_limit_fallbacks_total",
-    "gateway_ready",
     "admin_tokens_expiring",
     "admin_webhook_deliveries_total",
     "admin_webhook_outbox_pending",
     "admin_leak_reports_total",
 }
+METRICS = SPEC_6 | SPEC_15 | {"up", "gateway_rate_limit_fallbacks_total", "gateway_ready"}
 HISTOGRAM_SERIES = re.compile(r"_(bucket|sum|count)$")
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right"}
 PROMQL_WORDS |= {"and", "or", "unless", "bool", "offset", "inf", "nan"}

@@ -78,6 +78,12 @@ async def test_tokens_live_and_die_through_transaction_pooling(
 
     await until(all_used, timeout=10, what="last-used times never written")
 
+    async def usage_counted() -> bool:  # the ledger, written in the same flush
+        usage = await admin.get(f"/v1/projects/{project['id']}/usage")
+        return bool((await usage.json())["totals"]["proxied"] == len(tokens))
+
+    await until(usage_counted, timeout=10, what="usage never written through PgBouncer")
+
     revoked, kept = tokens[0], tokens[1]
     deleted = await admin.delete(f"/v1/projects/{project['id']}/tokens/{revoked['id']}")
     assert deleted.status == 204

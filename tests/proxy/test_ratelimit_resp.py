@@ -7,9 +7,17 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import hiredis
 import pytest
 
-from gateway.proxy.ratelimit.resp import NoScript, ReplyError, RespClient, encode, parse
+from gateway.proxy.ratelimit.resp import (
+    NoScript,
+    ReplyError,
+    RespClient,
+    encode,
+    reader,
+    reply_error,
+)
 
 REDIS_URL = "redis://127.0.0.1:6379"
 
@@ -31,18 +39,23 @@ def test_commands_are_arrays_of_bulk_strings() -> None:
     )
 
 
-def test_replies_parse_whole_or_not_at_all() -> None:
+def test_replies_come_out_whole_or_not_at_all() -> None:
     whole = b"*4\r\n:1\r\n:-2\r\n$3\r\nabc\r\n$-1\r\n+OK\r\n"
-    assert parse(whole) == ([1, -2, b"abc", None], len(whole) - 5)
-    assert parse(whole, len(whole) - 5) == (b"OK", len(whole))
     for cut in range(len(whole) - 5):
-        assert parse(whole[:cut]) is None  # incomplete: wait for more bytes
-    error, _ = parse(b"-NOSCRIPT No matching script\r\n") or (None, 0)
-    assert isinstance(error, NoScript)
-    error, _ = parse(b"-ERR wrong\r\n") or (None, 0)
-    assert type(error) is ReplyError and str(error) == "ERR wrong"
-    with pytest.raises(ReplyError, match="not a RESP reply"):
-        parse(b"?\r\n")
+        parser = reader()
+        parser.feed(whole[:cut])
+        assert parser.gets() is False  # incomplete: wait for more bytes
+        parser.feed(whole[cut:])
+        assert parser.gets() == [1, -2, b"abc", None]
+        assert parser.gets() == b"OK"
+    parser = reader()
+    parser.feed(b"-NOSCRIPT No matching script\r\n-ERR wrong\r\n")
+    first, second = parser.gets(), parser.gets()
+    assert isinstance(first, ReplyError) and isinstance(reply_error(first), NoScript)
+    assert type(reply_error(second)) is ReplyError and str(second) == "ERR wrong"
+    parser.feed(b"?\r\n")
+    with pytest.raises(hiredis.ProtocolError):
+        parser.gets()
 
 
 async def test_concurrent_commands_share_one_connection_in_order(client: RespClient) -> None:

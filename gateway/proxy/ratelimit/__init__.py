@@ -43,9 +43,9 @@ def require_backend(settings: Settings) -> None:
 
     ``create_limiter`` checks it too; a command may call this before starting workers.
     """
-    if settings.rate_limit_backend == "redis" and importlib.util.find_spec("redis") is None:
+    if settings.rate_limit_backend == "redis" and importlib.util.find_spec("hiredis") is None:
         raise ConfigError(
-            "RATE_LIMIT_BACKEND", "redis needs the redis package: pip install 'tollgate[redis]'"
+            "RATE_LIMIT_BACKEND", "redis needs the hiredis package: pip install 'tollgate[redis]'"
         )
 
 
@@ -54,7 +54,7 @@ def create_limiter(settings: Settings, metrics: GatewayMetrics | None = None) ->
     require_backend(settings)
     if settings.rate_limit_backend == "local":
         return LocalLimiter()
-    # Imported here: the redis package is an optional extra ("tollgate[redis]").
+    # Imported here: hiredis is an optional extra ("tollgate[redis]").
     from .redis import RedisLimiter
 
     return RedisLimiter.from_url(settings.redis_url, metrics=metrics)
