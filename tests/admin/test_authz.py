@@ -159,11 +159,11 @@ def spec_role(method: str, path: str) -> str | None:
 
 
 def portal_may(method: str, path: str) -> bool:
-    """A customer's session: the project's token pages, itself and its activity, no more."""
+    """A customer's session: the project's token pages, itself, its usage and its activity,
+    no more."""
     tokens = path.startswith("/v1/projects/{project_id}/tokens")
-    return tokens or (
-        method == "GET" and path in ("/v1/projects/{project_id}", "/v1/me", "/v1/audit")
-    )
+    reads = ("/v1/projects/{project_id}", "/v1/projects/{project_id}/usage", "/v1/me", "/v1/audit")
+    return tokens or (method == "GET" and path in reads)
 
 
 def expected(method: str, path: str, credential: str, side: str) -> str:
