@@ -313,14 +313,14 @@ async def _tokens_revoke(settings: Settings, args: argparse.Namespace, store: St
 
 
 async def _usage(settings: Settings, args: argparse.Namespace, store: Store) -> int:
-    given = schemas.USAGE_QUERY.check(
-        {
-            "from": getattr(args, "from") or "",
-            "to": args.to or "",
-            "token_id": args.token or "",
-            "group_by": args.group_by or "",
-        }
-    )
+    flags = {
+        "from": getattr(args, "from"),
+        "to": args.to,
+        "token_id": args.token,
+        "group_by": args.group_by,
+    }
+    # Only the flags given: an empty value is checked (and refused) like any other.
+    given = schemas.USAGE_QUERY.check({k: v for k, v in flags.items() if v is not None})
     start, end = usage.span(given["from"], given["to"])
     report = await usage.report(
         store,

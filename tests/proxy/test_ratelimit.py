@@ -227,11 +227,11 @@ async def test_create_limiter_follows_the_backend_setting() -> None:
     await redis_limiter.close()
 
 
-def test_redis_backend_without_the_redis_package_is_a_config_error(
+def test_redis_backend_without_the_redis_extra_is_a_config_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delitem(sys.modules, "gateway.proxy.ratelimit.redis", raising=False)
-    for name in [name for name in sys.modules if name.partition(".")[0] == "redis"]:
+    for name in [name for name in sys.modules if name.partition(".")[0] == "hiredis"]:
         monkeypatch.setitem(sys.modules, name, None)  # as if the extra was not installed
     for name in ("gateway.proxy.ratelimit", "gateway.proxy.app"):  # both import without it
         monkeypatch.delitem(sys.modules, name, raising=False)
@@ -242,5 +242,5 @@ def test_redis_backend_without_the_redis_package_is_a_config_error(
         with pytest.raises(ConfigError) as err:
             check(redis_settings)
         assert str(err.value) == (
-            "RATE_LIMIT_BACKEND: redis needs the redis package: pip install 'tollgate[redis]'"
+            "RATE_LIMIT_BACKEND: redis needs the hiredis package: pip install 'tollgate[redis]'"
         )
