@@ -32,8 +32,8 @@ test: lint
 	$(BIN)/python -m coverage combine --quiet
 	$(BIN)/python -m coverage report
 
-# The long scenarios `make test` leaves out (pytest marker `slow`: several gateway
-# processes behind HAProxy); CI runs them too.
+# The long scenarios `make test` leaves out (pytest marker `slow`: gateways behind HAProxy,
+# three gateways sharing a quota, schemathesis against the admin API); CI runs them too.
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
 

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow  # about a minute of generated requests: `make test-slow` (and CI) runs it
 @pytest.mark.timeout(300)
 async def test_schemathesis_finds_nothing(environ: dict[str, str], own_database: str) -> None:
     env = {

@@ -34,6 +34,7 @@ async def redis_up() -> bool:
     return True
 
 
+@pytest.mark.slow  # three gateway processes: `make test-slow` (and CI) runs it
 async def test_three_processes_admit_exactly_the_quota(
     environ: dict[str, str],
     aiohttp_server: AiohttpServer,
