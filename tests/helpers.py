@@ -25,6 +25,16 @@ from gateway.proxy.front import Server
 CHEAP_HASHER = Hasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
+class Clock:
+    """A settable clock in seconds (floats, like ``time.monotonic``), for injection."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 async def until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> float:
     """Poll ``condition`` (sync or async) until it is true; return the seconds it took."""
     started = time.monotonic()

@@ -10,14 +10,7 @@ from gateway.core.proofs import NegativeCache, ProofCache
 from gateway.core.rates import Rate
 from gateway.core.singleflight import SingleFlight
 from gateway.proxy.caches import StateCache, TokenState
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import Clock
 
 
 def state(token_id: str, project_id: str = "p1") -> TokenState:
@@ -44,7 +37,7 @@ def test_proof_cache_evicts_by_token_id() -> None:
 
 
 def test_state_cache_ttl() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     states = StateCache(30, clock=clock)
     states.put(state("t1"))
     clock.now += 29.9
@@ -55,7 +48,7 @@ def test_state_cache_ttl() -> None:
 
 
 def test_state_cache_expire_all_keeps_stale_fallback() -> None:
-    states = StateCache(30, clock=Clock())
+    states = StateCache(30, clock=Clock(100.0))
     states.put(state("t1"))
     states.expire_all()
     assert states.get("t1") is None
@@ -65,7 +58,7 @@ def test_state_cache_expire_all_keeps_stale_fallback() -> None:
 
 
 def test_state_cache_evicts_projects() -> None:
-    states = StateCache(30, clock=Clock())
+    states = StateCache(30, clock=Clock(100.0))
     states.put(state("t1", "p1"))
     states.put(state("t2", "p1"))
     states.put(state("t3", "p2"))
@@ -76,7 +69,7 @@ def test_state_cache_evicts_projects() -> None:
 
 
 def test_state_cache_is_bounded() -> None:
-    states = StateCache(30, clock=Clock(), maxsize=2)
+    states = StateCache(30, clock=Clock(100.0), maxsize=2)
     for token_id in ("t1", "t2", "t3"):
         states.put(state(token_id))
     assert len(states) == 2
@@ -84,7 +77,7 @@ def test_state_cache_is_bounded() -> None:
 
 
 def test_retry_later_extends_a_stale_entry_briefly() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     states = StateCache(30, clock=clock)
     entry = state("t1")
     states.put(entry)
@@ -96,7 +89,7 @@ def test_retry_later_extends_a_stale_entry_briefly() -> None:
 
 
 def test_negative_cache_forgets_after_ttl() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     negatives = NegativeCache(60, clock=clock, maxsize=2)
     negatives.add(b"x")
     assert b"x" in negatives

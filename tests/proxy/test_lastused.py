@@ -20,17 +20,10 @@ from gateway.core.store_usage import UsageStore
 from gateway.core.tokens import generate
 from gateway.proxy.lastused import LastUsed, flushing
 from gateway.proxy.metrics import GatewayMetrics
+from tests.helpers import Clock
 from tests.relay import Relay
 
 T0 = 1_800_000_000.0  # a fixed epoch second, so written times can be compared exactly
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -103,7 +96,7 @@ async def test_one_statement_per_flush_whatever_the_request_count(
     store: Store, pg_pool: asyncpg.Pool, update_statements: asyncpg.Pool, metrics: GatewayMetrics
 ) -> None:
     ids = await make_tokens(store, 40)
-    clock = Clock()
+    clock = Clock(T0)
     last_used = LastUsed(UsageStore(pg_pool), metrics, clock=clock)
     for i in range(2000):
         clock.now = T0 + i
@@ -145,7 +138,7 @@ async def test_deleted_tokens_are_skipped(
 ) -> None:
     kept, revoked = await make_tokens(store, 2)
     project_id = await pg_pool.fetchval("SELECT project_id FROM tokens WHERE id = $1", kept)
-    last_used = LastUsed(UsageStore(pg_pool), metrics, clock=Clock())
+    last_used = LastUsed(UsageStore(pg_pool), metrics, clock=Clock(T0))
     last_used.record(kept)
     last_used.record(revoked)
     assert await store.revoke_token(project_id, revoked, actor=CLI)
@@ -165,7 +158,7 @@ async def test_entries_survive_a_database_outage(
     await relay.start()
     relayed = await asyncpg.create_pool(relay.url, min_size=1, max_size=2)
     try:
-        clock = Clock()
+        clock = Clock(T0)
         last_used = LastUsed(UsageStore(relayed), metrics, clock=clock, timeout=5)
         for token_id in ids:
             last_used.record(token_id)
@@ -196,7 +189,7 @@ async def test_uses_during_a_failing_write_are_merged_later_time_wins(
     store: Store, pg_pool: asyncpg.Pool, metrics: GatewayMetrics
 ) -> None:
     ids = await make_tokens(store, 2)
-    clock = Clock()
+    clock = Clock(T0)
     last_used = LastUsed(UsageStore(pg_pool), metrics, clock=clock)
     for token_id in ids:
         last_used.record(token_id)
@@ -263,7 +256,7 @@ async def test_shutdown_flush_gives_up_after_its_deadline(
     await relay.start()
     relayed = await asyncpg.create_pool(relay.url, min_size=1, max_size=2)
     try:
-        last_used = LastUsed(UsageStore(relayed), metrics, clock=Clock())
+        last_used = LastUsed(UsageStore(relayed), metrics, clock=Clock(T0))
         last_used.record(token_id)
         await relay.cut()
         started = time.monotonic()
@@ -289,7 +282,7 @@ async def test_a_schema_error_is_logged_once_then_retried_ever_later(
     pool = await asyncpg.create_pool(empty_database, min_size=1, max_size=2)
     assert pool is not None
     try:
-        last_used = LastUsed(UsageStore(pool), metrics, clock=Clock())
+        last_used = LastUsed(UsageStore(pool), metrics, clock=Clock(T0))
         last_used.record("t1")
         delays = []
         for _ in range(9):
@@ -320,7 +313,7 @@ async def test_a_schema_error_at_shutdown_is_not_retried_for_seconds(
     pool = await asyncpg.create_pool(empty_database, min_size=1, max_size=2)
     assert pool is not None
     try:
-        last_used = LastUsed(UsageStore(pool), metrics, clock=Clock())
+        last_used = LastUsed(UsageStore(pool), metrics, clock=Clock(T0))
         last_used.record("t1")
         await last_used.close(within=30)
         assert flushes(metrics, "error") == 1  # one try, not 0.2 s retries for 30 s

@@ -17,18 +17,9 @@ from gateway.core.config import ConfigError, Settings
 from gateway.core.gcra import US, Tat, gcra
 from gateway.core.rates import Rate, parse_rate
 from gateway.proxy.ratelimit import Decision, LocalLimiter, create_limiter, require_backend
+from tests.helpers import Clock
 
 PERIODS = st.sampled_from([1, 60, 3600])
-
-
-class Clock:
-    """A settable clock in seconds (floats, like ``time.monotonic``)."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def burst(limiter: LocalLimiter, key: str, rate: Rate, count: int) -> list[Decision]:

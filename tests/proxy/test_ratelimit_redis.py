@@ -28,18 +28,11 @@ from gateway.core.gcra import US, Tat, decide, gcra
 from gateway.core.rates import Rate, parse_rate
 from gateway.proxy.metrics import GatewayMetrics
 from gateway.proxy.ratelimit.redis import SCRIPT, RedisLimiter
+from tests.helpers import Clock
 from tests.relay import Relay
 
 REDIS_URL = "redis://127.0.0.1:6379"
 FALLBACKS = "gateway_rate_limit_fallbacks_total"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -5,18 +5,11 @@ from __future__ import annotations
 import pytest
 
 from gateway.proxy.ratelimit.throttle import FailureThrottle
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import Clock
 
 
 def test_burst_then_one_per_interval() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     throttle = FailureThrottle(burst=5, period=60, clock=clock)
     assert [throttle.acquire("t") for _ in range(5)] == [0.0] * 5
     wait = throttle.acquire("t")
@@ -28,14 +21,14 @@ def test_burst_then_one_per_interval() -> None:
 
 
 def test_refund() -> None:
-    throttle = FailureThrottle(burst=1, period=60, clock=Clock())
+    throttle = FailureThrottle(burst=1, period=60, clock=Clock(100.0))
     assert throttle.acquire("t") == 0.0
     throttle.refund("t")  # it was the owner
     assert throttle.acquire("t") == 0.0
 
 
 def test_an_idle_id_is_forgotten_once_its_attempts_no_longer_count() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     throttle = FailureThrottle(burst=5, period=60, clock=clock)
     for _ in range(6):
         throttle.acquire("t")
@@ -65,7 +58,7 @@ def test_a_flood_of_random_ids_costs_constant_work_and_bounded_memory() -> None:
     """200,000 distinct well-formed ids, more than the table holds, all within the
     period (none expires): each call does a bounded amount of work, the table stays
     at its size, and the id being hammered meanwhile keeps its spent budget."""
-    clock = Clock()
+    clock = Clock(100.0)
     throttle = FailureThrottle(burst=5, period=60, clock=clock, maxsize=MAXSIZE)
     victim = CountedId("victim")
     assert [throttle.acquire(victim) for _ in range(5)] == [0.0] * 5

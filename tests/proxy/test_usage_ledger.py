@@ -18,19 +18,12 @@ from gateway.core.tokens import generate
 from gateway.proxy.lastused import LastUsed
 from gateway.proxy.metrics import GatewayMetrics
 from gateway.proxy.usage import Ledger
+from tests.helpers import Clock
 from tests.relay import Relay
 
 T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 DAY0 = int(T0 // 86_400)
 TABLES = ("tokens", "usage_daily", "usage_batches", "quota_usage")
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -94,7 +87,7 @@ def flushes(metrics: GatewayMetrics, result: str) -> float | None:
 
 
 def test_each_answer_lands_in_its_count() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     ledger = Ledger(clock)
     ledger.count("t", "p", 200, True)
     ledger.count("t", "p", 404, True)
@@ -128,7 +121,7 @@ async def test_one_transaction_per_flush_whatever_the_load(
     store: Store, transactions: asyncpg.Pool, metrics: GatewayMetrics
 ) -> None:
     project_id, ids = await project_with_tokens(store, 40)
-    clock = Clock()
+    clock = Clock(T0)
     last_used = LastUsed(UsageStore(transactions), metrics, clock=clock)
     ledger = last_used.ledger
     statuses = [(200, True), (500, True), (502, False), (429, False), (403, False)]
@@ -171,7 +164,7 @@ async def test_a_lost_commit_answer_is_not_applied_twice(
     await relay.start()
     relayed = await asyncpg.create_pool(relay.url, min_size=1, max_size=2)
     try:
-        last_used = LastUsed(UsageStore(relayed), metrics, clock=Clock(), timeout=5)
+        last_used = LastUsed(UsageStore(relayed), metrics, clock=Clock(T0), timeout=5)
         for _ in range(7):
             last_used.record(token_id)
             last_used.ledger.count(token_id, project_id, 200, True)
@@ -208,7 +201,7 @@ async def test_counts_survive_an_outage_in_one_merged_batch(
     await relay.start()
     relayed = await asyncpg.create_pool(relay.url, min_size=1, max_size=2)
     try:
-        last_used = LastUsed(UsageStore(relayed), metrics, clock=Clock(), timeout=5)
+        last_used = LastUsed(UsageStore(relayed), metrics, clock=Clock(T0), timeout=5)
         await relay.cut()
         for attempt in range(3):
             last_used.ledger.count(token_id, project_id, 200, True)
@@ -235,7 +228,7 @@ async def test_revoked_tokens_stay_counted_and_deleted_projects_are_skipped(
 ) -> None:
     kept_project, [revoked] = await project_with_tokens(store, 1)
     gone_project, [orphan] = await project_with_tokens(store, 1)
-    last_used = LastUsed(UsageStore(pg_pool), metrics, clock=Clock())
+    last_used = LastUsed(UsageStore(pg_pool), metrics, clock=Clock(T0))
     last_used.ledger.count(revoked, kept_project, 200, True)
     last_used.ledger.count(orphan, gone_project, 200, True)
     last_used.ledger.unit(gone_project, "day:2027-01-15", 5)
