@@ -124,8 +124,11 @@ class Deliverer:
 
     async def _idle(self) -> None:
         """Until the poll interval has passed, or something woke the loop."""
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+        # that arrives as the wait ends (a wake-up just before a stop), and the stop hangs.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self._options.poll_interval)
+            async with asyncio.timeout(self._options.poll_interval):
+                await self._wake.wait()
         self._wake.clear()
 
     async def _claim(self) -> None:

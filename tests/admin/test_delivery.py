@@ -6,6 +6,7 @@ real one waits minutes), against receivers on real sockets (tests/receiver.py).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -444,3 +445,17 @@ async def test_an_address_in_the_url_is_checked_at_delivery_too(
     (delivery,) = await webhooks.deliveries(project_id, webhook_id, limit=5)
     assert delivery.last_error == "not sent: 127.0.0.1 is a loopback address"
     assert receiver.received == []
+
+
+async def test_a_stop_just_after_a_wake_up_still_stops(webhooks: WebhookStore) -> None:
+    # An event queued as the admin stops: the idle wait ends in the same turn of the loop
+    # as the stop's cancellation, which must still win (else the stop hangs for ever).
+    deliverer = Deliverer(
+        webhooks, Guard(allow_private=True), AdminMetrics(CollectorRegistry()), FAST
+    )
+    idle = asyncio.create_task(deliverer._idle())
+    await asyncio.sleep(0)  # one turn of the loop: the task is now in its wait
+    deliverer.wake()
+    idle.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await idle

@@ -311,16 +311,16 @@ class UpstreamClient:
     async def _connect(self) -> _Connection:
         loop = self.loop
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # (the client went away) that arrives as the connection is made.
+            async with asyncio.timeout(self.timeout):
+                _, conn = await loop.create_connection(
                     lambda: _Connection(self),
                     self.host,
                     self.port,
                     ssl=self.ssl,
                     server_hostname=self.host if self.ssl else None,
-                ),
-                self.timeout,
-            )
+                )
         except TimeoutError:
             raise UpstreamTimeout("connecting to the upstream timed out") from None
         except ssl.SSLCertVerificationError as err:
