@@ -24,6 +24,10 @@ from gateway.proxy.front import Server
 # argon2 parameters that keep tests fast; the gateway reads them from the hash.
 CHEAP_HASHER = Hasher(time_cost=1, memory_cost=1024, parallelism=1)
 
+# A well-formed token id that is never issued; fixed, so every test run (and every
+# parallel worker) names the same tests.
+MISSING_ID = "0NeverIssued00000"
+
 
 class Clock:
     """A settable clock in seconds (floats, like ``time.monotonic``), for injection."""

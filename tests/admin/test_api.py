@@ -19,14 +19,14 @@ from admin.endpoints import is_public
 from admin.routes import ROUTES
 from gateway.core.config import Settings
 from gateway.core.store import Store
-from gateway.core.tokens import Hasher, generate, parse
+from gateway.core.tokens import Hasher, parse
 from tests.conftest import ADMIN_AUTH, ADMIN_TOKEN
-from tests.helpers import GatewayClient
+from tests.helpers import MISSING_ID, GatewayClient
 from tests.relay import Relay
 
 Client = Any
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
-MISSING = generate("tg").id  # well-formed, never issued
+MISSING = MISSING_ID
 
 
 @pytest.fixture

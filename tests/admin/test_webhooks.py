@@ -17,14 +17,13 @@ from admin.delivery import DeliveryOptions
 from admin.ssrf import Guard, NotAllowed, refusal
 from gateway.core.config import Settings
 from gateway.core.store_webhooks import WEBHOOKS_MAX
-from gateway.core.tokens import generate
 from tests.admin.test_api import error_of, new_project
 from tests.conftest import ADMIN_AUTH
-from tests.helpers import until
+from tests.helpers import MISSING_ID, until
 from tests.receiver import Receiver
 
 Client = Any
-MISSING = generate("tg").id
+MISSING = MISSING_ID
 
 
 @pytest.fixture
