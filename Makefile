@@ -25,10 +25,14 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 # pytest under coverage (subprocesses included, see pyproject.toml), then the report;
-# it fails under [tool.coverage.report] fail_under.
+# it fails under [tool.coverage.report] fail_under. The tests run in TEST_WORKERS
+# processes, each with a database of its own (tests/conftest.py); most wait on sockets
+# and child processes, so three keep two cores busy.
+TEST_WORKERS ?= 3
+
 test: lint
 	rm -f .coverage .coverage.*
-	$(BIN)/python -m coverage run -m pytest
+	$(BIN)/python -m coverage run -m pytest -n $(TEST_WORKERS) --dist worksteal
 	$(BIN)/python -m coverage combine --quiet
 	$(BIN)/python -m coverage report
 

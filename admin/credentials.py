@@ -63,20 +63,26 @@ class Credentials:
         if record is None:  # revoked, its project deleted, or never issued
             self._proofs.evict(token.id)
             raise _invalid()
-        if self._proofs.get(key) != token.id:
-            genuine = await self._verifying.run(key, lambda: self._verify(record, token.secret))
-            if not genuine:
-                self._negatives.add(key)
-                raise _invalid()
-            self._proofs.add(key, token.id)
+        proven = self._proofs.get(key) == token.id
+        if not proven and not await self._verifying.run(
+            key, lambda: self._verify(key, record, token)
+        ):
+            raise _invalid()
         if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
             what = "portal session" if record.kind == PORTAL else "admin key"
             raise Unauthorized(f"the {what} has expired", headers=_challenge("invalid_token"))
         return _principal(record)
 
-    async def _verify(self, record: KeyRecord, secret: str) -> bool:
+    async def _verify(self, key: bytes, record: KeyRecord, token: tokens.Token) -> bool:
+        """argon2 once, its verdict remembered before the shared call ends: a request whose
+        lookup returns just after it ended finds the verdict, and does not verify again."""
         self.argon2_runs += 1
-        return await asyncio.to_thread(self._hasher.verify, record.secret_hash, secret)
+        genuine = await asyncio.to_thread(self._hasher.verify, record.secret_hash, token.secret)
+        if genuine:
+            self._proofs.add(key, token.id)
+        else:
+            self._negatives.add(key)
+        return genuine
 
 
 REALM: Final = 'Bearer realm="tollgate-admin"'
