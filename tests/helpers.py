@@ -24,9 +24,6 @@ from gateway.proxy.front import Server
 # argon2 parameters that keep tests fast; the gateway reads them from the hash.
 CHEAP_HASHER = Hasher(time_cost=1, memory_cost=1024, parallelism=1)
 
-# The tables a flush of last-used times and usage writes (see tests/proxy/conftest.py).
-FLUSHED_TABLES: Final = ("tokens", "usage_daily", "usage_batches", "quota_usage")
-
 
 class Clock:
     """A settable clock in seconds (floats, like ``time.monotonic``), for injection."""
@@ -145,6 +142,10 @@ async def issue(
     )
     assert info is not None
     return Issued(str(token), token.id, project_id)
+
+
+# The tables a flush of last-used times and usage writes (see tests/proxy/conftest.py).
+FLUSHED_TABLES: Final = ("tokens", "usage_daily", "usage_batches", "quota_usage")
 
 
 async def project_with_tokens(store: Store, count: int) -> tuple[str, list[str]]:
