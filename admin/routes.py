@@ -78,6 +78,18 @@ ROUTES: Final = web.RouteTableDef()
 
 _BODY_ERRORS: Final = (400, 401, 413, 415)
 _PROJECT: Final = Answer(200, "The project.", "Project")
+_DELETED: Final = Answer(204, "Deleted.")
+_REVOKED: Final = Answer(204, "Revoked.")
+
+
+def _created(description: str, schema: str, location: str) -> Answer:
+    """201 with ``Location``, carrying a secret that this answer alone ever shows."""
+    return Answer(201, description, schema, location=location, secret=True)
+
+
+def _in_project(request: web.Request, name: str) -> tuple[str, str]:
+    """The project's id and the path's id ``name``: the ids of one object of a project."""
+    return request.match_info["project_id"], request.match_info[name]
 
 
 # ---------------------------------------------------------------- projects
@@ -135,7 +147,7 @@ async def update_project(request: web.Request, given: Given) -> Reply:
 @documented(
     Operation(
         "Delete a project and its tokens",
-        Answer(204, "Deleted."),
+        _DELETED,
         (401, 404),
         "Its tokens stop working at once on every gateway.",
     )
@@ -158,13 +170,7 @@ def _prefix(request: web.Request) -> str:
 @documented(
     Operation(
         "Issue a token",
-        Answer(
-            201,
-            "The new token.",
-            "NewToken",
-            location="/v1/projects/{project_id}/tokens/{id}",
-            secret=True,
-        ),
+        _created("The new token.", "NewToken", "/v1/projects/{project_id}/tokens/{id}"),
         (*_BODY_ERRORS, 404),
         "The answer is the only place the token itself ever appears.",
         body=schemas.TOKEN_CREATE,
@@ -199,8 +205,7 @@ async def list_tokens(request: web.Request, given: Given) -> Reply:
     Operation("Get a token (never its secret)", Answer(200, "The token.", "Token"), (401, 404))
 )
 async def get_token(request: web.Request, given: Given) -> Reply:
-    ids = request.match_info["project_id"], request.match_info["token_id"]
-    info = await tokens.get(request.app[STORE], *ids)
+    info = await tokens.get(request.app[STORE], *_in_project(request, "token_id"))
     found = await usage.last_30_days(request.app[USAGE], [info.id])
     return token_view(info, _prefix(request), usage_30d=found.get(info.id))
 
@@ -209,13 +214,13 @@ async def get_token(request: web.Request, given: Given) -> Reply:
 @documented(
     Operation(
         "Revoke a token",
-        Answer(204, "Revoked."),
+        _REVOKED,
         (401, 404),
         "Deletes it: it stops working at once on every gateway.",
     )
 )
 async def revoke_token(request: web.Request, given: Given) -> Reply:
-    ids = request.match_info["project_id"], request.match_info["token_id"]
+    ids = _in_project(request, "token_id")
     await tokens.revoke(request.app[STORE], *ids, actor=actor(request))
     return None
 
@@ -224,12 +229,10 @@ async def revoke_token(request: web.Request, given: Given) -> Reply:
 @documented(
     Operation(
         "Rotate a token: issue its successor, retire it after a grace period",
-        Answer(
-            201,
+        _created(
             "The successor, with `rotated_from`.",
             "NewToken",
-            location="/v1/projects/{project_id}/tokens/{id}",
-            secret=True,
+            "/v1/projects/{project_id}/tokens/{id}",
         ),
         (*_BODY_ERRORS, 404, 409),
         "The successor has the same description, scopes, allowed_ips and expiry preset "
@@ -241,8 +244,7 @@ async def revoke_token(request: web.Request, given: Given) -> Reply:
     )
 )
 async def rotate_token(request: web.Request, given: Given) -> Reply:
-    app, prefix = request.app, _prefix(request)
-    ids = request.match_info["project_id"], request.match_info["token_id"]
+    app, prefix, ids = request.app, _prefix(request), _in_project(request, "token_id")
     issued = await tokens.rotate(
         app[STORE], app[HASHER], prefix, *ids, actor=actor(request), **given.body
     )
@@ -324,20 +326,14 @@ def _leak_report(request: web.Request) -> Actor:
     return Actor("leak_report", request_id=request.get(REQUEST_ID), ip=client_ip(request))
 
 
-def _webhook_ids(request: web.Request) -> tuple[str, str]:
-    return request.match_info["project_id"], request.match_info["webhook_id"]
-
-
 @ROUTES.post(WEBHOOKS_PATH)
 @documented(
     Operation(
         "Add a webhook",
-        Answer(
-            201,
+        _created(
             "The webhook, with its signing secret.",
             "NewWebhook",
-            location="/v1/projects/{project_id}/webhooks/{id}",
-            secret=True,
+            "/v1/projects/{project_id}/webhooks/{id}",
         ),
         (*_BODY_ERRORS, 404, 409),
         "The answer is the only place the secret ever appears. A URL whose host resolves to "
@@ -365,16 +361,13 @@ async def list_webhooks(request: web.Request, given: Given) -> Reply:
 
 @ROUTES.delete(WEBHOOK)
 @documented(
-    Operation(
-        "Delete a webhook",
-        Answer(204, "Deleted."),
-        (401, 404),
-        "Its pending deliveries are dropped.",
-    )
+    Operation("Delete a webhook", _DELETED, (401, 404), "Its pending deliveries are dropped.")
 )
 async def delete_webhook(request: web.Request, given: Given) -> Reply:
     app = request.app
-    await webhooks.delete(app[STORE], app[WEBHOOKS], *_webhook_ids(request), actor=actor(request))
+    await webhooks.delete(
+        app[STORE], app[WEBHOOKS], *_in_project(request, "webhook_id"), actor=actor(request)
+    )
     return None
 
 
@@ -388,7 +381,9 @@ async def delete_webhook(request: web.Request, given: Given) -> Reply:
 )
 async def test_webhook(request: web.Request, given: Given) -> Reply:
     app = request.app
-    event_id = await webhooks.send_test(app[STORE], app[WEBHOOKS], *_webhook_ids(request))
+    event_id = await webhooks.send_test(
+        app[STORE], app[WEBHOOKS], *_in_project(request, "webhook_id")
+    )
     if DELIVERER in app:
         app[DELIVERER].wake()
     return {"event_id": event_id}
@@ -406,7 +401,7 @@ async def test_webhook(request: web.Request, given: Given) -> Reply:
 async def list_deliveries(request: web.Request, given: Given) -> Reply:
     app = request.app
     found = await webhooks.deliveries(
-        app[STORE], app[WEBHOOKS], *_webhook_ids(request), **given.query
+        app[STORE], app[WEBHOOKS], *_in_project(request, "webhook_id"), **given.query
     )
     return delivery_list_view(found)
 
@@ -534,13 +529,7 @@ def _key_prefix(request: web.Request) -> str:
 @documented(
     Operation(
         "Issue an admin key",
-        Answer(
-            201,
-            "The new key.",
-            "NewAdminKey",
-            location="/v1/admin-keys/{id}",
-            secret=True,
-        ),
+        _created("The new key.", "NewAdminKey", "/v1/admin-keys/{id}"),
         (*_BODY_ERRORS, 403, 404),
         "Admin role only. The answer is the only place the key itself ever appears.",
         body=schemas.ADMIN_KEY_CREATE,
@@ -585,7 +574,7 @@ async def get_admin_key(request: web.Request, given: Given) -> Reply:
 @documented(
     Operation(
         "Revoke an admin key",
-        Answer(204, "Revoked."),
+        _REVOKED,
         (401, 403, 404),
         "Deletes it: every admin instance refuses it from its next request on.",
     )

@@ -54,6 +54,13 @@ QUOTA: Final = Field(
     examples=("10000/day", "1000000/month"),
 )
 
+# How long a new token or admin key works (each says which it is in its description).
+EXPIRES_IN: Final = Field(choices=tuple(tokens.PRESETS), default=tokens.DEFAULT_PRESET)
+# How many items one page of a listing has.
+LIMIT: Final = Field(
+    type="integer", minimum=1, maximum=tokens.PAGE_MAX, default=tokens.PAGE_DEFAULT
+)
+
 PROJECT_CREATE: Final = Body(
     "ProjectCreate",
     {
@@ -97,10 +104,8 @@ TOKEN_CREATE: Final = Body(
             default="",
             description="What the token is for; it cannot be changed later.",
         ),
-        "expires_in": Field(
-            choices=tuple(tokens.PRESETS),
-            default=tokens.DEFAULT_PRESET,
-            description="How long the token works; `never` for no expiry.",
+        "expires_in": replace(
+            EXPIRES_IN, description="How long the token works; `never` for no expiry."
         ),
         "scopes": Field(
             type="array",
@@ -168,13 +173,7 @@ TOKEN_PAGE: Final = Query(
             description="With `status=expiring`: how soon (default 7d).",
             examples=("7d",),
         ),
-        "limit": Field(
-            type="integer",
-            minimum=1,
-            maximum=tokens.PAGE_MAX,
-            default=tokens.PAGE_DEFAULT,
-            description="How many tokens, at most, on this page.",
-        ),
+        "limit": replace(LIMIT, description="How many tokens, at most, on this page."),
         "cursor": Field(
             default=None,
             opaque=True,  # checked by the store: invalid_cursor
@@ -214,13 +213,7 @@ WEBHOOK_CREATE: Final = Body(
 )
 DELIVERY_PAGE: Final = Query(
     {
-        "limit": Field(
-            type="integer",
-            minimum=1,
-            maximum=tokens.PAGE_MAX,
-            default=tokens.PAGE_DEFAULT,
-            description="How many deliveries, newest first.",
-        ),
+        "limit": replace(LIMIT, description="How many deliveries, newest first."),
     }
 )
 LEAK_REPORT: Final = Body(
@@ -273,13 +266,7 @@ AUDIT_PAGE: Final = Query(
         "until": Field(
             format="date-time", default=None, description="Only events before this time."
         ),
-        "limit": Field(
-            type="integer",
-            minimum=1,
-            maximum=tokens.PAGE_MAX,
-            default=tokens.PAGE_DEFAULT,
-            description="How many events, at most, on this page.",
-        ),
+        "limit": replace(LIMIT, description="How many events, at most, on this page."),
         "cursor": Field(
             default=None,
             pattern=re.compile(r"[1-9][0-9]{0,17}"),
@@ -307,10 +294,8 @@ ADMIN_KEY_CREATE: Final = Body(
         "project_id": replace(
             ID, default=None, description="Required for manager and viewer, refused for admin."
         ),
-        "expires_in": Field(
-            choices=tuple(tokens.PRESETS),
-            default=tokens.DEFAULT_PRESET,
-            description="How long the key works; `never` for no expiry.",
+        "expires_in": replace(
+            EXPIRES_IN, description="How long the key works; `never` for no expiry."
         ),
     },
     # project_id: required for manager and viewer, refused for admin (admin_keys.issue).

@@ -10,7 +10,7 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from gateway.core.journal import ACTIONS
 from gateway.core.outbox import rfc3339
@@ -41,8 +41,34 @@ def project_list_view(projects: Sequence[Project]) -> dict[str, Any]:
     return {"projects": [project_view(p) for p in projects]}
 
 
-def token_status(info: TokenInfo, now: datetime) -> str:
-    return "expired" if info.expires_at is not None and info.expires_at <= now else "active"
+class Credential(Protocol):
+    """What a token and an admin key have alike (``TokenInfo``, ``AdminKey``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+    @property
+    def last_used_at(self) -> datetime | None: ...
+
+
+def _status(credential: Credential, now: datetime) -> str:
+    expires_at = credential.expires_at
+    return "expired" if expires_at is not None and expires_at <= now else "active"
+
+
+def credential_view(credential: Credential, prefix: str, now: datetime) -> dict[str, Any]:
+    """The fields a token and an admin key show alike: the masked form, never the secret or
+    its hash, and its lifetime."""
+    return {
+        "masked": masked(prefix, credential.id),
+        "created_at": rfc3339(credential.created_at),
+        "expires_at": rfc3339(credential.expires_at),
+        "last_used_at": rfc3339(credential.last_used_at),
+        "status": _status(credential, now),
+    }
 
 
 _NO_USAGE: Final = UsageRow("")
@@ -59,16 +85,12 @@ def token_view(
     now: datetime | None = None,
     usage_30d: UsageRow | None = None,
 ) -> dict[str, Any]:
-    """A token as listings show it: the masked form, never the secret or its hash."""
+    """A token as listings show it."""
     return {
         "id": info.id,
         "project_id": info.project_id,
         "description": info.description,
-        "masked": masked(prefix, info.id),
-        "created_at": rfc3339(info.created_at),
-        "expires_at": rfc3339(info.expires_at),
-        "last_used_at": rfc3339(info.last_used_at),
-        "status": token_status(info, now or datetime.now(UTC)),
+        **credential_view(info, prefix, now or datetime.now(UTC)),
         "expires_in": tokens.preset_of(info),
         "scopes": list(info.scopes),
         "allowed_ips": list(info.allowed_ips),
@@ -156,10 +178,6 @@ def delivery_list_view(found: Sequence[Delivery]) -> dict[str, Any]:
     return {"deliveries": [delivery_view(d) for d in found]}
 
 
-def key_status(key: AdminKey, now: datetime) -> str:
-    return "expired" if key.expires_at is not None and key.expires_at <= now else "active"
-
-
 def admin_key_view(key: AdminKey, prefix: str) -> dict[str, Any]:
     """An admin key as listings show it; ``prefix``: the key prefix (``tgadm``)."""
     return {
@@ -167,11 +185,7 @@ def admin_key_view(key: AdminKey, prefix: str) -> dict[str, Any]:
         "name": key.name,
         "role": key.role,
         "project_id": key.project_id,
-        "masked": masked(prefix, key.id),
-        "created_at": rfc3339(key.created_at),
-        "expires_at": rfc3339(key.expires_at),
-        "last_used_at": rfc3339(key.last_used_at),
-        "status": key_status(key, datetime.now(UTC)),
+        **credential_view(key, prefix, datetime.now(UTC)),
     }
 
 
@@ -241,6 +255,33 @@ _TIME: Final[Schema] = {
     "examples": ["2026-11-22T10:00:00Z"],
 }
 _TIME_OR_NULL: Final[Schema] = {**_TIME, "type": ["string", "null"]}
+_CURSOR: Final[Schema] = {"type": ["string", "null"]}
+
+# The schema of credential_view's fields.
+_CREDENTIAL: Final[dict[str, Schema]] = {
+    "masked": {"type": "string", "description": "Prefix and id; never the secret."},
+    "created_at": _TIME,
+    "expires_at": _TIME_OR_NULL,
+    "last_used_at": _TIME_OR_NULL,
+    "status": {"enum": ["active", "expired"]},
+}
+
+
+def _list(name: str, item: str) -> Schema:
+    """``{name: [item, ...]}``: every item at once."""
+    return _always({name: {"type": "array", "items": _ref(item)}})
+
+
+def _page(name: str, item: str) -> Schema:
+    """``{name: [item, ...], "next_cursor": ...}``: one page, and how to ask for the next."""
+    return _always({name: {"type": "array", "items": _ref(item)}, "next_cursor": _CURSOR})
+
+
+def _with_secret(base: str, name: str, what: str) -> Schema:
+    """``base`` and the secret it was created with, ``what`` (its description) shown once."""
+    shown = {"type": "string", "description": f"{what} Shown in this answer only, never again."}
+    return {"allOf": [_ref(base), _always({name: shown})]}
+
 
 ANSWERS: Final[dict[str, Schema]] = {
     "Project": _always(
@@ -260,17 +301,13 @@ ANSWERS: Final[dict[str, Schema]] = {
             "created_at": _TIME,
         }
     ),
-    "ProjectList": _always({"projects": {"type": "array", "items": _ref("Project")}}),
+    "ProjectList": _list("projects", "Project"),
     "Token": _always(
         {
             "id": {"type": "string", "description": "The public id inside the token."},
             "project_id": {"type": "string"},
             "description": {"type": "string", "maxLength": tokens.DESCRIPTION_MAX},
-            "masked": {"type": "string", "description": "Prefix and id; never the secret."},
-            "created_at": _TIME,
-            "expires_at": _TIME_OR_NULL,
-            "last_used_at": _TIME_OR_NULL,
-            "status": {"enum": ["active", "expired"]},
+            **_CREDENTIAL,
             "expires_in": {
                 "enum": list(tokens.PRESETS),
                 "description": "The expiry preset it was created with (a successor keeps it).",
@@ -320,25 +357,8 @@ ANSWERS: Final[dict[str, Schema]] = {
             "totals": _ref("UsageCounts"),
         }
     ),
-    "NewToken": {
-        "allOf": [
-            _ref("Token"),
-            _always(
-                {
-                    "token": {
-                        "type": "string",
-                        "description": "The token itself. Shown in this answer only, never again.",
-                    }
-                }
-            ),
-        ]
-    },
-    "TokenPage": _always(
-        {
-            "tokens": {"type": "array", "items": _ref("Token")},
-            "next_cursor": {"type": ["string", "null"]},
-        }
-    ),
+    "NewToken": _with_secret("Token", "token", "The token itself."),
+    "TokenPage": _page("tokens", "Token"),
     "Webhook": _always(
         {
             "id": {"type": "string"},
@@ -352,21 +372,8 @@ ANSWERS: Final[dict[str, Schema]] = {
             "created_at": _TIME,
         }
     ),
-    "NewWebhook": {
-        "allOf": [
-            _ref("Webhook"),
-            _always(
-                {
-                    "secret": {
-                        "type": "string",
-                        "description": "The signing secret (whsec_...). Shown in this answer "
-                        "only, never again.",
-                    }
-                }
-            ),
-        ]
-    },
-    "WebhookList": _always({"webhooks": {"type": "array", "items": _ref("Webhook")}}),
+    "NewWebhook": _with_secret("Webhook", "secret", "The signing secret (whsec_...)."),
+    "WebhookList": _list("webhooks", "Webhook"),
     "Delivery": _always(
         {
             "id": {"type": "integer"},
@@ -388,7 +395,7 @@ ANSWERS: Final[dict[str, Schema]] = {
             "created_at": _TIME,
         }
     ),
-    "DeliveryList": _always({"deliveries": {"type": "array", "items": _ref("Delivery")}}),
+    "DeliveryList": _list("deliveries", "Delivery"),
     "TestEvent": _always({"event_id": {"type": "string"}}),
     "LeakReceipt": _always(
         {"received": {"type": "integer", "description": "How many strings were received."}}
@@ -425,44 +432,18 @@ ANSWERS: Final[dict[str, Schema]] = {
             },
         }
     ),
-    "AuditPage": _always(
-        {
-            "events": {"type": "array", "items": _ref("AuditEvent")},
-            "next_cursor": {"type": ["string", "null"]},
-        }
-    ),
+    "AuditPage": _page("events", "AuditEvent"),
     "AdminKey": _always(
         {
             "id": {"type": "string", "description": "The public id inside the key."},
             "name": {"type": "string"},
             "role": {"enum": list(admin_keys.ROLES)},
             "project_id": {"type": ["string", "null"], "description": "Null for admin."},
-            "masked": {"type": "string", "description": "Prefix and id; never the secret."},
-            "created_at": _TIME,
-            "expires_at": _TIME_OR_NULL,
-            "last_used_at": _TIME_OR_NULL,
-            "status": {"enum": ["active", "expired"]},
+            **_CREDENTIAL,
         }
     ),
-    "NewAdminKey": {
-        "allOf": [
-            _ref("AdminKey"),
-            _always(
-                {
-                    "key": {
-                        "type": "string",
-                        "description": "The key itself. Shown in this answer only, never again.",
-                    }
-                }
-            ),
-        ]
-    },
-    "AdminKeyPage": _always(
-        {
-            "admin_keys": {"type": "array", "items": _ref("AdminKey")},
-            "next_cursor": {"type": ["string", "null"]},
-        }
-    ),
+    "NewAdminKey": _with_secret("AdminKey", "key", "The key itself."),
+    "AdminKeyPage": _page("admin_keys", "AdminKey"),
     "Me": _always(
         {
             "type": {"enum": ["bootstrap", "admin_key", "portal"]},

@@ -18,46 +18,81 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
-from fixture import create_tokens, open_database
+from fixture import BenchDatabase, create_tokens, open_database
 from procs import Processes, free_port, start_nginx, wait_http, wrk
 from run import find_tools
 
 from gateway.core.config import Settings
 
+T = TypeVar("T")
+# measure(opts, root, procs, wrk_bin, nginx_bin): the rounds' figures.
+Measure = Callable[[argparse.Namespace, Path, Processes, str, str], T]
+
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = rounds_parser(__doc__)
     parser.add_argument("trees", nargs="+", type=Path)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--seconds", type=float, default=4)
     opts = parser.parse_args()
-    tools = find_tools()
-    if tools is None:
+    cpu = measured(opts, "tollgate-alternate-", measure)
+    if cpu is None:
         return 2
-    wrk_bin, nginx_bin = tools
-    with tempfile.TemporaryDirectory(prefix="tollgate-alternate-") as tmp:
-        root = Path(tmp)
-        procs = Processes()
-        try:
-            cpu = measure(opts, root, procs, wrk_bin, nginx_bin)
-        finally:
-            procs.close()
     report(opts.trees, cpu)
     return 0
 
 
-def measure(
-    opts: argparse.Namespace, root: Path, procs: Processes, wrk_bin: str, nginx_bin: str
-) -> dict[int, list[float]]:
+def rounds_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options of an alternated run: how many rounds, how long each run of a round."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n", 1)[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=4)
+    return parser
+
+
+def measured(opts: argparse.Namespace, prefix: str, measure: Measure[T]) -> T | None:
+    """``measure`` in a fresh temporary folder, its processes stopped after; None (the
+    reason printed) without wrk or nginx."""
+    tools = find_tools()
+    if tools is None:
+        return None
+    wrk_bin, nginx_bin = tools
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        procs = Processes()
+        try:
+            return measure(opts, Path(tmp), procs, wrk_bin, nginx_bin)
+        finally:
+            procs.close()
+
+
+def gateway_env(
+    procs: Processes, root: Path, nginx_bin: str
+) -> tuple[dict[str, str], BenchDatabase]:
+    """A gateway's environment (2 workers, no rate limit in the way, JSON logs) in front of a
+    started nginx upstream, and its fresh database (the caller drops it)."""
     upstream = free_port()
     start_nginx(procs, "upstream", root, nginx=nginx_bin, port=upstream, workers=1)
     env = dict(os.environ, UPSTREAM_URL=f"http://127.0.0.1:{upstream}", GATEWAY_WORKERS="2")
     env.update(RATE_LIMIT="100000000/second", LOG_FORMAT="json")
     database = open_database(env, root / "data")
+    env["DATABASE_URL"] = database.url
+    return env, database
+
+
+def rotated(number: int, items: Sequence[T]) -> list[T]:
+    """Round ``number``'s order: each round starts one item later, every other one reversed,
+    so no item always runs first or right after the same other."""
+    order = [items[(number + k) % len(items)] for k in range(len(items))]
+    return order if number % 2 == 0 else order[::-1]
+
+
+def measure(
+    opts: argparse.Namespace, root: Path, procs: Processes, wrk_bin: str, nginx_bin: str
+) -> dict[int, list[float]]:
+    env, database = gateway_env(procs, root, nginx_bin)
     try:
-        env["DATABASE_URL"] = database.url
         token = create_tokens(database.url, Settings.from_env(env), 0).cached
         headers = {"Authorization": f"Bearer {token}"}
         urls, pids = [], []
@@ -76,8 +111,7 @@ def measure(
             wrk(wrk_bin, url, connections=50, seconds=2, headers=headers)
         cpu: dict[int, list[float]] = {n: [] for n in range(len(urls))}
         for number in range(opts.rounds):
-            order = [(number + k) % len(urls) for k in range(len(urls))]
-            for n in order if number % 2 == 0 else reversed(order):
+            for n in rotated(number, range(len(urls))):
                 run = wrk(
                     wrk_bin,
                     urls[n],

@@ -20,20 +20,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
 import statistics
 import sys
-import tempfile
 import time
 import timeit
 from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
-from fixture import open_database
+from alternate import gateway_env, measured, rotated, rounds_parser
 from multidict import CIMultiDict
-from procs import Processes, free_port, start_nginx, wait_http, wrk
-from run import find_tools
+from procs import Processes, free_port, wait_http, wrk
 
 from gateway.core import tokens
 from gateway.core.config import Settings
@@ -77,21 +74,9 @@ async def _issue(url: str, settings: Settings) -> dict[str, str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--seconds", type=float, default=4)
-    opts = parser.parse_args()
-    tools = find_tools()
-    if tools is None:
+    runs = measured(rounds_parser(__doc__).parse_args(), "tollgate-capabilities-", measure)
+    if runs is None:
         return 2
-    wrk_bin, nginx_bin = tools
-    with tempfile.TemporaryDirectory(prefix="tollgate-capabilities-") as tmp:
-        root = Path(tmp)
-        procs = Processes()
-        try:
-            runs = measure(opts, root, procs, wrk_bin, nginx_bin)
-        finally:
-            procs.close()
     report(runs)
     print("\n| in-process, µs per call (min of 5) | µs |\n|---|---:|")
     for what, cost in micro().items():
@@ -102,13 +87,8 @@ def main() -> int:
 def measure(
     opts: argparse.Namespace, root: Path, procs: Processes, wrk_bin: str, nginx_bin: str
 ) -> dict[str, list[dict[str, float]]]:
-    upstream = free_port()
-    start_nginx(procs, "upstream", root, nginx=nginx_bin, port=upstream, workers=1)
-    env = dict(os.environ, UPSTREAM_URL=f"http://127.0.0.1:{upstream}", GATEWAY_WORKERS="2")
-    env.update(RATE_LIMIT="100000000/second", LOG_FORMAT="json")
-    database = open_database(env, root / "data")
+    env, database = gateway_env(procs, root, nginx_bin)
     try:
-        env["DATABASE_URL"] = database.url
         issued = asyncio.run(_issue(database.url, Settings.from_env(env)))
         port, metrics_port = free_port(), free_port()
         env.update(GATEWAY_PORT=str(port), GATEWAY_METRICS_PORT=str(metrics_port))
@@ -125,8 +105,7 @@ def measure(
             wrk(wrk_bin, url, connections=50, seconds=2, headers=headers[name])
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in NAMES}
         for number in range(opts.rounds):
-            order = [NAMES[(number + k) % len(NAMES)] for k in range(len(NAMES))]
-            for name in order if number % 2 == 0 else reversed(order):
+            for name in rotated(number, NAMES):
                 run = wrk(
                     wrk_bin,
                     url,

@@ -9,7 +9,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
@@ -146,3 +146,26 @@ async def issue(
     )
     assert info is not None
     return Issued(str(token), token.id, project_id)
+
+
+# The tables a flush of last-used times and usage writes (see tests/proxy/conftest.py).
+FLUSHED_TABLES: Final = ("tokens", "usage_daily", "usage_batches", "quota_usage")
+
+
+async def project_with_tokens(store: Store, count: int) -> tuple[str, list[str]]:
+    """A new project and the ids of ``count`` tokens in it, for tests that never present
+    them (their hash is no real one)."""
+    project = await store.create_project("p", None, actor=CLI)
+    ids = []
+    for _ in range(count):
+        token = generate("tg")
+        await store.create_token(
+            project.id,
+            token.id,
+            secret_hash="$argon2id$x",
+            description="",
+            expires_in_days=30,
+            actor=CLI,
+        )
+        ids.append(token.id)
+    return project.id, ids

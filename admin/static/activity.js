@@ -2,7 +2,7 @@
 // events to everyone who may read the project; the admin role also has a page for all of them.
 
 import { api } from "./api.js";
-import { $, clearError, focusHeading, isCurrent, nextGeneration, showError, showView } from "./dom.js";
+import { $, clearError, isCurrent, loaded, showPage } from "./dom.js";
 import { timeElement } from "./format.js";
 
 const SHOWN = 50; // the newest events; the API pages further back with its cursor
@@ -61,23 +61,15 @@ export async function fill(prefix, params, stillCurrent) {
   list.replaceChildren();
   clearError(error);
   empty.hidden = true;
-  let page;
-  try {
-    page = await api.listAudit({ ...params, limit: String(SHOWN) });
-  } catch (failure) {
-    if (stillCurrent()) showError(error, failure);
-    return;
-  }
-  if (!stillCurrent()) return;
+  const request = () => api.listAudit({ ...params, limit: String(SHOWN) });
+  const page = await loaded(request, error, stillCurrent);
+  if (!page) return;
   list.replaceChildren(...page.events.map(eventItem));
   empty.hidden = page.events.length > 0;
 }
 
 // The admin role's page: every project's events.
 export async function show({ focus = false } = {}) {
-  const generation = nextGeneration();
-  showView("view-activity");
-  document.title = "Activity · Tollgate admin";
-  if (focus) focusHeading($("activity-title"));
+  const generation = showPage("view-activity", "Activity", $("activity-title"), focus);
   await fill("activity", {}, () => isCurrent(generation));
 }

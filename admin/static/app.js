@@ -6,7 +6,8 @@
 
 import { api, session, setUnauthorizedHandler } from "./api.js";
 import * as activity from "./activity.js";
-import { $, showError, wireCloseButtons } from "./dom.js";
+import { frameDialogs, wireCloseButtons } from "./dialogs.js";
+import { $, showError } from "./dom.js";
 import * as keys from "./keys.js";
 import * as project from "./project.js";
 import * as projects from "./projects.js";
@@ -111,6 +112,7 @@ function signOut(message) {
 }
 
 function start() {
+  frameDialogs();
   wireCloseButtons();
   signin.init(() => {
     firstRender = true;

@@ -1,4 +1,5 @@
-// Small DOM helpers shared by the views: lookups, error messages, busy buttons, dialogs.
+// Small DOM helpers shared by the views: lookups, tables and lists, error messages, busy
+// buttons, pages.
 
 export const $ = (id) => document.getElementById(id);
 
@@ -9,6 +10,60 @@ export function cell(label, ...content) {
   td.dataset.label = label;
   td.append(...content);
   return td;
+}
+
+// An element with its text (none: "") and class.
+export function text(tag, content, className) {
+  const element = document.createElement(tag);
+  element.textContent = content;
+  if (className) element.className = className;
+  return element;
+}
+
+function columnHeader(...content) {
+  const header = document.createElement("th");
+  header.scope = "col";
+  header.setAttribute("role", "columnheader");
+  header.append(...content);
+  return header;
+}
+
+// A table's head: a column header per name; `actions`: a last column for each row's
+// buttons, its header read by screen readers only.
+export function tableHead(names, { actions = false } = {}) {
+  const row = document.createElement("tr");
+  row.setAttribute("role", "row");
+  row.append(...names.map((name) => columnHeader(name)));
+  if (actions) row.append(columnHeader(text("span", "Actions", "visually-hidden")));
+  const head = document.createElement("thead");
+  head.setAttribute("role", "rowgroup");
+  head.append(row);
+  return head;
+}
+
+// A list on the page (a table's body or a <ul>) with its "nothing yet" message, its table
+// when it has one (hidden while the list is empty) and the status line that announces a change.
+export function entryList(body, empty, status, table = null) {
+  const refresh = () => {
+    const none = body.children.length === 0;
+    if (table) table.hidden = none;
+    empty.hidden = !none;
+  };
+  const changed = (message) => {
+    refresh();
+    status.textContent = message;
+  };
+  return {
+    refresh,
+    add(entry, message) {
+      body.prepend(entry);
+      changed(message);
+    },
+    drop(entry, message) {
+      entry.remove();
+      changed(message);
+    },
+  };
 }
 
 // Show an API error next to the control that caused it (an element with role="alert").
@@ -55,47 +110,17 @@ export async function whileBusy(button, action) {
   }
 }
 
-// The submit of a confirmation dialog that removes something: `remove()` runs with the
-// submit button busy. True when it is gone: a 404 counts (removed meanwhile, which is what
-// the user asked for); any other failure is shown in `error`.
-export async function removeConfirmed(event, form, error, remove) {
-  event.preventDefault();
-  clearError(error);
+// `request()`'s answer; undefined when it failed (the failure shown in `error`) or when
+// `stillCurrent()` says the user has moved on meanwhile (the answer is dropped).
+export async function loaded(request, error, stillCurrent) {
+  let answer;
   try {
-    await whileBusy(form.querySelector("button[type=submit]"), remove);
+    answer = await request();
   } catch (failure) {
-    if (failure.status !== 404) {
-      showError(error, failure);
-      return false;
-    }
+    if (stillCurrent()) showError(error, failure);
+    return undefined;
   }
-  return true;
-}
-
-// Open a modal dialog; when it closes (button, Escape or code), run `onClose` and give the
-// focus back to whatever opened it, or to `returnFocus()` when that element is gone.
-export function openDialog(dialog, { onClose, returnFocus } = {}) {
-  const opener = document.activeElement;
-  dialog.addEventListener(
-    "close",
-    () => {
-      if (onClose) onClose();
-      const target =
-        opener && opener.isConnected && opener !== document.body
-          ? opener
-          : returnFocus && returnFocus();
-      if (target && target.isConnected) target.focus();
-    },
-    { once: true },
-  );
-  dialog.showModal();
-}
-
-// Every [data-close] button closes its dialog.
-export function wireCloseButtons() {
-  for (const button of document.querySelectorAll("dialog [data-close]")) {
-    button.addEventListener("click", () => button.closest("dialog").close());
-  }
+  return stillCurrent() ? answer : undefined;
 }
 
 // The one visible view; the others are hidden. Returns the view's element.
@@ -103,6 +128,16 @@ const VIEWS = ["view-signin", "view-projects", "view-project", "view-keys", "vie
 export function showView(id) {
   for (const name of VIEWS) $(name).hidden = name !== id;
   return $(id);
+}
+
+// Show the page `view`, titled `title`; after a navigation (`focus`) its `heading` takes the
+// focus. Returns the navigation's generation (see isCurrent).
+export function showPage(view, title, heading, focus) {
+  const generation = nextGeneration();
+  showView(view);
+  document.title = `${title} · Tollgate admin`;
+  if (focus) focusHeading(heading);
+  return generation;
 }
 
 // Navigations bump this counter so a late answer for a page the user left is dropped.

@@ -2,19 +2,18 @@
 // the same one-time reveal dialog as tokens, and the revoke confirmation.
 
 import { api } from "./api.js";
+import { openForm, removalDialog } from "./dialogs.js";
 import {
   $,
   cell,
   clearError,
   clearFieldErrorsOnChange,
-  focusHeading,
+  entryList,
   isCurrent,
-  nextGeneration,
-  openDialog,
-  removeConfirmed,
-  showError,
+  loaded,
   showFieldError,
-  showView,
+  showPage,
+  tableHead,
 } from "./dom.js";
 import { sendChecked } from "./fields.js";
 import { timeElement } from "./format.js";
@@ -22,6 +21,9 @@ import { field, limitInput } from "./schema.js";
 import { revealOnce } from "./tokens.js";
 
 const ROLE_LABELS = { admin: "Admin", manager: "Manager", viewer: "Viewer" };
+// The table's columns (its last one, the row's buttons, is added by tableHead).
+const COLUMNS = ["Name", "Role", "Key", "Created", "Expires", "Last used", "Status"];
+const keyRows = entryList($("keys-body"), $("keys-empty"), $("keys-status"), $("keys-table"));
 let projectNames = new Map(); // id -> name, for the Role column and the dialog
 
 function keyRow(key) {
@@ -59,35 +61,27 @@ function keyRow(key) {
   return row;
 }
 
-function refreshEmptyState() {
-  const empty = $("keys-body").children.length === 0;
-  $("keys-table").hidden = empty;
-  $("keys-empty").hidden = !empty;
+// Every key, page after page; the project names first, for the Role column.
+async function allKeys() {
+  const projects = await api.listProjects();
+  projectNames = new Map(projects.projects.map((p) => [p.id, p.name]));
+  const keys = [];
+  let cursor = null;
+  do {
+    const page = await api.listAdminKeys(cursor);
+    keys.push(...page.admin_keys);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return keys;
 }
 
 export async function show({ focus = false } = {}) {
-  const generation = nextGeneration();
-  showView("view-keys");
-  document.title = "Admin keys · Tollgate admin";
-  if (focus) focusHeading($("keys-title"));
+  const generation = showPage("view-keys", "Admin keys", $("keys-title"), focus);
   clearError($("keys-error"));
-  const keys = [];
-  try {
-    const projects = await api.listProjects();
-    projectNames = new Map(projects.projects.map((p) => [p.id, p.name]));
-    let cursor = null;
-    do {
-      const page = await api.listAdminKeys(cursor);
-      keys.push(...page.admin_keys);
-      cursor = page.next_cursor;
-    } while (cursor);
-  } catch (failure) {
-    if (isCurrent(generation)) showError($("keys-error"), failure);
-    return;
-  }
-  if (!isCurrent(generation)) return;
+  const keys = await loaded(allKeys, $("keys-error"), () => isCurrent(generation));
+  if (!keys) return;
   $("keys-body").replaceChildren(...keys.map(keyRow));
-  refreshEmptyState();
+  keyRows.refresh();
 }
 
 // ------------------------------------------------------------------ create
@@ -110,13 +104,10 @@ function projectChoice() {
 }
 
 function openCreate() {
-  const form = $("key-form");
-  form.reset();
-  clearError($("key-form-error"));
   const names = [...projectNames].sort((a, b) => a[1].localeCompare(b[1]));
   $("key-project").replaceChildren(...names.map(([id, name]) => new Option(name, id)));
+  openForm($("dialog-key"), $("key-form-error")); // the role back to its default, manager
   projectChoice();
-  openDialog($("dialog-key"));
 }
 
 async function submitCreate(event) {
@@ -148,45 +139,31 @@ async function submitCreate(event) {
     kind: "admin key",
     returnFocus: () => $("create-key"),
     onClose: () => {
-      $("keys-body").prepend(keyRow(created));
-      refreshEmptyState();
-      $("keys-status").textContent = "Admin key created.";
+      keyRows.add(keyRow(created), "Admin key created.");
     },
   });
 }
 
 // ------------------------------------------------------------------ revoke
 
-let pending = null; // { key, row }
+let askRevoke = () => {}; // (subject, returnFocus): see init
 
 function confirmRevoke(key, row) {
-  pending = { key, row };
   $("key-revoke-name").textContent = key.name;
-  clearError($("key-revoke-error"));
-  openDialog($("dialog-key-revoke"), {
-    returnFocus: () => $("create-key"),
-    onClose: () => {
-      pending = null;
-    },
-  });
+  askRevoke({ key, row }, () => $("create-key"));
 }
 
-async function submitRevoke(event) {
-  if (!pending) return event.preventDefault();
-  const { key, row } = pending;
-  const revoke = () => api.revokeAdminKey(key.id);
-  if (!(await removeConfirmed(event, $("key-revoke-form"), $("key-revoke-error"), revoke))) return;
-  row.remove();
-  refreshEmptyState();
-  $("keys-status").textContent = "Admin key revoked.";
-  $("dialog-key-revoke").close();
-}
+const revoking = {
+  remove: ({ key }) => api.revokeAdminKey(key.id),
+  removed: ({ row }) => keyRows.drop(row, "Admin key revoked."),
+};
 
 export function init() {
+  $("keys-table").prepend(tableHead(COLUMNS, { actions: true }));
   fillChoices();
   clearFieldErrorsOnChange($("key-form"), $("key-form-error"));
   $("create-key").addEventListener("click", openCreate);
   $("key-role").addEventListener("change", projectChoice);
   $("key-form").addEventListener("submit", submitCreate);
-  $("key-revoke-form").addEventListener("submit", submitRevoke);
+  askRevoke = removalDialog($("dialog-key-revoke"), $("key-revoke-error"), revoking);
 }

@@ -3,6 +3,7 @@
 
 import * as activity from "./activity.js";
 import { api } from "./api.js";
+import { removalDialog } from "./dialogs.js";
 import {
   $,
   clearError,
@@ -10,8 +11,6 @@ import {
   focusHeading,
   isCurrent,
   nextGeneration,
-  openDialog,
-  removeConfirmed,
   showError,
   showFieldError,
   showView,
@@ -97,29 +96,24 @@ function changes() {
   return fields;
 }
 
-function openDelete() {
-  if (!current) return;
-  $("delete-name").textContent = current.name;
-  clearError($("delete-error"));
-  openDialog($("dialog-delete"));
-}
-
-async function submitDelete(event) {
-  if (!current) return event.preventDefault();
-  const { id, name } = current;
-  const remove = () => api.deleteProject(id);
-  if (!(await removeConfirmed(event, $("delete-form"), $("delete-error"), remove))) return;
-  current = null;
-  $("dialog-delete").close();
-  projects.announce(`Project “${name}” deleted.`);
-  location.hash = "#/";
-}
+const deleting = {
+  remove: (project) => api.deleteProject(project.id),
+  removed: (project) => {
+    current = null;
+    projects.announce(`Project “${project.name}” deleted.`);
+    location.hash = "#/";
+  },
+};
 
 export function init() {
   tokens.init(() => current);
   webhooks.init(() => current);
-  $("delete-project").addEventListener("click", openDelete);
-  $("delete-form").addEventListener("submit", submitDelete);
+  const askDelete = removalDialog($("dialog-delete"), $("delete-error"), deleting);
+  $("delete-project").addEventListener("click", () => {
+    if (!current) return;
+    $("delete-name").textContent = current.name;
+    askDelete(current);
+  });
   const form = $("settings-form");
   const error = $("settings-error");
   const saved = $("settings-saved");

@@ -1,17 +1,15 @@
 // The projects list and the "New project" dialog.
 
 import { api } from "./api.js";
+import { openForm } from "./dialogs.js";
 import {
   $,
   clearError,
   clearFieldErrorsOnChange,
-  focusHeading,
   isCurrent,
-  nextGeneration,
-  openDialog,
-  showError,
+  loaded,
   showFieldError,
-  showView,
+  showPage,
 } from "./dom.js";
 import { sendChecked } from "./fields.js";
 import { timeElement } from "./format.js";
@@ -44,23 +42,14 @@ export function announce(message) {
 }
 
 export async function show({ focus = false } = {}) {
-  const generation = nextGeneration();
-  showView("view-projects");
+  const generation = showPage("view-projects", "Projects", $("projects-title"), focus);
   $("projects-status").textContent = pendingMessage;
   pendingMessage = "";
-  document.title = "Projects · Tollgate admin";
-  if (focus) focusHeading($("projects-title"));
   const list = $("projects-list");
   const error = $("projects-error");
   clearError(error);
-  let answer;
-  try {
-    answer = await api.listProjects();
-  } catch (failure) {
-    if (isCurrent(generation)) showError(error, failure);
-    return;
-  }
-  if (!isCurrent(generation)) return;
+  const answer = await loaded(() => api.listProjects(), error, () => isCurrent(generation));
+  if (!answer) return;
   const projects = [...answer.projects].sort((a, b) =>
     a.name.localeCompare(b.name, undefined, { sensitivity: "base" }),
   );
@@ -75,11 +64,7 @@ export function init() {
   limitInput($("project-name"), field("ProjectCreate", "name"));
   clearFieldErrorsOnChange(form, error);
 
-  $("new-project").addEventListener("click", () => {
-    form.reset();
-    clearError(error);
-    openDialog(dialog);
-  });
+  $("new-project").addEventListener("click", () => openForm(dialog, error));
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();

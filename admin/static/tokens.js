@@ -9,15 +9,17 @@
 // before the token was copied asks first (a second Escape, or "Close without copying", closes).
 
 import { api } from "./api.js";
+import { openDialog, openForm, removalDialog } from "./dialogs.js";
 import {
   $,
   cell,
   clearError,
   clearFieldErrorsOnChange,
   copyText,
-  openDialog,
-  removeConfirmed,
+  entryList,
+  loaded,
   showError,
+  tableHead,
   whileBusy,
 } from "./dom.js";
 import { sendChecked } from "./fields.js";
@@ -26,24 +28,32 @@ import { field, limitInput } from "./schema.js";
 import * as usage from "./usage.js";
 
 const SVG = "http://www.w3.org/2000/svg";
+// The table's columns (its last one, the row's buttons, is added by tableHead).
+const COLUMNS = ["Description", "Token", "Created", "Expires", "Last used", "Status", "30 days"];
+const BIN = "M4 7h16M10 11v6M14 11v6M5 7l1 13h12l1-13M9 7V4h6v3";
+const ROTATE = "M20 11a8 8 0 1 0-2.3 5.7M20 4v7h-7";
 
+const tokenRows = entryList(
+  $("tokens-body"),
+  $("tokens-empty"),
+  $("tokens-status"),
+  $("tokens-table"),
+);
 let projectOf = () => null; // the project on screen
 let nextCursor = null;
 let stillCurrent = () => true;
 
 // ------------------------------------------------------------------ rows
 
-function binIcon() {
+// A line icon drawn by the path `d`, hidden from screen readers (its button is labelled).
+function icon(d) {
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("viewBox", "0 0 24 24");
   svg.setAttribute("aria-hidden", "true");
   svg.setAttribute("focusable", "false");
   svg.setAttribute("class", "icon");
   const path = document.createElementNS(SVG, "path");
-  path.setAttribute(
-    "d",
-    "M4 7h16M10 11v6M14 11v6M5 7l1 13h12l1-13M9 7V4h6v3",
-  );
+  path.setAttribute("d", d);
   path.setAttribute("fill", "none");
   path.setAttribute("stroke", "currentColor");
   path.setAttribute("stroke-width", "2");
@@ -122,21 +132,17 @@ function limitsOf(token) {
   return lines;
 }
 
-function rotateIcon() {
-  const svg = document.createElementNS(SVG, "svg");
-  svg.setAttribute("viewBox", "0 0 24 24");
-  svg.setAttribute("aria-hidden", "true");
-  svg.setAttribute("focusable", "false");
-  svg.setAttribute("class", "icon");
-  const path = document.createElementNS(SVG, "path");
-  path.setAttribute("d", "M20 11a8 8 0 1 0-2.3 5.7M20 4v7h-7");
-  path.setAttribute("fill", "none");
-  path.setAttribute("stroke", "currentColor");
-  path.setAttribute("stroke-width", "2");
-  path.setAttribute("stroke-linecap", "round");
-  path.setAttribute("stroke-linejoin", "round");
-  svg.append(path);
-  return svg;
+// A row's icon button: "Revoke" or "Rotate", described by the row's masked token.
+function iconButton(label, className, d, masked, onClick) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = `button button-icon ${className}`;
+  button.setAttribute("aria-label", label);
+  button.setAttribute("aria-describedby", masked.id);
+  button.title = `${label} token`;
+  button.append(icon(d));
+  button.addEventListener("click", onClick);
+  return button;
 }
 
 function tokenRow(token) {
@@ -153,26 +159,11 @@ function tokenRow(token) {
   masked.id = `masked-${token.id}`;
   masked.textContent = token.masked;
 
-  const revoke = document.createElement("button");
-  revoke.type = "button";
-  revoke.className = "button button-icon button-danger-quiet revoke";
-  revoke.setAttribute("aria-label", "Revoke");
-  revoke.setAttribute("aria-describedby", masked.id);
-  revoke.title = "Revoke token";
-  revoke.append(binIcon());
-  revoke.addEventListener("click", () => confirmRevoke(token, row));
-
-  const actions = [revoke];
+  const revoke = () => confirmRevoke(token, row);
+  const actions = [iconButton("Revoke", "button-danger-quiet revoke", BIN, masked, revoke)];
   if (!token.replaced_by && token.status === "active") {
-    const rotate = document.createElement("button");
-    rotate.type = "button";
-    rotate.className = "button button-icon button-quiet rotate";
-    rotate.setAttribute("aria-label", "Rotate");
-    rotate.setAttribute("aria-describedby", masked.id);
-    rotate.title = "Rotate token";
-    rotate.append(rotateIcon());
-    rotate.addEventListener("click", () => confirmRotate(token, row));
-    actions.unshift(rotate);
+    const rotate = () => confirmRotate(token, row);
+    actions.unshift(iconButton("Rotate", "button-quiet rotate", ROTATE, masked, rotate));
   }
 
   row.append(
@@ -186,12 +177,6 @@ function tokenRow(token) {
     cell("Actions", ...actions),
   );
   return row;
-}
-
-function refreshEmptyState() {
-  const empty = $("tokens-body").children.length === 0;
-  $("tokens-table").hidden = empty;
-  $("tokens-empty").hidden = !empty;
 }
 
 function setCursor(cursor) {
@@ -217,17 +202,12 @@ export async function load(projectId, isCurrent) {
   $("tokens-empty").hidden = true;
   clearError($("tokens-error"));
   clearError($("load-more-error"));
-  let page;
-  try {
-    page = await api.listTokens(projectId, null, filter());
-  } catch (failure) {
-    if (isCurrent()) showError($("tokens-error"), failure);
-    return;
-  }
-  if (!isCurrent()) return;
+  const request = () => api.listTokens(projectId, null, filter());
+  const page = await loaded(request, $("tokens-error"), isCurrent);
+  if (!page) return;
   body.append(...page.tokens.map(tokenRow));
   setCursor(page.next_cursor);
-  refreshEmptyState();
+  tokenRows.refresh();
 }
 
 async function loadMore() {
@@ -235,22 +215,14 @@ async function loadMore() {
   const error = $("load-more-error");
   clearError(error);
   if (!project || !nextCursor) return;
-  const isCurrent = stillCurrent;
-  let page;
-  try {
-    page = await whileBusy($("load-more"), () =>
-      api.listTokens(project.id, nextCursor, filter()),
-    );
-  } catch (failure) {
-    if (isCurrent()) showError(error, failure);
-    return;
-  }
-  if (!isCurrent()) return;
+  const request = () => api.listTokens(project.id, nextCursor, filter());
+  const page = await loaded(() => whileBusy($("load-more"), request), error, stillCurrent);
+  if (!page) return;
   const shown = new Set([...$("tokens-body").children].map((row) => row.dataset.tokenId));
   const rows = page.tokens.filter((token) => !shown.has(token.id)).map(tokenRow);
   $("tokens-body").append(...rows);
   setCursor(page.next_cursor);
-  refreshEmptyState();
+  tokenRows.refresh();
   // The button vanishes after the last page: keep keyboard users where the new rows start.
   if (!nextCursor) {
     if (rows.length) rows[0].querySelector("button").focus();
@@ -307,13 +279,6 @@ function describeDescription() {
     schema.maxLength === undefined ? "" : `, up to ${schema.maxLength} characters`;
 }
 
-function openCreate() {
-  const form = $("token-form");
-  form.reset();
-  clearError($("token-form-error"));
-  openDialog($("dialog-token"));
-}
-
 async function submitCreate(event) {
   event.preventDefault();
   const project = projectOf();
@@ -347,9 +312,8 @@ function reveal(created, projectId, done = () => {}) {
     onClose: () => {
       const project = projectOf();
       if (project && project.id === projectId) {
-        $("tokens-body").prepend(tokenRow(created));
-        refreshEmptyState();
-        $("tokens-status").textContent = created.rotated_from ? "Token rotated." : "Token created.";
+        const message = created.rotated_from ? "Token rotated." : "Token created.";
+        tokenRows.add(tokenRow(created), message);
         done();
       }
     },
@@ -451,8 +415,6 @@ async function submitRotate(event) {
 
 // ------------------------------------------------------------------ revoke
 
-let pendingRevoke = null; // { token, row }
-
 function neighbourButton(row) {
   const next = row.nextElementSibling || row.previousElementSibling;
   return next ? next.querySelector("button.revoke") : null;
@@ -468,35 +430,27 @@ function revokeWho(token) {
   return ["Programs using “", name, "” (", masked, ")"];
 }
 
+let askRevoke = () => {}; // (subject, returnFocus): see init
+
 function confirmRevoke(token, row) {
-  pendingRevoke = { token, row };
   $("revoke-who").replaceChildren(...revokeWho(token));
-  clearError($("revoke-error"));
   const focusAfter = neighbourButton(row);
-  openDialog($("dialog-revoke"), {
-    returnFocus: () => (focusAfter && focusAfter.isConnected ? focusAfter : $("create-token")),
-    onClose: () => {
-      pendingRevoke = null;
-    },
-  });
+  askRevoke({ token, row }, () =>
+    focusAfter && focusAfter.isConnected ? focusAfter : $("create-token"),
+  );
 }
 
-async function submitRevoke(event) {
-  if (!pendingRevoke) return event.preventDefault();
-  const { token, row } = pendingRevoke;
-  const revoke = () => api.revokeToken(token.project_id, token.id);
-  // A 404 (someone revoked it already) counts: either way the row must go.
-  if (!(await removeConfirmed(event, $("revoke-form"), $("revoke-error"), revoke))) return;
-  row.remove();
-  refreshEmptyState();
-  $("tokens-status").textContent = "Token revoked.";
-  $("dialog-revoke").close();
-}
+// A 404 (someone revoked it already) counts: either way the row must go.
+const revoking = {
+  remove: ({ token }) => api.revokeToken(token.project_id, token.id),
+  removed: ({ row }) => tokenRows.drop(row, "Token revoked."),
+};
 
 // ------------------------------------------------------------------ wiring
 
 export function init(currentProject) {
   projectOf = currentProject;
+  $("tokens-table").prepend(tableHead(COLUMNS, { actions: true }));
   fillExpirations();
   describeDescription();
   describeLists();
@@ -506,7 +460,9 @@ export function init(currentProject) {
     const project = projectOf();
     if (project) load(project.id, stillCurrent);
   });
-  $("create-token").addEventListener("click", openCreate);
+  $("create-token").addEventListener("click", () =>
+    openForm($("dialog-token"), $("token-form-error")),
+  );
   $("token-form").addEventListener("submit", submitCreate);
   const reveal = $("dialog-reveal");
   $("reveal-copy").addEventListener("click", copyToken);
@@ -521,6 +477,6 @@ export function init(currentProject) {
     $("reveal-copy").focus();
   });
   $("reveal-discard").addEventListener("click", () => reveal.close());
-  $("revoke-form").addEventListener("submit", submitRevoke);
+  askRevoke = removalDialog($("dialog-revoke"), $("revoke-error"), revoking);
   $("load-more").addEventListener("click", loadMore);
 }

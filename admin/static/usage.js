@@ -1,7 +1,7 @@
 // A project's usage: the 30-day bar chart on the project page and a sparkline per token row.
 
 import { api } from "./api.js";
-import { $, clearError, showError } from "./dom.js";
+import { $, clearError, loaded } from "./dom.js";
 import { barChart, formatCount, sparkline } from "./chart.js";
 
 export async function load(projectId, isCurrent) {
@@ -9,14 +9,8 @@ export async function load(projectId, isCurrent) {
   const error = $("usage-error");
   clearError(error);
   place.replaceChildren();
-  let report;
-  try {
-    report = await api.usage(projectId);
-  } catch (failure) {
-    if (isCurrent()) showError(error, failure);
-    return;
-  }
-  if (!isCurrent()) return;
+  const report = await loaded(() => api.usage(projectId), error, isCurrent);
+  if (!report) return;
   place.append(barChart(report.rows));
   const { proxied, upstream_errors, rate_limited, forbidden } = report.totals;
   $("usage-totals").textContent =

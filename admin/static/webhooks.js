@@ -5,16 +5,19 @@
 // #webhook-secret; closing the dialog empties that element and nothing else keeps it.
 
 import { api } from "./api.js";
+import { openDialog, openForm, removalDialog } from "./dialogs.js";
 import {
   $,
   cell,
   clearError,
   clearFieldErrorsOnChange,
   copyText,
-  openDialog,
-  removeConfirmed,
+  entryList,
+  loaded,
   showError,
   showFieldError,
+  tableHead,
+  text,
   whileBusy,
 } from "./dom.js";
 import { sendChecked } from "./fields.js";
@@ -26,17 +29,14 @@ const RECENT = 5;
 const WATCH_MS = 1000;
 const WATCH_TIMES = 20;
 
+// The columns of a webhook's deliveries table.
+const COLUMNS = ["Event", "Type", "Status", "Attempt", "Result", "Duration", "Next attempt"];
+
+const webhookItems = entryList($("webhooks-list"), $("webhooks-empty"), $("webhooks-status"));
 let projectOf = () => null; // the project on screen
 let stillCurrent = () => true;
 
 // ------------------------------------------------------------------ rows
-
-function text(tag, content, className) {
-  const element = document.createElement(tag);
-  element.textContent = content;
-  if (className) element.className = className;
-  return element;
-}
 
 function stateBadge(delivery) {
   const words = { delivered: "Delivered", failed: "Failed", pending: "Pending" };
@@ -76,20 +76,9 @@ function deliveriesTable(webhook) {
   table.className = "tokens deliveries";
   table.setAttribute("role", "table");
   table.setAttribute("aria-label", `Recent deliveries to ${webhook.url}`);
-  const head = document.createElement("thead");
-  head.setAttribute("role", "rowgroup");
-  const headRow = document.createElement("tr");
-  headRow.setAttribute("role", "row");
-  for (const name of ["Event", "Type", "Status", "Attempt", "Result", "Duration", "Next attempt"]) {
-    const th = text("th", name);
-    th.scope = "col";
-    th.setAttribute("role", "columnheader");
-    headRow.append(th);
-  }
-  head.append(headRow);
   const body = document.createElement("tbody");
   body.setAttribute("role", "rowgroup");
-  table.append(head, body);
+  table.append(tableHead(COLUMNS), body);
   wrap.append(table);
   return { wrap, table, body };
 }
@@ -134,10 +123,6 @@ function webhookItem(webhook) {
   return item;
 }
 
-function refreshEmptyState() {
-  $("webhooks-empty").hidden = $("webhooks-list").children.length !== 0;
-}
-
 // ------------------------------------------------------------------ loading
 
 export async function load(projectId, isCurrent) {
@@ -146,16 +131,10 @@ export async function load(projectId, isCurrent) {
   list.replaceChildren();
   $("webhooks-empty").hidden = true;
   clearError($("webhooks-error"));
-  let answer;
-  try {
-    answer = await api.listWebhooks(projectId);
-  } catch (failure) {
-    if (isCurrent()) showError($("webhooks-error"), failure);
-    return;
-  }
-  if (!isCurrent()) return;
+  const answer = await loaded(() => api.listWebhooks(projectId), $("webhooks-error"), isCurrent);
+  if (!answer) return;
   list.append(...answer.webhooks.map(webhookItem));
-  refreshEmptyState();
+  webhookItems.refresh();
 }
 
 // Show the newest deliveries; true while the newest is still pending.
@@ -212,12 +191,6 @@ function fillEvents() {
   $("webhook-events-field").hidden = choices.length === 0;
 }
 
-function openCreate() {
-  $("webhook-form").reset();
-  clearError($("webhook-form-error"));
-  openDialog($("dialog-webhook"));
-}
-
 async function submitCreate(event) {
   event.preventDefault();
   const project = projectOf();
@@ -252,9 +225,7 @@ function revealSecret(created, projectId) {
       window.getSelection()?.removeAllRanges();
       const project = projectOf();
       if (project && project.id === projectId) {
-        $("webhooks-list").prepend(webhookItem(created));
-        refreshEmptyState();
-        $("webhooks-status").textContent = "Webhook added.";
+        webhookItems.add(webhookItem(created), "Webhook added.");
       }
     },
   });
@@ -271,31 +242,17 @@ async function copySecret() {
 
 // ------------------------------------------------------------------ delete
 
-let pendingDelete = null; // { webhook, item }
+let askDelete = () => {}; // (subject, returnFocus): see init
 
 function confirmDelete(webhook, item) {
-  pendingDelete = { webhook, item };
   $("webhook-delete-url").textContent = webhook.url;
-  clearError($("webhook-delete-error"));
-  openDialog($("dialog-webhook-delete"), {
-    returnFocus: () => $("create-webhook"),
-    onClose: () => {
-      pendingDelete = null;
-    },
-  });
+  askDelete({ webhook, item }, () => $("create-webhook"));
 }
 
-async function submitDelete(event) {
-  if (!pendingDelete) return event.preventDefault();
-  const { webhook, item } = pendingDelete;
-  const remove = () => api.deleteWebhook(webhook.project_id, webhook.id);
-  const form = $("webhook-delete-form");
-  if (!(await removeConfirmed(event, form, $("webhook-delete-error"), remove))) return;
-  item.remove();
-  refreshEmptyState();
-  $("webhooks-status").textContent = "Webhook deleted.";
-  $("dialog-webhook-delete").close();
-}
+const deleting = {
+  remove: ({ webhook }) => api.deleteWebhook(webhook.project_id, webhook.id),
+  removed: ({ item }) => webhookItems.drop(item, "Webhook deleted."),
+};
 
 // ------------------------------------------------------------------ wiring
 
@@ -303,9 +260,11 @@ export function init(currentProject) {
   projectOf = currentProject;
   fillEvents();
   clearFieldErrorsOnChange($("webhook-form"), $("webhook-form-error"));
-  $("create-webhook").addEventListener("click", openCreate);
+  $("create-webhook").addEventListener("click", () =>
+    openForm($("dialog-webhook"), $("webhook-form-error")),
+  );
   $("webhook-form").addEventListener("submit", submitCreate);
   $("webhook-secret-copy").addEventListener("click", copySecret);
   $("webhook-secret-done").addEventListener("click", () => $("dialog-webhook-secret").close());
-  $("webhook-delete-form").addEventListener("submit", submitDelete);
+  askDelete = removalDialog($("dialog-webhook-delete"), $("webhook-delete-error"), deleting);
 }

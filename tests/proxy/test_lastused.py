@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime
 
 import asyncpg
@@ -17,10 +16,9 @@ from gateway.core.journal import CLI
 from gateway.core.migrate import migrate
 from gateway.core.store import Store
 from gateway.core.store_usage import UsageStore
-from gateway.core.tokens import generate
 from gateway.proxy.lastused import LastUsed, flushing
 from gateway.proxy.metrics import GatewayMetrics
-from tests.helpers import Clock
+from tests.helpers import Clock, project_with_tokens
 from tests.relay import Relay
 
 T0 = 1_800_000_000.0  # a fixed epoch second, so written times can be compared exactly
@@ -31,50 +29,12 @@ def metrics() -> GatewayMetrics:
     return GatewayMetrics(CollectorRegistry())
 
 
-@pytest.fixture
-async def update_statements(pg_pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
-    """Counts UPDATE statements on ``tokens`` with a statement-level trigger (Postgres'
-    own count, whatever the client does); yields the pool to read ``update_count``."""
-    await pg_pool.execute(
-        """
-        CREATE TABLE IF NOT EXISTS test_update_statements (n bigint NOT NULL);
-        TRUNCATE test_update_statements;
-        INSERT INTO test_update_statements VALUES (0);
-        CREATE OR REPLACE FUNCTION test_count_update() RETURNS trigger LANGUAGE plpgsql AS
-          $$ BEGIN UPDATE test_update_statements SET n = n + 1; RETURN NULL; END $$;
-        CREATE OR REPLACE TRIGGER test_count_update AFTER UPDATE ON tokens
-          FOR EACH STATEMENT EXECUTE FUNCTION test_count_update();
-        """
-    )
-    try:
-        yield pg_pool
-    finally:
-        await pg_pool.execute(
-            "DROP TRIGGER IF EXISTS test_count_update ON tokens;"
-            "DROP TABLE IF EXISTS test_update_statements"
-        )
-
-
 async def update_count(pool: asyncpg.Pool) -> int:
-    n: int = await pool.fetchval("SELECT n FROM test_update_statements")
+    """UPDATE statements on ``tokens`` so far (recorded by the ``statements`` fixture)."""
+    n: int = await pool.fetchval(
+        "SELECT count(*) FROM test_statements WHERE tbl = 'tokens' AND op = 'UPDATE'"
+    )
     return n
-
-
-async def make_tokens(store: Store, count: int) -> list[str]:
-    project = await store.create_project("p", None, actor=CLI)
-    ids = []
-    for _ in range(count):
-        token = generate("tg")
-        await store.create_token(
-            project.id,
-            token.id,
-            secret_hash="$argon2id$x",
-            description="",
-            expires_in_days=30,
-            actor=CLI,
-        )
-        ids.append(token.id)
-    return ids
 
 
 async def last_used_at(pool: asyncpg.Pool, token_id: str) -> float | None:
@@ -93,9 +53,9 @@ def pending_gauge(metrics: GatewayMetrics) -> float | None:
 
 
 async def test_one_statement_per_flush_whatever_the_request_count(
-    store: Store, pg_pool: asyncpg.Pool, update_statements: asyncpg.Pool, metrics: GatewayMetrics
+    store: Store, pg_pool: asyncpg.Pool, statements: asyncpg.Pool, metrics: GatewayMetrics
 ) -> None:
-    ids = await make_tokens(store, 40)
+    _, ids = await project_with_tokens(store, 40)
     clock = Clock(T0)
     last_used = LastUsed(UsageStore(pg_pool), metrics, clock=clock)
     for i in range(2000):
@@ -105,21 +65,21 @@ async def test_one_statement_per_flush_whatever_the_request_count(
 
     assert await last_used.flush()
 
-    assert await update_count(update_statements) == 1
+    assert await update_count(statements) == 1
     for k, token_id in enumerate(ids):
         # the latest of the uses of token k: i = 2000 - 40 + k
-        assert await last_used_at(update_statements, token_id) == T0 + 1960 + k
+        assert await last_used_at(statements, token_id) == T0 + 1960 + k
     assert pending_gauge(metrics) == 0
     assert flushes(metrics, "ok") == 1
 
     assert await last_used.flush()  # nothing pending: no statement at all
-    assert await update_count(update_statements) == 1
+    assert await update_count(statements) == 1
 
 
 async def test_last_used_never_moves_backwards(
     store: Store, pg_pool: asyncpg.Pool, metrics: GatewayMetrics
 ) -> None:
-    [token_id] = await make_tokens(store, 1)
+    _, [token_id] = await project_with_tokens(store, 1)
     clock = Clock(T0 + 100)
     last_used = LastUsed(UsageStore(pg_pool), metrics, clock=clock)
     last_used.record(token_id)
@@ -136,8 +96,7 @@ async def test_last_used_never_moves_backwards(
 async def test_deleted_tokens_are_skipped(
     store: Store, pg_pool: asyncpg.Pool, metrics: GatewayMetrics
 ) -> None:
-    kept, revoked = await make_tokens(store, 2)
-    project_id = await pg_pool.fetchval("SELECT project_id FROM tokens WHERE id = $1", kept)
+    project_id, [kept, revoked] = await project_with_tokens(store, 2)
     last_used = LastUsed(UsageStore(pg_pool), metrics, clock=Clock(T0))
     last_used.record(kept)
     last_used.record(revoked)
@@ -153,7 +112,7 @@ async def test_deleted_tokens_are_skipped(
 async def test_entries_survive_a_database_outage(
     database_url: str, pg_pool: asyncpg.Pool, metrics: GatewayMetrics
 ) -> None:
-    ids = await make_tokens(Store(pg_pool), 3)
+    _, ids = await project_with_tokens(Store(pg_pool), 3)
     relay = Relay(database_url)
     await relay.start()
     relayed = await asyncpg.create_pool(relay.url, min_size=1, max_size=2)
@@ -188,7 +147,7 @@ async def test_entries_survive_a_database_outage(
 async def test_uses_during_a_failing_write_are_merged_later_time_wins(
     store: Store, pg_pool: asyncpg.Pool, metrics: GatewayMetrics
 ) -> None:
-    ids = await make_tokens(store, 2)
+    _, ids = await project_with_tokens(store, 2)
     clock = Clock(T0)
     last_used = LastUsed(UsageStore(pg_pool), metrics, clock=clock)
     for token_id in ids:
@@ -230,7 +189,7 @@ async def waiting_update(pool: asyncpg.Pool) -> int:
 async def test_the_flusher_writes_on_its_interval_and_on_the_way_out(
     settings: Settings, store: Store, pg_pool: asyncpg.Pool, metrics: GatewayMetrics
 ) -> None:
-    periodic, at_exit = await make_tokens(store, 2)
+    _, [periodic, at_exit] = await project_with_tokens(store, 2)
     # LAST_USED_FLUSH_INTERVAL=0.05 in tests
     async with flushing(
         LastUsed(UsageStore(pg_pool), metrics), settings.last_used_flush_interval
@@ -251,7 +210,7 @@ async def test_shutdown_flush_gives_up_after_its_deadline(
     metrics: GatewayMetrics,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    [token_id] = await make_tokens(Store(pg_pool), 1)
+    _, [token_id] = await project_with_tokens(Store(pg_pool), 1)
     relay = Relay(database_url)
     await relay.start()
     relayed = await asyncpg.create_pool(relay.url, min_size=1, max_size=2)

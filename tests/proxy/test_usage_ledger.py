@@ -4,7 +4,6 @@ lost COMMIT answer and outages, quota events once per threshold."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import date
 
 import asyncpg
@@ -14,61 +13,19 @@ from prometheus_client import CollectorRegistry
 from gateway.core.journal import CLI
 from gateway.core.store import Store
 from gateway.core.store_usage import Batch, UsageStore, crossed, utc_day
-from gateway.core.tokens import generate
 from gateway.proxy.lastused import LastUsed
 from gateway.proxy.metrics import GatewayMetrics
 from gateway.proxy.usage import Ledger
-from tests.helpers import Clock
+from tests.helpers import FLUSHED_TABLES, Clock, project_with_tokens
 from tests.relay import Relay
 
 T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 DAY0 = int(T0 // 86_400)
-TABLES = ("tokens", "usage_daily", "usage_batches", "quota_usage")
 
 
 @pytest.fixture
 def metrics() -> GatewayMetrics:
     return GatewayMetrics(CollectorRegistry())
-
-
-@pytest.fixture
-async def transactions(pg_pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
-    """Statement-level triggers on every table a flush writes record each statement's
-    transaction id (Postgres' own record, whatever the client does)."""
-    triggers = "".join(
-        f"CREATE OR REPLACE TRIGGER test_txid AFTER INSERT OR UPDATE ON {table} "
-        "FOR EACH STATEMENT EXECUTE FUNCTION test_record_txid();"
-        for table in TABLES
-    )
-    await pg_pool.execute(
-        "CREATE TABLE IF NOT EXISTS test_txids (txid bigint NOT NULL, tbl text NOT NULL);"
-        "TRUNCATE test_txids;"
-        "CREATE OR REPLACE FUNCTION test_record_txid() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN INSERT INTO test_txids VALUES (txid_current(), TG_TABLE_NAME); "
-        "RETURN NULL; END $$;" + triggers
-    )
-    try:
-        yield pg_pool
-    finally:
-        drops = "".join(f"DROP TRIGGER IF EXISTS test_txid ON {table};" for table in TABLES)
-        await pg_pool.execute(drops + "DROP TABLE IF EXISTS test_txids")
-
-
-async def project_with_tokens(store: Store, count: int) -> tuple[str, list[str]]:
-    project = await store.create_project("p", None, actor=CLI)
-    ids = []
-    for _ in range(count):
-        token = generate("tg")
-        await store.create_token(
-            project.id,
-            token.id,
-            secret_hash="$argon2id$x",
-            description="",
-            expires_in_days=30,
-            actor=CLI,
-        )
-        ids.append(token.id)
-    return project.id, ids
 
 
 async def totals(pool: asyncpg.Pool, project_id: str) -> dict[str, int]:
@@ -118,11 +75,11 @@ def test_quota_thresholds_are_crossed_once() -> None:
 
 
 async def test_one_transaction_per_flush_whatever_the_load(
-    store: Store, transactions: asyncpg.Pool, metrics: GatewayMetrics
+    store: Store, statements: asyncpg.Pool, metrics: GatewayMetrics
 ) -> None:
     project_id, ids = await project_with_tokens(store, 40)
     clock = Clock(T0)
-    last_used = LastUsed(UsageStore(transactions), metrics, clock=clock)
+    last_used = LastUsed(UsageStore(statements), metrics, clock=clock)
     ledger = last_used.ledger
     statuses = [(200, True), (500, True), (502, False), (429, False), (403, False)]
     for i in range(5000):
@@ -131,26 +88,24 @@ async def test_one_transaction_per_flush_whatever_the_load(
         status, answered = statuses[i % len(statuses)]
         ledger.count(token_id, project_id, status, answered)
         ledger.unit(project_id, "day:2027-01-15", 10_000)
-    await transactions.execute("TRUNCATE test_txids")  # the tokens' creation is not a flush
+    await statements.execute("TRUNCATE test_statements")  # the tokens' creation is not a flush
 
     assert await last_used.flush()
 
-    txids = await transactions.fetch("SELECT DISTINCT txid, tbl FROM test_txids")
+    txids = await statements.fetch("SELECT DISTINCT txid, tbl FROM test_statements")
     assert len({row["txid"] for row in txids}) == 1
-    assert {row["tbl"] for row in txids} == set(TABLES)
-    assert await totals(transactions, project_id) == {
+    assert {row["tbl"] for row in txids} == set(FLUSHED_TABLES)
+    assert await totals(statements, project_id) == {
         "proxied": 2000,
         "upstream_errors": 2000,
         "rate_limited": 1000,
         "forbidden": 1000,
     }
-    assert await UsageStore(transactions).quota_used(project_id, "day:2027-01-15") == 5000
+    assert await UsageStore(statements).quota_used(project_id, "day:2027-01-15") == 5000
     assert flushes(metrics, "ok") == 1
 
     assert await last_used.flush()  # nothing pending: no transaction at all
-    assert (
-        len({row["txid"] for row in await transactions.fetch("SELECT txid FROM test_txids")}) == 1
-    )
+    assert await statements.fetchval("SELECT count(DISTINCT txid) FROM test_statements") == 1
 
 
 async def test_a_lost_commit_answer_is_not_applied_twice(
