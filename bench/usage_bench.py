@@ -110,6 +110,7 @@ def ledger(w: Workloads) -> dict[str, Any]:
         "ratio_median": median(r["on"]["rps"] / r["off"]["rps"] for r in rounds),
         "noise_median": median(r["on"]["rps"] / r["on2"]["rps"] for r in rounds),
         "cpu_ratio_median": median(r["on"]["cpu_us"] / r["off"]["cpu_us"] for r in rounds),
+        "cpu_noise_median": median(r["on"]["cpu_us"] / r["on2"]["cpu_us"] for r in rounds),
         "cpu_us_on": median(r["on"].get("cpu_us", 0) for r in rounds),
         "cpu_us_off": median(r["off"].get("cpu_us", 0) for r in rounds),
         "count_us": count_cost_us(),
@@ -270,7 +271,8 @@ def render(results: dict[str, Any]) -> list[str]:
             f"{'met' if ok else '**missed**'}); the A/A pair of two identical gateways, "
             f"median {part['noise_median']:.3f}, is the noise floor of the same run. CPU per "
             f"request (medians) on {part['cpu_us_on']:.0f} us, off {part['cpu_us_off']:.0f} us "
-            f"(on/off per round, median {part['cpu_ratio_median']:.3f}). One Ledger.count "
+            f"(on/off per round, median {part['cpu_ratio_median']:.3f}; on/on' "
+            f"{part['cpu_noise_median']:.3f}). One Ledger.count "
             f"costs {part['count_us']:.2f} us in-process: {share:.2%} of a request's CPU.",
             "",
         ]
