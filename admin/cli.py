@@ -539,7 +539,7 @@ def _webhook_command(
 def _group(subparsers: Any, name: str, help: str) -> Any:
     parser = subparsers.add_parser(name, help=help, description=help)
     parser.set_defaults(command=None)
-    return parser.add_subparsers(title="commands", parser_class=Parser)
+    return parser.add_subparsers(title="commands", parser_class=Parser, required=True)
 
 
 def _project_flag(command: argparse.ArgumentParser) -> None:
@@ -726,7 +726,7 @@ def _usage_command(commands: Any) -> None:
 
 def build_parser() -> Parser:
     parser = Parser(prog="admin", description="Tollgate administration.")
-    commands = parser.add_subparsers(title="commands", parser_class=Parser)
+    commands = parser.add_subparsers(title="commands", parser_class=Parser, required=True)
     subcommand(commands, "serve", _serve, "run the admin API", migrate_flag=True)
     _project_commands(commands)
     _token_commands(commands)

@@ -274,8 +274,35 @@ USAGE_PATH: Final = "/v1/projects/{project_id}/usage"
 
 
 def wants_csv(request: web.Request) -> bool:
+    """CSV when the client prefers it to JSON (RFC 9110 §12.5.1: q-values, and the most
+    specific range naming a type counts); JSON otherwise, and without ``Accept``."""
     accept = request.headers.get("Accept", "")
-    return any(part.split(";")[0].strip().lower() == "text/csv" for part in accept.split(","))
+    return quality(accept, "text/csv") > quality(accept, "application/json")
+
+
+def quality(accept: str, kind: str) -> float:
+    """The q ``accept`` gives the media type ``kind``: that of its most specific range
+    (``kind``, then ``type/*``, then ``*/*``); 0 when none covers it."""
+    ranks = {kind: 3, kind.split("/")[0] + "/*": 2, "*/*": 1}
+    best, q = 0, 0.0
+    for part in accept.split(","):
+        media, *params = part.split(";")
+        rank = ranks.get(media.strip().lower(), 0)
+        if rank > best:
+            best, q = rank, _q(params)
+    return q
+
+
+def _q(params: list[str]) -> float:
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                q = float(value)
+            except ValueError:
+                return 0.0
+            return q if 0.0 <= q <= 1.0 else 0.0
+    return 1.0
 
 
 @ROUTES.get(USAGE_PATH)

@@ -79,7 +79,8 @@ USAGE_QUERY: Final = Query(
             default=None,
             pattern=_DATE,
             must="must be a date, YYYY-MM-DD",
-            description="First UTC day (default: 29 days before `to`).",
+            description=f"First UTC day, {usage.FIRST_DAY} to {usage.LAST_DAY} (default: 29 "
+            "days before `to`).",
         ),
         "to": Field(
             default=None,

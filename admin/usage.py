@@ -22,6 +22,10 @@ from . import projects
 GROUPINGS: Final = ("day", "token")
 DAYS_MAX: Final = 400
 DEFAULT_DAYS: Final = 30  # a report without ``from``: the 30 days up to ``to``
+# The days a report may name: the ledger counts UTC days since 1970 (none before); Python
+# has no dates past 9999, and asyncpg sends its last one, 9999-12-31, as 'infinity'.
+FIRST_DAY: Final = date(1970, 1, 1)
+LAST_DAY: Final = date(9999, 12, 30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +47,14 @@ def _day(name: str, text: str | None, default: date) -> date:
     if text is None:
         return default
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
         raise BadRequest(f'"{name}" is not a calendar date', code="invalid_value") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise BadRequest(
+            f'"{name}" must be between {FIRST_DAY} and {LAST_DAY}', code="invalid_value"
+        )
+    return day
 
 
 def span(
@@ -53,7 +62,7 @@ def span(
 ) -> tuple[date, date]:
     """The days a report covers; 400 when they are backwards or too many."""
     end = _day("to", end_text, now or today())
-    start = _day("from", start_text, end - timedelta(days=DEFAULT_DAYS - 1))
+    start = _day("from", start_text, max(FIRST_DAY, end - timedelta(days=DEFAULT_DAYS - 1)))
     if start > end:
         raise BadRequest('"from" must not be after "to"', code="invalid_value")
     if (end - start).days + 1 > DAYS_MAX:

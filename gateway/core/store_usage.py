@@ -181,12 +181,14 @@ class UsageStore:
     ) -> list[UsageRow]:
         """One row per day from ``start`` to ``end`` (inclusive), zeros where none."""
         rows = await self._pool.fetch(
-            "SELECT g.day::date AS key, COALESCE(sum(u.proxied), 0)::bigint AS proxied, "
+            "SELECT g.day AS key, COALESCE(sum(u.proxied), 0)::bigint AS proxied, "
             "COALESCE(sum(u.upstream_errors), 0)::bigint AS upstream_errors, "
             "COALESCE(sum(u.rate_limited), 0)::bigint AS rate_limited, "
             "COALESCE(sum(u.forbidden), 0)::bigint AS forbidden "
-            "FROM generate_series($2::date, $3::date, interval '1 day') AS g(day) "
-            "LEFT JOIN usage_daily u ON u.project_id = $1 AND u.day = g.day::date "
+            # Days as date + n, not a series of timestamps: no time zone, no overflow.
+            "FROM generate_series(0, $3::date - $2::date) AS n "
+            "CROSS JOIN LATERAL (SELECT $2::date + n AS day) AS g "
+            "LEFT JOIN usage_daily u ON u.project_id = $1 AND u.day = g.day "
             "AND ($4::text IS NULL OR u.token_id = $4) "
             "GROUP BY g.day ORDER BY g.day",
             project_id,

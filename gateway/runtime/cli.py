@@ -32,7 +32,7 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
 
 def build_parser() -> Parser:
     parser = Parser(prog="gateway", description="Tollgate: the authenticating reverse proxy.")
-    subparsers = parser.add_subparsers(title="commands", parser_class=Parser)
+    subparsers = parser.add_subparsers(title="commands", parser_class=Parser, required=True)
     subcommand(subparsers, "migrate", _migrate, "apply pending database migrations")
     subcommand(subparsers, "serve", _serve, "run the proxy", migrate_flag=True)
     subcommand(

@@ -164,6 +164,9 @@ async def test_usage_as_csv(admin_client: Client, used: dict[str, str]) -> None:
         ({"to": "yesterday"}, '"to" must be a date, YYYY-MM-DD'),
         ({"from": "2026-01-02", "to": "2026-01-01"}, '"from" must not be after "to"'),
         ({"from": "2025-01-01", "to": "2026-02-05"}, "at most 400 days"),
+        ({"from": "0001-01-01", "to": "1970-01-05"}, '"from" must be between 1970-01-01'),
+        ({"to": "1969-12-31"}, '"to" must be between 1970-01-01 and 9999-12-30'),
+        ({"to": "9999-12-31"}, '"to" must be between 1970-01-01 and 9999-12-30'),
         ({"group_by": "week"}, '"group_by" must be one of day, token'),
         ({"token_id": "../x"}, '"token_id" is not a token id'),
     ],
@@ -185,6 +188,53 @@ async def test_400_days_is_the_most_a_report_covers(
     )
     assert response.status == 200
     assert len((await response.json())["rows"]) == 400
+
+
+@pytest.mark.parametrize("group_by", ["day", "token"])
+@pytest.mark.parametrize(
+    ("start", "end", "days"),
+    [("9999-12-29", "9999-12-30", 2), (None, "9999-12-30", 30), (None, "1970-01-05", 5)],
+)
+async def test_the_first_and_last_days_of_the_calendar_are_answered(
+    admin_client: Client,
+    used: dict[str, str],
+    group_by: str,
+    start: str | None,
+    end: str,
+    days: int,
+) -> None:
+    params = {"to": end, "group_by": group_by} | ({"from": start} if start else {})
+    response = await admin_client.get(f"/v1/projects/{used['project']}/usage", params=params)
+    assert response.status == 200
+    rows = (await response.json())["rows"]
+    if group_by == "day":
+        assert [row["date"] for row in rows][-1] == end and len(rows) == days
+    else:
+        assert rows == []
+
+
+@pytest.mark.parametrize(
+    ("accept", "kind"),
+    [
+        ("text/csv", "text/csv"),
+        ("text/csv;q=0.5, application/json", "application/json"),
+        ("application/json;q=0.5, text/csv", "text/csv"),
+        ("text/*", "text/csv"),
+        ("*/*", "application/json"),
+        ("text/csv;q=0", "application/json"),
+        ("text/csv;q=abc", "application/json"),
+        ("image/png", "application/json"),
+        ("", "application/json"),
+    ],
+)
+async def test_the_answer_is_the_type_the_client_prefers(
+    admin_client: Client, used: dict[str, str], accept: str, kind: str
+) -> None:
+    response = await admin_client.get(
+        f"/v1/projects/{used['project']}/usage", headers={"Accept": accept}
+    )
+    assert response.status == 200
+    assert response.content_type == kind
 
 
 async def test_usage_of_an_unknown_project_is_404(admin_client: Client) -> None:

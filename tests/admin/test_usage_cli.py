@@ -48,6 +48,7 @@ async def test_usage_refuses_bad_input_in_one_line(env: dict[str, str]) -> None:
     for args, says in [
         (("--from", "2026-13-01"), '"from" is not a calendar date'),
         (("--from", "2020-01-01", "--to", "2026-01-01"), "at most 400 days"),
+        (("--from", "0001-01-01", "--to", "0001-01-02"), '"to" must be between'),
     ]:
         result = await admin(env, "usage", "--project", pid, *args)
         assert result.code == 2, result
