@@ -26,7 +26,15 @@ from typing import Any, Final, TypeVar
 import asyncpg
 
 from gateway.core import capabilities, db, embedded, migrate
-from gateway.core.clikit import Command, Parser, add_settings_flags, quiet, run, subcommand
+from gateway.core.clikit import (
+    Command,
+    Parser,
+    add_settings_flags,
+    commands_of,
+    quiet,
+    run,
+    subcommand,
+)
 from gateway.core.config import ConfigError, Settings
 from gateway.core.errors import BadRequest, TollgateError
 from gateway.core.journal import CLI
@@ -537,9 +545,7 @@ def _webhook_command(
 
 
 def _group(subparsers: Any, name: str, help: str) -> Any:
-    parser = subparsers.add_parser(name, help=help, description=help)
-    parser.set_defaults(command=None)
-    return parser.add_subparsers(title="commands", parser_class=Parser, required=True)
+    return commands_of(subparsers.add_parser(name, help=help, description=help))
 
 
 def _project_flag(command: argparse.ArgumentParser) -> None:
@@ -726,13 +732,13 @@ def _usage_command(commands: Any) -> None:
 
 def build_parser() -> Parser:
     parser = Parser(prog="admin", description="Tollgate administration.")
-    commands = parser.add_subparsers(title="commands", parser_class=Parser, required=True)
-    subcommand(commands, "serve", _serve, "run the admin API", migrate_flag=True)
-    _project_commands(commands)
-    _token_commands(commands)
-    _webhook_commands(commands)
-    _key_commands(commands)
-    _usage_command(commands)
+    group = commands_of(parser)
+    subcommand(group, "serve", _serve, "run the admin API", migrate_flag=True)
+    _project_commands(group)
+    _token_commands(group)
+    _webhook_commands(group)
+    _key_commands(group)
+    _usage_command(group)
     return parser
 
 

@@ -121,8 +121,7 @@ def count_cost_us() -> float:
     """What one ``Ledger.count`` costs in this process, µs (the best of 5 timings)."""
     import timeit
 
-    sys.path.insert(0, str(ROOT))
-    from gateway.proxy.usage import Ledger
+    from gateway.proxy.usage import Ledger  # this tree's: bench/run.py puts it first
 
     ledger = Ledger()
     count = ledger.count

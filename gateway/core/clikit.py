@@ -68,11 +68,8 @@ def run(
     environ: Mapping[str, str] | None = None,
 ) -> int:
     """Parse, build settings, run the chosen command; map known failures to exit 2."""
-    args = parser.parse_args(argv)
-    command: Command | None = getattr(args, "command", None)
-    if command is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
+    args = parser.parse_args(argv)  # a missing command is a usage error (see commands)
+    command: Command = args.command
     try:
         settings = settings_from(args, os.environ if environ is None else environ)
         setup_logging(getattr(args, "log_level", "INFO"))
@@ -99,6 +96,11 @@ def setup_logging(default: str = "INFO") -> None:
 def quiet(parser: argparse.ArgumentParser) -> None:
     """The command logs warnings and errors only (unless ``LOG_LEVEL`` says otherwise)."""
     parser.set_defaults(log_level="WARNING")
+
+
+def commands_of(parser: argparse.ArgumentParser) -> Any:
+    """The parser's subcommands; one is required (without, one line and exit 2)."""
+    return parser.add_subparsers(title="commands", parser_class=Parser, required=True)
 
 
 def subcommand(

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Sequence
 
 from gateway.core import migrate
-from gateway.core.clikit import Parser, run, subcommand
+from gateway.core.clikit import Parser, commands_of, run, subcommand
 from gateway.core.config import Settings
 
 from . import serve, up
@@ -32,7 +32,7 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
 
 def build_parser() -> Parser:
     parser = Parser(prog="gateway", description="Tollgate: the authenticating reverse proxy.")
-    subparsers = parser.add_subparsers(title="commands", parser_class=Parser, required=True)
+    subparsers = commands_of(parser)
     subcommand(subparsers, "migrate", _migrate, "apply pending database migrations")
     subcommand(subparsers, "serve", _serve, "run the proxy", migrate_flag=True)
     subcommand(
