@@ -68,13 +68,25 @@ def gcra(tat: Tat | None, now: int, rate: Rate) -> tuple[Decision, Tat]:
     period = rate.period * US
     # A TAT in the past carries no debt. A frac out of range (a damaged value) is clamped.
     start = Tat(tat.us, min(tat.frac, rate.limit - 1)) if tat and tat.after(now) else Tat(now)
-    step, rest = divmod(period, rate.limit)  # interval = step + rest / limit
-    carry, frac = divmod(start.frac + rest, rate.limit)
-    new = Tat(start.us + step + carry, frac)
+    new = _next(start, rate)
     ahead = new.us - now
     if ahead < period or (ahead == period and new.frac == 0):
         return decide(True, now, new, rate), new
     return decide(False, now, start, rate), tat or start  # a refusal changes nothing
+
+
+def _next(tat: Tat, rate: Rate) -> Tat:
+    """``tat`` moved one emission interval (``step + rest / limit`` µs) forward."""
+    step, rest = divmod(rate.period * US, rate.limit)
+    carry, frac = divmod(tat.frac + rest, rate.limit)
+    return Tat(tat.us + step + carry, frac)
+
+
+def refused_until(tat: Tat, rate: Rate) -> int:
+    """The first µs at which a request may be admitted again, after a refusal that kept
+    ``tat``: before it every request is refused, whatever other instances do meanwhile
+    (admissions only move the TAT later, refusals leave it)."""
+    return _next(tat, rate).us - rate.period * US
 
 
 def decide(allowed: bool, now: int, tat: Tat, rate: Rate) -> Decision:

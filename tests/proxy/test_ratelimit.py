@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.core.config import ConfigError, Settings
-from gateway.core.gcra import US, Tat, gcra
+from gateway.core.gcra import US, Tat, gcra, refused_until
 from gateway.core.rates import Rate, parse_rate
 from gateway.proxy.ratelimit import Decision, LocalLimiter, create_limiter, require_backend
 from tests.helpers import Clock
@@ -115,6 +115,31 @@ def test_a_client_keeping_to_the_rate_is_never_refused(limit: int, period: int, 
         decision, tat = gcra(tat, 10**15 + n * spacing, rate)
         assert decision.allowed
         assert decision.remaining == limit - 1
+
+
+@given(
+    limit=st.integers(1, 1000),
+    period=PERIODS,
+    debt=st.integers(0, 10**12),
+    gap=st.integers(1, 10**7),
+)
+def test_a_refusal_holds_exactly_until_refused_until(
+    limit: int, period: int, debt: int, gap: int
+) -> None:
+    # A refused bucket, in any state: every moment before refused_until is refused (and
+    # keeps the TAT), and the first moment it names, or the next µs, admits.
+    rate = Rate(limit, period)
+    now = 10**15
+    tat: Tat | None = Tat(now + period * US - debt % (period * US // limit + 1), debt % limit)
+    while gcra(tat, now, rate)[0].allowed:
+        tat = gcra(tat, now, rate)[1]
+    assert tat is not None
+    until = refused_until(tat, rate)
+    assert until > now
+    for moment in (now, now + gap % (until - now), until - 1):
+        refused, kept = gcra(tat, moment, rate)
+        assert not refused.allowed and kept == tat
+    assert gcra(tat, until, rate)[0].allowed or gcra(tat, until + 1, rate)[0].allowed
 
 
 def test_refills_one_request_per_interval() -> None:

@@ -24,10 +24,10 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway.core.gcra import US, Tat, decide, gcra
+from gateway.core.gcra import US, Tat, bucket, decide, gcra, refused_until
 from gateway.core.rates import Rate, parse_rate
 from gateway.proxy.metrics import GatewayMetrics
-from gateway.proxy.ratelimit.redis import SCRIPT, RedisLimiter
+from gateway.proxy.ratelimit.redis import SCRIPT, RedisLimiter, Refusals
 from tests.helpers import Clock
 from tests.relay import Relay
 
@@ -146,6 +146,87 @@ async def test_one_round_trip_per_request(redis: Redis, prefix: str) -> None:
     assert commands == ["EVALSHA"] * 20 + ["ECHO"]
     calls = after["cmdstat_evalsha"]["calls"] - before["cmdstat_evalsha"]["calls"]
     assert calls >= 20  # other test sessions may share this Redis
+
+
+def count_scripts(limiter: RedisLimiter) -> list[str]:
+    """The limiter's script runs (EVALSHA or EVAL), recorded as they are sent to Redis."""
+    sent: list[str] = []
+    call = limiter._client.call
+
+    async def recording(*args: Any) -> Any:
+        if args[0] in ("EVALSHA", "EVAL"):
+            sent.append(args[0])
+        return await call(*args)
+
+    limiter._client.call = recording  # type: ignore[method-assign]
+    return sent
+
+
+async def redis_time(redis: Redis) -> int:
+    seconds, micros = await redis.time()
+    return seconds * US + micros
+
+
+async def test_a_refusal_is_answered_here_until_redis_could_admit(
+    redis: Redis, prefix: str
+) -> None:
+    rate = Rate(4, 1)  # one request every 250 ms
+    async with limiter_at(REDIS_URL, prefix) as limiter:
+        sent = count_scripts(limiter)
+        assert [(await limiter.hit("token", rate)).allowed for _ in range(5)] == [True] * 4 + [
+            False
+        ]
+        stored_us, stored_frac = map(int, (await redis.get(prefix + bucket("token", rate))).split())
+        tat = Tat(stored_us, stored_frac)
+        until = refused_until(tat, rate)
+        asked, refused_here = len(sent), 0
+        while True:  # as fast as it goes: every refusal must be one Redis would give
+            before = await redis_time(redis)
+            decision = await limiter.hit("token", rate)
+            if decision.allowed:
+                break
+            assert before < until, "refused when Redis would have admitted it"
+            # The answer Redis would give at that moment, headers and all.
+            assert decision == decide(False, before, tat, rate) or decision == decide(
+                False, await redis_time(redis), tat, rate
+            )
+            refused_here += 1
+        assert await redis_time(redis) >= until  # Redis admitted it, so its time had come
+    # Hundreds of refusals took a handful of round trips (the admission, and an early
+    # ask or two: Redis's clock is mapped to this process's conservatively).
+    assert refused_here > 50
+    assert len(sent) - asked <= 4, (refused_here, len(sent) - asked)
+
+
+async def test_a_changed_limit_and_other_tokens_still_ask_redis(prefix: str) -> None:
+    async with limiter_at(REDIS_URL, prefix) as limiter:
+        sent = count_scripts(limiter)
+        hourly = Rate(1, 3600)
+        assert (await limiter.hit("token", hourly)).allowed
+        assert not (await limiter.hit("token", hourly)).allowed
+        assert not (await limiter.hit("token", hourly)).allowed  # held: no round trip
+        assert len(sent) == 2
+        assert (await limiter.hit("token", Rate(5, 3600))).allowed  # a raised limit: at once
+        assert (await limiter.hit("other", hourly)).allowed
+        assert len(sent) == 4
+
+
+def test_held_refusals_are_bounded_and_forgotten_when_over() -> None:
+    rate = Rate(1, 60)
+    refusals = Refusals(max_keys=3)
+    tat = Tat(1_000 + 60 * US)  # refused at 1,000 µs: may be admitted again at 60 s + 1 ms
+    for n in range(10):
+        refusals.hold(f"key-{n}", rate, asked=1_000, now=1_000, tat=tat)
+    assert len(refusals) == 3
+    assert refusals.get("key-0", rate, 2_000) is None  # made room for later ones
+    assert refusals.get("key-9", rate, 2_000) == decide(False, 2_000, tat, rate)
+    assert refusals.get("key-9", rate, 1_000 + 60 * US) is None  # over: ask again
+    assert len(refusals) == 2
+    # Redis's clock mapped by when the request was sent: 5 s ahead here.
+    skewed = Tat(65 * US + 1_000)
+    refusals.hold("skewed", rate, asked=1_000, now=5 * US + 1_000, tat=skewed)
+    assert refusals.get("skewed", rate, 59 * US) == decide(False, 64 * US, skewed, rate)
+    assert refusals.get("skewed", rate, 60 * US + 1_000) is None
 
 
 async def test_a_flushed_script_cache_costs_one_eval(redis: Redis, prefix: str) -> None:

@@ -12,6 +12,11 @@ by a local limiter instead, counted in ``gateway_rate_limit_fallbacks_total``; a
 outage is logged once when it starts and once when Redis answers again, and Redis
 is tried again only after a growing backoff, not on every request. Meanwhile each
 instance admits up to the full limit on its own.
+
+A token refused by its rate limit is refused by this process, without asking Redis
+again, until the first moment its bucket may admit a request (:class:`Refusals`): with
+GCRA that moment cannot come sooner whatever other instances do, so this changes no
+decision. A flood of over-limit requests then costs no round trips.
 """
 
 from __future__ import annotations
@@ -20,14 +25,14 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.core.config import mask_url
-from gateway.core.gcra import US, Decision, Tat, bucket, decide
+from gateway.core.gcra import US, Decision, Tat, bucket, decide, refused_until
 from gateway.core.rates import Rate
 
 from ..metrics import GatewayMetrics
-from .local import LocalLimiter, QuotaHit, Shared
+from .local import DEFAULT_MAX_KEYS, LocalLimiter, QuotaHit, Shared
 from .resp import NoScript, ReplyError, RespClient
 
 log = logging.getLogger(__name__)
@@ -89,6 +94,58 @@ return {0, now, us, frac, used}
 """
 
 
+class _Held(NamedTuple):
+    until: int  # this process's clock (µs) at which the refusal may end
+    asked: int  # this process's clock (µs) when Redis was asked
+    now: int  # Redis's clock (µs) when it refused
+    tat: Tat  # the TAT Redis kept
+
+
+class Refusals:
+    """Rate-limit refusals from Redis, held in this process until they may end.
+
+    A refusal at Redis time ``now`` with TAT ``tat`` holds until
+    :func:`~gateway.core.gcra.refused_until`. Redis's clock is mapped to this process's by
+    the moment the request was sent: the script ran no earlier, so a held refusal ends no
+    later than Redis's would. The answers' headers are computed as Redis would at that
+    mapped moment. The bucket key names the rate, so a changed limit is asked afresh.
+    Memory is bounded: the oldest entries make room (forgetting one costs a round trip).
+    """
+
+    def __init__(self, max_keys: int = DEFAULT_MAX_KEYS) -> None:
+        self._max_keys = max_keys
+        self._held: dict[str, _Held] = {}
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def get(self, key: str, rate: Rate, clock: int) -> Decision | None:
+        """The refusal held for bucket ``key`` at ``clock`` (µs), or None: ask Redis."""
+        held = self._held.get(key)
+        if held is None:
+            return None
+        if clock >= held.until:
+            del self._held[key]
+            return None
+        return decide(False, held.now + clock - held.asked, held.tat, rate)
+
+    def hold(self, key: str, rate: Rate, asked: int, now: int, tat: Tat) -> None:
+        """Keep Redis's refusal of bucket ``key`` (asked at ``asked``, refused at ``now``)."""
+        held = self._held
+        held.pop(key, None)
+        held[key] = _Held(asked + refused_until(tat, rate) - now, asked, now, tat)
+        while len(held) > self._max_keys:
+            del held[next(iter(held))]
+        for _ in range(2):  # entries past their end go, oldest first
+            oldest = next(iter(held))
+            if held[oldest].until > asked:
+                break
+            del held[oldest]
+
+    def clear(self) -> None:
+        self._held.clear()
+
+
 class _Outage:
     """Redis failing since ``started``: try it again at ``retry_at``."""
 
@@ -129,6 +186,7 @@ class RedisLimiter:
         self._sha = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
         self._outage: _Outage | None = None
         self._generation = 0  # counts outage starts and ends
+        self._refusals = Refusals()
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = SOCKET_TIMEOUT, **options: Any) -> RedisLimiter:
@@ -156,6 +214,11 @@ class RedisLimiter:
         return self._outage is not None
 
     async def hit(self, key: str, rate: Rate) -> Decision:
+        where = bucket(key, rate)
+        asked = round(self._clock() * US)
+        held = self._refusals.get(where, rate, asked)
+        if held is not None:
+            return held
         # The outage state a request saw when it started: answers of requests that
         # started under an earlier state (in flight when Redis broke or came back)
         # neither start nor end an outage, so the log says it once.
@@ -163,14 +226,17 @@ class RedisLimiter:
         if outage is not None and not outage.may_retry(self._clock()):
             return self._fall_back(key, rate)
         try:
-            decision = await self._shared_hit(key, rate)
+            reply = await self._step(where, rate, None)
         except (ReplyError, OSError) as err:  # OSError includes TimeoutError, ConnectionError
             if generation == self._generation:
                 self._failed(err)
             return self._fall_back(key, rate)
         if outage is not None and generation == self._generation:
             self._recovered()
-        return decision
+        allowed, now, tat, _used = reply
+        if not allowed:
+            self._refusals.hold(where, rate, asked, now, tat)
+        return decide(bool(allowed), now, tat, rate)
 
     async def hit_quota(self, key: str, rate: Rate, quota: QuotaHit) -> Shared | None:
         """The rate limit and the quota in one script; None while Redis fails (the
@@ -179,20 +245,25 @@ class RedisLimiter:
         if outage is not None and not outage.may_retry(self._clock()):
             return None
         try:
-            shared = await self._shared(key, rate, quota)
+            allowed, now, tat, used = await self._step(bucket(key, rate), rate, quota)
         except (ReplyError, OSError) as err:
             if generation == self._generation:
                 self._failed(err)
             return None
         if outage is not None and generation == self._generation:
             self._recovered()
-        return shared
+        # Refusals by the rate are not held here: the script checks the quota first, and
+        # a quota used up meanwhile must answer quota_exceeded.
+        if allowed == 2:  # the quota is used up: the bucket was left as it was
+            return Shared(decide(True, now, tat, rate), used, refused=True)
+        return Shared(decide(bool(allowed), now, tat, rate), used, refused=False)
 
-    async def _shared_hit(self, key: str, rate: Rate) -> Decision:
-        return (await self._shared(key, rate, None)).decision
-
-    async def _shared(self, key: str, rate: Rate, quota: QuotaHit | None) -> Shared:
-        keys: tuple[str, ...] = (self._prefix + bucket(key, rate),)
+    async def _step(
+        self, key: str, rate: Rate, quota: QuotaHit | None
+    ) -> tuple[int, int, Tat, int]:
+        """One run of the script for bucket ``key``: (allowed, now, tat, used) as it
+        answered them (allowed 1, 0 for the rate, 2 for the quota)."""
+        keys: tuple[str, ...] = (self._prefix + key,)
         args: tuple[int, ...] = (rate.limit, rate.period * US)
         if quota is not None:
             keys += (QUOTA_PREFIX + quota.key,)
@@ -204,9 +275,7 @@ class RedisLimiter:
         if not isinstance(reply, list) or len(reply) != 5:
             raise ReplyError("the limiter script answered something else than 5 integers")
         allowed, now, us, frac, used = (int(value) for value in reply)  # type: ignore[arg-type]
-        if allowed == 2:  # the quota is used up: the bucket was left as it was
-            return Shared(decide(True, now, Tat(us, frac), rate), used, refused=True)
-        return Shared(decide(bool(allowed), now, Tat(us, frac), rate), used, refused=False)
+        return allowed, now, Tat(us, frac), used
 
     def _fall_back(self, key: str, rate: Rate) -> Decision:
         if self._metrics is not None:
@@ -242,5 +311,6 @@ class RedisLimiter:
         )
 
     async def close(self) -> None:
+        self._refusals.clear()
         await self._client.close()
         await self._fallback.close()
