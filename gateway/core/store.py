@@ -419,13 +419,17 @@ class Store:
     # ------------------------------------------------------------ gateway side
 
     async def auth_record(self, token_id: str) -> AuthRecord | None:
-        row = await self._pool.fetchrow(
+        return (await self.auth_records([token_id])).get(token_id)
+
+    async def auth_records(self, token_ids: list[str]) -> dict[str, AuthRecord]:
+        """The records of those of ``token_ids`` that exist, by id, in one query."""
+        rows = await self._pool.fetch(
             "SELECT t.id AS token_id, t.project_id, t.secret_hash, t.expires_at, p.rate_limit, "
             "t.scopes, t.allowed_ips, t.rotated_at, p.quota "
-            "FROM tokens t JOIN projects p ON p.id = t.project_id WHERE t.id = $1",
-            token_id,
+            "FROM tokens t JOIN projects p ON p.id = t.project_id WHERE t.id = ANY($1::text[])",
+            token_ids,
         )
-        return None if row is None else AuthRecord(**row)
+        return {row["token_id"]: AuthRecord(**row) for row in rows}
 
     async def touch_last_used(self, token_ids: list[str], times: list[datetime]) -> None:
         """Record last use for many tokens in one statement; never moves time backwards.

@@ -126,6 +126,7 @@ async def running(
             max_pending=VERIFY_THREADS * VERIFY_QUEUE_PER_THREAD,
             clock=clock,
         )
+        stack.push_async_callback(auth.close)
         listener = Listener(settings.database_listen_url or url, auth, metrics)
         await listener.start()
         stack.push_async_callback(listener.close)

@@ -4,7 +4,7 @@ One pass, cheapest step first::
 
     digest -> proof cache -> state cache                      (a token proven before)
            -> negative cache -> checksum -> failure throttle   (a first use)
-           -> single flight -> one store lookup -> argon2 in the executor
+           -> single flight -> one store lookup (batched) -> argon2 in the executor
            -> both caches filled in :meth:`Authenticator._remember`, and only there
 
 argon2 runs at most once per token and process, never on the event loop. Unknown,
@@ -27,6 +27,7 @@ from email.utils import formatdate
 from typing import Any
 
 from gateway.core import db, tokens
+from gateway.core.batches import Batches
 from gateway.core.errors import ServiceUnavailable, TollgateError, TooManyRequests
 from gateway.core.proofs import NegativeCache, ProofCache
 from gateway.core.rates import Quota, Rate, parse_quota, parse_rate
@@ -44,6 +45,9 @@ log = logging.getLogger(__name__)
 DB_TIMEOUT = 3.0  # seconds for one auth lookup before Postgres counts as unreachable
 STALE_RETRY = 1.0  # after a failed refresh, serve the stale state this long before retrying
 NEGATIVE_TTL = 60.0  # a wrong token is remembered this long (it can never become right)
+# Lookups of concurrent cache misses are sent together: this many queries at a time at most,
+# the others gather meanwhile (a flood of unknown ids costs Postgres one query per batch).
+LOOKUP_QUERIES = 2
 
 
 def deprecation(rotated_at: float | None, expires_at: float | None) -> dict[str, str] | None:
@@ -86,6 +90,9 @@ class Authenticator:
         self._throttle = FailureThrottle(clock=clock)
         self._verifications: SingleFlight[bytes, TokenState] = SingleFlight()
         self._lookups: SingleFlight[str, AuthRecord | None] = SingleFlight()
+        self._batches: Batches[str, AuthRecord | None] = Batches(
+            self._records, missing=None, max_in_flight=LOOKUP_QUERIES
+        )
         self._db_down = False
         self._lookups_failing = False
         self._hit = metrics.token_cache.labels("hit")
@@ -220,10 +227,18 @@ class Authenticator:
         500 when it answers with an error."""
         return await self._lookups.run(token_id, lambda: self._fetch(token_id))
 
+    async def _records(self, token_ids: list[str]) -> dict[str, AuthRecord]:
+        async with asyncio.timeout(DB_TIMEOUT):  # a hung query must give its place back
+            return await self._store.auth_records(token_ids)
+
+    async def close(self) -> None:
+        """Cancel the lookups still out (before the pool closes)."""
+        await self._batches.close()
+
     async def _fetch(self, token_id: str) -> AuthRecord | None:
         try:
             async with asyncio.timeout(DB_TIMEOUT):
-                record = await self._store.auth_record(token_id)
+                record = await self._batches.load(token_id)
         except db.UNREACHABLE as err:
             if not self._db_down:
                 log.warning("Postgres unreachable for token lookups: %s", err)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from typing import Any
@@ -141,6 +142,33 @@ async def test_bad_checksum_needs_no_database(
         assert sample(gateway, "gateway_token_verifications_total", result="invalid") == 0
     finally:
         await relay.close()
+
+
+async def test_a_burst_of_first_uses_is_a_few_queries_and_each_gets_its_answer(
+    gateway_client: Any, issue_token: IssueToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """60 unknown ids and 4 genuine tokens at once: Postgres is asked in a few batched
+    queries, not 64, and every request still gets its own answer."""
+    queries: list[list[str]] = []
+    auth_records = Store.auth_records
+
+    async def recording(store: Store, token_ids: list[str]) -> Any:
+        queries.append(token_ids)
+        return await auth_records(store, token_ids)
+
+    genuine = [(await issue_token()).raw for _ in range(4)]
+    unknown = [str(tokens.generate("tg")) for _ in range(60)]
+    monkeypatch.setattr(Store, "auth_records", recording)
+    raws = unknown[:30] + genuine + unknown[30:]
+    answers = await asyncio.gather(*(gateway_client.get("/x", headers=bearer(r)) for r in raws))
+    statuses = {raw: answer.status for raw, answer in zip(raws, answers, strict=True)}
+    assert {statuses[raw] for raw in unknown} == {401}
+    assert {statuses[raw] for raw in genuine} == {200}
+    assert sorted(id for ids in queries for id in ids) == sorted(
+        tokens.parse(raw, "tg").id  # type: ignore[union-attr]
+        for raw in raws
+    )
+    assert len(queries) <= 20, [len(ids) for ids in queries]
 
 
 async def test_expired_token_says_so(
