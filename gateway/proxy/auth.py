@@ -5,6 +5,7 @@ One pass, cheapest step first::
     digest -> proof cache -> state cache                      (a token proven before)
            -> negative cache -> checksum -> failure throttle   (a first use)
            -> single flight -> one store lookup (batched) -> argon2 in the executor
+           -> a failure paced while failures are frequent
            -> both caches filled in :meth:`Authenticator._remember`, and only there
 
 argon2 runs at most once per token and process, never on the event loop. Unknown,
@@ -38,7 +39,7 @@ from .bearer import expired_token, invalid_token
 from .caches import StateCache, TokenState
 from .capabilities import compile_rules
 from .metrics import GatewayMetrics
-from .ratelimit.throttle import FailureThrottle
+from .ratelimit.throttle import FailurePacing, FailureThrottle
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class Authenticator:
         self.states = StateCache(ttl, clock=clock)
         self._negatives = NegativeCache(NEGATIVE_TTL, clock=clock)
         self._throttle = FailureThrottle(clock=clock)
+        self.pacing = FailurePacing(clock=clock)
         self._verifications: SingleFlight[bytes, TokenState] = SingleFlight()
         self._lookups: SingleFlight[str, AuthRecord | None] = SingleFlight()
         self._batches: Batches[str, AuthRecord | None] = Batches(
@@ -172,6 +174,9 @@ class Authenticator:
             raise
         if record is None or not genuine:
             self._negatives.add(key)
+            wait = self.pacing.failed()
+            if wait:
+                await asyncio.sleep(wait)
             raise invalid_token()
         self._throttle.refund(token.id)
         return self._remember(key, record)

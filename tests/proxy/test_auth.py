@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from typing import Any
 
 import asyncpg
@@ -17,8 +18,9 @@ from gateway.core.journal import CLI
 from gateway.core.store import Store
 from gateway.proxy.app import running
 from gateway.proxy.metrics import GatewayMetrics
+from gateway.proxy.ratelimit.throttle import FailurePacing
 from tests.conftest import IssueToken, StartGateway
-from tests.helpers import CHEAP_HASHER, bearer, issue, sample
+from tests.helpers import CHEAP_HASHER, Clock, bearer, issue, sample
 from tests.relay import Relay
 
 REALM = 'Bearer realm="tollgate"'
@@ -169,6 +171,34 @@ async def test_a_burst_of_first_uses_is_a_few_queries_and_each_gets_its_answer(
         for raw in raws
     )
     assert len(queries) <= 20, [len(ids) for ids in queries]
+
+
+async def test_frequent_failed_first_uses_wait_and_working_tokens_do_not(
+    gateway_client: Any, issue_token: IssueToken
+) -> None:
+    """Beyond the free failures of a second, a failed first use gets its 401 only after the
+    delay; a genuine token's first use and a repeated wrong token (negative cache) do not
+    wait meanwhile."""
+    # One second that never ends: which failures are free does not depend on the timing.
+    gateway_client.gateway.auth.pacing = FailurePacing(free=2, delay=2.0, clock=Clock(5.0))
+    genuine = (await issue_token()).raw
+    unknown = [str(tokens.generate("tg")) for _ in range(5)]
+    for raw in unknown[:2]:  # the free ones: answered at once
+        assert (await gateway_client.get("/x", headers=bearer(raw))).status == 401
+    finished: list[str] = []
+
+    async def ask(name: str, raw: str) -> int:
+        response = await gateway_client.get("/x", headers=bearer(raw))
+        finished.append(name)
+        return int(response.status)
+
+    started = time.monotonic()
+    paced = [asyncio.ensure_future(ask("paced", raw)) for raw in unknown[2:]]
+    assert await ask("genuine", genuine) == 200
+    assert await ask("repeated", unknown[0]) == 401  # the negative cache: no lookup
+    assert [await answer for answer in paced] == [401, 401, 401]
+    assert time.monotonic() - started >= 2.0  # the paced ones waited their delay
+    assert finished == ["genuine", "repeated", "paced", "paced", "paced"]
 
 
 async def test_expired_token_says_so(

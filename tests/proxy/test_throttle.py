@@ -1,10 +1,10 @@
-"""The failure throttle on its own, with an injected clock."""
+"""The failure throttle and the failure pacing on their own, with an injected clock."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.proxy.ratelimit.throttle import FailureThrottle
+from gateway.proxy.ratelimit.throttle import FailurePacing, FailureThrottle
 from tests.helpers import Clock
 
 
@@ -78,3 +78,13 @@ def test_a_flood_of_random_ids_costs_constant_work_and_bounded_memory() -> None:
     clock.now += 12  # one more attempt for the victim, then refused again
     assert throttle.acquire(victim) == 0.0
     assert throttle.acquire(victim) > 0
+
+
+def test_failures_beyond_the_free_ones_in_a_second_wait() -> None:
+    clock = Clock(100.2)
+    pacing = FailurePacing(free=3, delay=0.25, clock=clock)
+    assert [pacing.failed() for _ in range(5)] == [0.0, 0.0, 0.0, 0.25, 0.25]
+    clock.now = 100.99
+    assert pacing.failed() == 0.25  # the same second
+    clock.now = 101.0
+    assert [pacing.failed() for _ in range(4)] == [0.0, 0.0, 0.0, 0.25]  # a new second

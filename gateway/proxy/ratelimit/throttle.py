@@ -1,4 +1,5 @@
-"""The failure throttle: how many unproven attempts one token id may cost."""
+"""The failure throttle (how many unproven attempts one token id may cost) and the
+failure pacing (how fast failed first uses are answered while they are frequent)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,31 @@ class FailureThrottle:
     def __len__(self) -> int:
         """Ids whose attempts still count."""
         return len(self._tats)
+
+
+class FailurePacing:
+    """How long a failed first use waits for its 401, while such failures are frequent.
+
+    A failed first use (an unknown token id, a new wrong secret) costs a Postgres lookup,
+    and a flood of new guesses, every id different, gets past the failure throttle and the
+    negative cache. Up to ``free`` failures in a second (of this process) are answered at
+    once; beyond that each waits ``delay`` seconds first. A client waits for its answer on
+    each HTTP/1.1 connection, so a flood can then cost at most one lookup per connection
+    and ``delay``, and a wait costs a timer, not CPU: the cores stay with the tokens that
+    work. Genuine tokens never wait, nor do 401s the negative cache answers (no lookup).
+    """
+
+    def __init__(self, free: int = 100, delay: float = 0.25, *, clock: Clock = time.monotonic):
+        self._free = free
+        self._delay = delay
+        self._clock = clock
+        self._second = -1
+        self._failures = 0
+
+    def failed(self) -> float:
+        """Count one failure: the seconds its answer should wait (0: none)."""
+        second = int(self._clock())
+        if second != self._second:
+            self._second, self._failures = second, 0
+        self._failures += 1
+        return self._delay if self._failures > self._free else 0.0
