@@ -27,7 +27,8 @@ from redis.exceptions import RedisError
 from gateway.core.gcra import US, Tat, bucket, decide, gcra, refused_until
 from gateway.core.rates import Rate, parse_rate
 from gateway.proxy.metrics import GatewayMetrics
-from gateway.proxy.ratelimit.redis import SCRIPT, RedisLimiter, Refusals
+from gateway.proxy.ratelimit.local import QuotaHit
+from gateway.proxy.ratelimit.redis import QUOTA_PREFIX, SCRIPT, RedisLimiter, Refusals
 from tests.helpers import Clock
 from tests.relay import Relay
 
@@ -211,6 +212,20 @@ async def test_a_changed_limit_and_other_tokens_still_ask_redis(prefix: str) -> 
         assert len(sent) == 4
 
 
+async def test_a_token_with_a_quota_always_asks_redis(redis: Redis, prefix: str) -> None:
+    # The script checks the quota first: a quota used up meanwhile must be what answers.
+    quota = QuotaHit(f"{prefix}project:2026-12", 100, 60_000)
+    try:
+        async with limiter_at(REDIS_URL, prefix) as limiter:
+            sent = count_scripts(limiter)
+            hourly = Rate(1, 3600)
+            answers = [await limiter.hit_quota("token", hourly, quota) for _ in range(3)]
+            assert [a.decision.allowed for a in answers if a is not None] == [True, False, False]
+            assert len(sent) == 3
+    finally:
+        await redis.delete(QUOTA_PREFIX + quota.key)
+
+
 def test_held_refusals_are_bounded_and_forgotten_when_over() -> None:
     rate = Rate(1, 60)
     refusals = Refusals(max_keys=3)
@@ -227,6 +242,11 @@ def test_held_refusals_are_bounded_and_forgotten_when_over() -> None:
     refusals.hold("skewed", rate, asked=1_000, now=5 * US + 1_000, tat=skewed)
     assert refusals.get("skewed", rate, 59 * US) == decide(False, 64 * US, skewed, rate)
     assert refusals.get("skewed", rate, 60 * US + 1_000) is None
+    # Refused at the very µs before it may be admitted again: nothing to hold.
+    alone = Refusals()
+    alone.hold("edge", rate, asked=7, now=7, tat=Tat(7))
+    assert len(alone) == 0
+    assert alone.get("edge", rate, 7) is None
 
 
 async def test_a_flushed_script_cache_costs_one_eval(redis: Redis, prefix: str) -> None:

@@ -133,10 +133,13 @@ class Refusals:
         """Keep Redis's refusal of bucket ``key`` (asked at ``asked``, refused at ``now``)."""
         held = self._held
         held.pop(key, None)
-        held[key] = _Held(asked + refused_until(tat, rate) - now, asked, now, tat)
+        until = asked + refused_until(tat, rate) - now
+        if until <= asked:  # refused at the last µs: the next request may be admitted
+            return
+        held[key] = _Held(until, asked, now, tat)
         while len(held) > self._max_keys:
             del held[next(iter(held))]
-        for _ in range(2):  # entries past their end go, oldest first
+        for _ in range(2):  # entries past their end go, oldest first (never the new one)
             oldest = next(iter(held))
             if held[oldest].until > asked:
                 break
