@@ -28,6 +28,11 @@ class Fetches:
             raise self.error
         return {key: key * 10 for key in keys if key < 100}
 
+    async def sent(self) -> None:
+        """Until the first fetch has been called (loop turns, no time)."""
+        while not self.calls:
+            await asyncio.sleep(0)
+
 
 async def test_loads_of_one_turn_are_one_fetch_and_missing_keys_get_the_default() -> None:
     fetch = Fetches()
@@ -42,8 +47,7 @@ async def test_loads_wait_while_the_fetches_allowed_are_out_then_go_together() -
     fetch.gate.clear()
     batches = Batches(fetch, missing=-1, max_in_flight=1)
     first = asyncio.ensure_future(batches.load(1))
-    while not fetch.calls:
-        await asyncio.sleep(0)
+    await fetch.sent()
     later = [asyncio.ensure_future(batches.load(key)) for key in range(2, 30)]
     for _ in range(5):
         await asyncio.sleep(0)
@@ -79,8 +83,7 @@ async def test_a_cancelled_load_leaves_the_answer_to_the_others() -> None:
     batches = Batches(fetch, missing=-1, max_in_flight=1)
     impatient = asyncio.ensure_future(batches.load(7))
     patient = asyncio.ensure_future(batches.load(7))
-    while not fetch.calls:
-        await asyncio.sleep(0)
+    await fetch.sent()
     impatient.cancel()
     with pytest.raises(asyncio.CancelledError):
         await impatient
@@ -93,8 +96,7 @@ async def test_close_cancels_what_is_out_and_what_waits() -> None:
     fetch.gate.clear()
     batches = Batches(fetch, missing=-1, max_in_flight=1)
     out = asyncio.ensure_future(batches.load(1))
-    while not fetch.calls:
-        await asyncio.sleep(0)
+    await fetch.sent()
     waiting = asyncio.ensure_future(batches.load(2))
     await asyncio.sleep(0)
     await batches.close()
