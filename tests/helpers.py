@@ -68,6 +68,12 @@ def server_address(url: str) -> tuple[str, int]:
     return host, int(query.get("port") or parts.port or 5432)
 
 
+def typo(raw: str) -> str:
+    """``raw`` with its last character changed: always a different string, so its checksum
+    fails (the last character is part of it, and may itself be any letter)."""
+    return raw[:-1] + ("A" if raw[-1] != "A" else "B")
+
+
 def bearer(raw: str, **more: str) -> dict[str, str]:
     """Request headers carrying ``raw`` as the Bearer token."""
     return {"Authorization": f"Bearer {raw}", **more}

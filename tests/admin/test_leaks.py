@@ -35,6 +35,7 @@ from gateway.core.store_webhooks import WebhookStore
 from gateway.core.tokens import Hasher, checksum, generate, scanner_pattern
 from tests.admin.test_api import new_project, new_token
 from tests.conftest import ADMIN_AUTH
+from tests.helpers import typo
 from tests.relay import Relay
 
 Client = Any
@@ -56,10 +57,6 @@ def forged(real: str) -> str:
 
 def unknown() -> str:
     return str(generate("tg"))
-
-
-def typo(raw: str) -> str:
-    return raw[:-1] + ("A" if raw[-1] != "A" else "B")
 
 
 async def report(client: Client, tokens: list[str], **body: Any) -> tuple[int, Any]:

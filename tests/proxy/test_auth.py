@@ -20,7 +20,7 @@ from gateway.proxy.app import running
 from gateway.proxy.metrics import GatewayMetrics
 from gateway.proxy.ratelimit.throttle import FailurePacing
 from tests.conftest import IssueToken, StartGateway
-from tests.helpers import CHEAP_HASHER, Clock, bearer, issue, sample
+from tests.helpers import CHEAP_HASHER, Clock, bearer, issue, sample, typo
 from tests.relay import Relay
 
 REALM = 'Bearer realm="tollgate"'
@@ -81,18 +81,13 @@ async def test_scheme_is_case_insensitive(gateway_client: Any, issue_token: Issu
     assert response.status == 200
 
 
-def bad_checksum(raw: str) -> str:
-    last = "A" if raw[-1] != "A" else "B"
-    return raw[:-1] + last
-
-
 async def invalid_tokens(issue_token: IssueToken) -> dict[str, str]:
     genuine = await issue_token()
     wrong_secret = tokens.Token("tg", genuine.token_id, tokens.generate("tg").secret)
     return {
         "garbage": "not-a-token",
         "other-prefix": str(tokens.generate("xx")),
-        "bad-checksum": bad_checksum(genuine.raw),
+        "bad-checksum": typo(genuine.raw),
         "unknown-id": str(tokens.generate("tg")),
         "wrong-secret": str(wrong_secret),
     }
@@ -138,7 +133,7 @@ async def test_bad_checksum_needs_no_database(
         gateway = client.gateway
         genuine = tokens.generate("tg")
         await relay.cut()
-        response = await client.get("/x", headers=bearer(bad_checksum(str(genuine))))
+        response = await client.get("/x", headers=bearer(typo(str(genuine))))
         assert response.status == 401
         assert sample(gateway, "gateway_requests_total", outcome="invalid_token") == 1
         assert sample(gateway, "gateway_token_verifications_total", result="invalid") == 0

@@ -28,7 +28,7 @@ from gateway.proxy.caches import TokenState
 from gateway.proxy.listener import Listener
 from gateway.proxy.metrics import GatewayMetrics
 from tests.conftest import Issued, IssueToken, StartGateway
-from tests.helpers import bearer, sample, until
+from tests.helpers import bearer, sample, typo, until
 from tests.relay import Relay
 
 Condition = Callable[[], Awaitable[bool]]
@@ -142,8 +142,7 @@ async def test_proven_tokens_keep_working_without_postgres(
         assert response.headers["Retry-After"] == "1"
         assert (await response.json())["error"]["code"] == "unavailable"
     # Garbage still gets its 401: the checksum needs no database.
-    typo = unproven.raw[:-1] + ("A" if unproven.raw[-1] != "A" else "B")
-    assert (await client.get("/x", headers=bearer(typo))).status == 401
+    assert (await client.get("/x", headers=bearer(typo(unproven.raw)))).status == 401
     assert sample(client.gateway, "gateway_requests_total", outcome="unavailable") == 7
     await relay.restore()
     await until(lambda: client.gateway.is_ready(), timeout=10)

@@ -18,7 +18,7 @@ from admin import tokens
 from gateway.core.journal import CLI
 from gateway.core.store import Store
 from tests.gatewayproc import echo_app, running_gateway, sample, scrape
-from tests.helpers import CHEAP_HASHER, Issued, bearer, issue, until
+from tests.helpers import CHEAP_HASHER, Issued, bearer, issue, typo, until
 
 PROPAGATION = "gateway_revocation_propagation_seconds"
 
@@ -66,7 +66,7 @@ async def test_the_old_token_says_it_is_retired_until_its_grace_ends(
     async with gateway_client.get("/v1/x", headers=bearer(successor)) as response:
         assert response.status == 200 and notice_of(response.headers) == (None, None)
     # Refusals carry no notice: they are not the old token's answers from the upstream.
-    async with gateway_client.get("/v1/x", headers=bearer(issued.raw[:-1] + "x")) as response:
+    async with gateway_client.get("/v1/x", headers=bearer(typo(issued.raw))) as response:
         assert response.status == 401 and notice_of(response.headers) == (None, None)
 
 
