@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
 import json
 import os
 import secrets
@@ -53,12 +52,7 @@ def server_url() -> str:
     from gateway.core import db
 
     data_dir = Path(tempfile.gettempdir()) / f"tollgate-tests-{os.getuid()}"
-    # The test workers start together: on a fresh machine their initdb runs raced (as root,
-    # one chmod-ed a directory another had just handed to the server's user, "Operation
-    # not permitted"). One at a time: the first creates the server, the others join it.
-    with (data_dir.parent / f"{data_dir.name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return db.database_url(Settings.from_env({"GATEWAY_DATA_DIR": str(data_dir)}))
+    return db.database_url(Settings.from_env({"GATEWAY_DATA_DIR": str(data_dir)}))
 
 
 async def _execute(url: str, sql: str) -> None:

@@ -70,7 +70,7 @@ def server_address(url: str) -> tuple[str, int]:
 
 def typo(raw: str) -> str:
     """``raw`` with its last character changed: always a different string, so its checksum
-    fails (the last character is part of it, and may itself be any letter)."""
+    fails (the last character is part of it, and may itself be any base62 character)."""
     return raw[:-1] + ("A" if raw[-1] != "A" else "B")
 
 

@@ -12,10 +12,13 @@ just before the package's own exit handler looks at the list.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,6 +31,8 @@ log = logging.getLogger(__name__)
 
 # The package's list of the processes using a data directory (its DiskList file).
 USERS_FILE: Final = ".handle_pids.json"
+# Held while a process starts or joins the server of a data directory (:func:`_one_at_a_time`).
+START_LOCK: Final = ".start.lock"
 # psutil derives a process's start time from the boot time in whole seconds: allow for it
 # before calling a listed PID "started after the list was written" (reused by another
 # process).
@@ -64,7 +69,8 @@ def start(data_dir: Path) -> str:
             lock = PostgresServer._lock
             with lock:
                 forget_departed(pgdata / USERS_FILE)
-            server = get_server(pgdata)
+            with _one_at_a_time(data_dir):
+                server = get_server(pgdata)
         except Exception as err:  # the package raises plain exceptions of many kinds
             raise ConfigError(
                 "DATABASE_URL",
@@ -74,6 +80,17 @@ def start(data_dir: Path) -> str:
     url: str = server.get_uri()
     log.info("embedded Postgres running (data in %s)", pgdata)
     return url
+
+
+@contextlib.contextmanager
+def _one_at_a_time(data_dir: Path) -> Iterator[None]:
+    """Processes starting the server of ``data_dir`` take turns. As root the package creates
+    its system user and hands the new data directory to it outside its own lock; two
+    processes doing that at once (the test workers, or two commands on a fresh machine)
+    failed initdb with "could not change permissions". The first creates, the rest join."""
+    with (data_dir / START_LOCK).open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _forget_departed_at_exit(pgdata: Path, lock: Any) -> None:
