@@ -132,3 +132,42 @@ async def test_an_unreachable_server_is_a_connection_error() -> None:
     with pytest.raises(ConnectionError, match=f"cannot connect to Redis at 127.0.0.1:{port}"):
         await resp.call("PING")
     await resp.close()
+
+
+async def test_each_command_gets_the_whole_timeout_after_an_earlier_one() -> None:
+    # One timer per connection, armed for the first command: a later command stalled on
+    # the same connection still gets its own full timeout, then fails, and the next
+    # command opens a new connection.
+    timeout = 0.3
+    connections = 0
+
+    async def first_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        first = connections == 1
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(b"+OK\r\n" * data.count(b"*"))
+                if first:  # the first connection answers once, then nothing
+                    await reader.read()
+                    break
+        writer.close()
+
+    server = await asyncio.start_server(first_only, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    resp = RespClient(f"redis://127.0.0.1:{port}", timeout=timeout)
+    loop = asyncio.get_running_loop()
+    try:
+        assert await resp.call("PING") == b"OK"
+        await asyncio.sleep(timeout / 2)  # the connection's timer is now half run
+        sent = loop.time()
+        with pytest.raises(TimeoutError, match=r"no reply from Redis within 0\.3 s"):
+            await resp.call("PING")
+        waited = loop.time() - sent
+        assert timeout * 0.9 <= waited < timeout * 10
+        assert await resp.call("PING") == b"OK"  # on a new connection
+        assert connections == 2
+    finally:
+        await resp.close()
+        server.close()
+        await server.wait_closed()

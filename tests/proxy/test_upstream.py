@@ -220,6 +220,22 @@ async def test_no_head_in_time_is_a_timeout() -> None:
             await c.request("GET", "/", [])
 
 
+async def test_a_reused_connection_gives_each_request_the_whole_timeout() -> None:
+    # One timer per connection, armed for the first request: the second request, sent
+    # on the same connection after half the timeout, is not cut short by it.
+    timeout = 0.3
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    loop = asyncio.get_running_loop()
+    async with raw_server(answering(ok)) as up, client_for(up.url, timeout=timeout) as c:
+        assert await body_of(c, "/") == (200, b"ok")
+        await asyncio.sleep(timeout / 2)  # the connection's timer is now half run
+        sent = loop.time()
+        with pytest.raises(UpstreamTimeout):
+            await c.request("GET", "/", [])
+        waited = loop.time() - sent
+    assert timeout * 0.9 <= waited < timeout * 10
+
+
 async def test_stalled_body_is_a_timeout() -> None:
     stall = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf "
     async with raw_server(answering(stall)) as up, client_for(up.url, timeout=0.2) as c:

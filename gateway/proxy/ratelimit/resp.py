@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
@@ -60,24 +61,59 @@ def reply_error(err: ReplyError) -> ReplyError:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self) -> None:
+    """One pipelined connection: commands go out in order, replies come back in order.
+
+    Every command gets ``timeout`` seconds for its reply. All have the same timeout, so
+    the oldest one waiting always expires first: one timer per connection, at the oldest
+    command's deadline, re-armed when it fires early, instead of a timer per command.
+    """
+
+    def __init__(self, timeout: float, expired: Callable[[_Connection], None]) -> None:
+        # Kept, not asked for per command: on Python 3.11, asyncio.get_running_loop()
+        # makes a getpid() system call each time (it checks for a fork).
+        self.loop = asyncio.get_running_loop()
+        self.timeout = timeout
         self.transport: asyncio.Transport | None = None
         self.waiting: deque[asyncio.Future[Reply]] = deque()
+        self._deadlines: deque[float] = deque()  # the loop time each waiting reply is due
+        self._watch: asyncio.TimerHandle | None = None
+        self._expired = expired
         self.reader = reader()
         self.lost = False
         self.used = False  # a command was answered on it: it is a reused connection now
         self._out: list[bytes] = []  # commands of this loop iteration, sent in one write
 
     def send(self, command: bytes, future: asyncio.Future[Reply]) -> None:
+        loop = self.loop
+        deadline = loop.time() + self.timeout
         self.waiting.append(future)
+        self._deadlines.append(deadline)
+        if self._watch is None:
+            self._watch = loop.call_at(deadline, self._check)
         if not self._out:
-            future.get_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
         self._out.append(command)
 
     def _flush(self) -> None:
         out, self._out = self._out, []
         if self.transport is not None:
             self.transport.write(b"".join(out))
+
+    def _check(self) -> None:
+        """The watch timer: the oldest reply is overdue (the connection is given up), or
+        the timer waits for the oldest deadline now."""
+        self._watch = None
+        if not self._deadlines:
+            return
+        due = self._deadlines[0]
+        if due > self.loop.time():
+            self._watch = self.loop.call_at(due, self._check)
+            return
+        oldest = self.waiting[0]
+        if not oldest.done():
+            oldest.set_exception(TimeoutError(f"no reply from Redis within {self.timeout:g} s"))
+        self.fail(TimeoutError("an earlier command on this connection timed out"))
+        self._expired(self)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -95,6 +131,7 @@ class _Connection(asyncio.Protocol):
         if not self.waiting:
             raise ReplyError("a reply nothing asked for")
         future = self.waiting.popleft()
+        self._deadlines.popleft()
         self.used = True
         if future.done():  # timed out meanwhile
             return
@@ -117,6 +154,10 @@ class _Connection(asyncio.Protocol):
 
     def _fail_waiting(self, err: Exception) -> None:
         self.lost = True
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        self._deadlines.clear()
         while self.waiting:
             future = self.waiting.popleft()
             if not future.done():
@@ -160,21 +201,13 @@ class RespClient:
         raise AssertionError("unreachable")
 
     async def _send(self, conn: _Connection, command: bytes) -> Reply:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Reply] = loop.create_future()
+        future: asyncio.Future[Reply] = conn.loop.create_future()
         conn.send(command, future)
-        timer = loop.call_later(self.timeout, self._expire, conn, future)
-        try:
-            return await future
-        finally:
-            timer.cancel()
+        return await future
 
-    def _expire(self, conn: _Connection, future: asyncio.Future[Reply]) -> None:
-        if not future.done():
-            future.set_exception(TimeoutError(f"no reply from Redis within {self.timeout:g} s"))
-            conn.fail(TimeoutError("an earlier command on this connection timed out"))
-            if self._conn is conn:
-                self._conn = None
+    def _expired(self, conn: _Connection) -> None:
+        if self._conn is conn:
+            self._conn = None
 
     async def _connection(self) -> _Connection:
         conn = self._conn
@@ -191,15 +224,18 @@ class RespClient:
             if self._opening is opening and opening.done():
                 self._opening = None
 
+    def _protocol(self) -> _Connection:
+        return _Connection(self.timeout, self._expired)
+
     async def _open(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeout):
                 if self._unix is not None:
-                    _, conn = await loop.create_unix_connection(_Connection, self._unix)
+                    _, conn = await loop.create_unix_connection(self._protocol, self._unix)
                 else:
                     _, conn = await loop.create_connection(
-                        _Connection,
+                        self._protocol,
                         self._host,
                         self._port,
                         ssl=self._ssl,

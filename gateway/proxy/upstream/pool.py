@@ -55,6 +55,12 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         self._drain: asyncio.Future[None] | None = None
         self._write_paused = False
+        # The answer's head is due by ``_due`` (loop time). One timer per connection,
+        # re-armed when it fires before the current request's deadline, rather than a
+        # timer made and cancelled per request.
+        self._watched: asyncio.Future[UpstreamResponse] | None = None
+        self._due = 0.0
+        self._watch: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol
 
@@ -65,6 +71,9 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.client.forget(self)
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         head = self._head
         if head is not None and not head.done():
             head.set_exception(UpstreamUnreachable("upstream closed the connection"))
@@ -127,6 +136,28 @@ class _Connection(asyncio.Protocol):
         self._head = head_future = self.loop.create_future()
         transport.write(head)
         return head_future
+
+    def watch(self, waiting: asyncio.Future[UpstreamResponse]) -> None:
+        """Fail ``waiting`` with :class:`UpstreamTimeout` unless it is done within
+        ``timeout`` seconds (or :meth:`unwatch` is called first)."""
+        self._watched = waiting
+        self._due = self.loop.time() + self.timeout
+        if self._watch is None:
+            self._watch = self.loop.call_at(self._due, self._check)
+
+    def unwatch(self) -> None:
+        self._watched = None
+
+    def _check(self) -> None:
+        self._watch = None
+        waiting = self._watched
+        if waiting is None:
+            return
+        if self._due > self.loop.time():
+            self._watch = self.loop.call_at(self._due, self._check)
+            return
+        self._watched = None
+        expire(waiting, "no answer from the upstream in time")
 
     async def send_body(self, body: AsyncIterable[bytes], chunked: bool) -> None:
         """Stream the request body after :meth:`send_head`, with back-pressure."""
@@ -281,13 +312,11 @@ class UpstreamClient:
             try:
                 if body is not None:
                     await conn.send_body(body, chunked)
-                timer = conn.loop.call_later(
-                    self.timeout, expire, waiting, "no answer from the upstream in time"
-                )
+                conn.watch(waiting)
                 try:
                     return await waiting
                 finally:
-                    timer.cancel()
+                    conn.unwatch()
             except UpstreamUnreachable:
                 # A reused connection the upstream had closed: it never saw the request.
                 retry = conn.reused and not conn.received and body is None and attempt == 0
