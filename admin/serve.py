@@ -9,7 +9,7 @@ import signal
 
 from aiohttp import web
 
-from gateway.core import db
+from gateway.core import db, ports
 from gateway.core import migrate as migrations
 from gateway.core.config import Settings, cannot_listen
 
@@ -24,14 +24,19 @@ async def start(settings: Settings) -> web.AppRunner:
     ``settings.database_url`` must be resolved. Stop it with ``await runner.cleanup()``.
     No aiohttp access log: its formatter is costly and the metrics count every request.
     """
+    host, port = settings.admin_host, settings.admin_port
+    try:
+        ports.probe(host, port)
+    except OSError as err:
+        raise cannot_listen("ADMIN_PORT", host, port, err) from None
     runner = web.AppRunner(create_app(settings), access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.admin_host, settings.admin_port)
+        site = web.TCPSite(runner, host, port)
         await site.start()
-    except OSError as err:
+    except OSError as err:  # taken since the probe
         await runner.cleanup()
-        raise cannot_listen("ADMIN_PORT", settings.admin_host, settings.admin_port, err) from None
+        raise cannot_listen("ADMIN_PORT", host, port, err) from None
     except BaseException:
         await runner.cleanup()
         raise

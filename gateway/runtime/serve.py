@@ -31,7 +31,6 @@ import multiprocessing
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -40,7 +39,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.core import db, tls
+from gateway.core import db, ports, tls
 from gateway.core.clikit import EXIT_USAGE
 from gateway.core.config import ConfigError, Settings, cannot_listen
 from gateway.core.migrate import migrate as apply_migrations
@@ -90,13 +89,7 @@ async def _prepare_database(url: str, listen_url: str | None, *, migrate: bool) 
 def _check_port(host: str, port: int) -> int:
     """Fail now if the proxy port is taken; a port of 0 becomes one free port for all workers."""
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind, proto) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind(address)
-            bound: int = sock.getsockname()[1]
-            return bound
+        return ports.probe(host, port)
     except OSError as err:  # socket.gaierror included
         raise cannot_listen("GATEWAY_PORT", host, port, err) from None
 

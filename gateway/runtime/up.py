@@ -26,7 +26,7 @@ from aiohttp import web
 
 # The one module of gateway/ allowed to import admin: it composes everything for local use.
 from admin.app import create_app as create_admin_app
-from gateway.core import db, migrate, tls
+from gateway.core import db, migrate, ports, tls
 from gateway.core.config import ConfigError, Secret, Settings, cannot_listen
 from gateway.proxy.app import running, serve
 from gateway.proxy.front import raise_open_files_limit
@@ -126,7 +126,12 @@ async def _start_all(stack: contextlib.AsyncExitStack, settings: Settings) -> Ad
 async def _listen(
     stack: contextlib.AsyncExitStack, app: web.Application, host: str, port: int, variable: str
 ) -> int:
-    """Serve ``app`` on host:port; return the bound port. A busy port is a ConfigError."""
+    """Serve ``app`` on host:port; return the bound port. A busy port is a ConfigError,
+    found before the app starts (its database pool, its background work)."""
+    try:
+        ports.probe(host, port)
+    except OSError as err:
+        raise _cannot_bind(variable, host, port, err) from None
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)

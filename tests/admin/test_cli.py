@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -537,6 +538,19 @@ async def test_serve_needs_an_admin_token(env: dict[str, str]) -> None:
     assert result.code == 2
     assert result.err.strip().splitlines() == [
         "admin: ADMIN_TOKEN: is required (at least 32 characters)"
+    ]
+
+
+async def test_serve_on_a_taken_port_is_one_line_and_exit_2(env: dict[str, str]) -> None:
+    # Checked before the app starts: no pool or background work to stop half-started.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = await admin_process(env, "serve", "--admin-port", str(port))
+    assert result.code == 2
+    assert result.err.strip().splitlines() == [
+        f"admin: ADMIN_PORT: cannot listen on 127.0.0.1:{port}: Address already in use"
     ]
 
 

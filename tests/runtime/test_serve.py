@@ -254,6 +254,24 @@ def test_a_taken_port_is_one_line_and_exit_2(environ: dict[str, str], tmp_path: 
     assert "Traceback" not in result.stderr
 
 
+def test_a_port_another_gateway_serves_is_one_line_and_exit_2(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    # Held as a running `gateway serve`'s workers hold it: with SO_REUSEPORT, which would
+    # let this one's workers share it silently.
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**environ, "GATEWAY_PORT": str(port), "GATEWAY_METRICS_PORT": str(free_port())}
+        result = run_serve(env, tmp_path, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"gateway: GATEWAY_PORT: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
+
+
 async def probe(
     session: aiohttp.ClientSession, gateway: GatewayProcess, path: str
 ) -> tuple[int, dict[str, object]]:
