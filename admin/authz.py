@@ -101,14 +101,12 @@ def check(principal: Principal, rule: Rule, project_id: str | None) -> None:
         raise projects.not_found()
     if principal.type == "bootstrap":
         return
-    if (principal.type == "portal" and not rule.portal) or not principal.may(rule.role):
-        raise Forbidden(_why(principal, rule.role))
-
-
-def _why(principal: Principal, needed: Role) -> str:
-    if principal.type == "portal":
-        return "a portal session may only manage this project's tokens"
-    return f"this needs the {needed} role; this credential has the {principal.role} role"
+    if principal.type == "portal" and not rule.portal:
+        raise Forbidden("a portal session may only manage this project's tokens")
+    if not principal.may(rule.role):
+        raise Forbidden(
+            f"this needs the {rule.role} role; this credential has the {principal.role} role"
+        )
 
 
 @web.middleware
