@@ -466,7 +466,11 @@ export function init(currentProject) {
   $("token-form").addEventListener("submit", submitCreate);
   const reveal = $("dialog-reveal");
   $("reveal-copy").addEventListener("click", copyToken);
-  $("reveal-done").addEventListener("click", () => reveal.close());
+  // Emptied at once: the close event, which empties it too, comes a task later.
+  $("reveal-done").addEventListener("click", () => {
+    $("reveal-token").textContent = "";
+    reveal.close();
+  });
   reveal.addEventListener("cancel", closeRequested);
   // Ctrl+C on the selected token counts as a copy too.
   reveal.addEventListener("copy", () => {

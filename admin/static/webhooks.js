@@ -265,6 +265,10 @@ export function init(currentProject) {
   );
   $("webhook-form").addEventListener("submit", submitCreate);
   $("webhook-secret-copy").addEventListener("click", copySecret);
-  $("webhook-secret-done").addEventListener("click", () => $("dialog-webhook-secret").close());
+  // Emptied at once: the close event, which empties it too, comes a task later.
+  $("webhook-secret-done").addEventListener("click", () => {
+    $("webhook-secret").textContent = "";
+    $("dialog-webhook-secret").close();
+  });
   askDelete = removalDialog($("dialog-webhook-delete"), $("webhook-delete-error"), deleting);
 }
