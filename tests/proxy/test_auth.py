@@ -20,7 +20,7 @@ from gateway.proxy.app import running
 from gateway.proxy.metrics import GatewayMetrics
 from gateway.proxy.ratelimit.throttle import FailurePacing
 from tests.conftest import IssueToken, StartGateway
-from tests.helpers import CHEAP_HASHER, Clock, bearer, issue, sample, typo
+from tests.helpers import CHEAP_HASHER, Clock, bearer, issue, sample, typo, until
 from tests.relay import Relay
 
 REALM = 'Bearer realm="tollgate"'
@@ -239,8 +239,13 @@ async def test_revoked_and_deleted_tokens_are_refused(
     deleted = await issue_token()
     for issued in (revoked, deleted):
         assert (await gateway_client.get("/x", headers=bearer(issued.raw))).status == 200
+    gateway = gateway_client.gateway
+    received = sample(gateway, "gateway_revocations_received_total")
     assert await store.revoke_token(revoked.project_id, revoked.token_id, actor=CLI)
     assert await store.delete_project(deleted.project_id, actor=CLI)
+    # The events come by NOTIFY, a moment after the commits: once they are in, both
+    # tokens are refused (a request sent before they arrive could still be answered).
+    await until(lambda: sample(gateway, "gateway_revocations_received_total") >= received + 2)
     for issued in (revoked, deleted):
         response = await gateway_client.get("/x", headers=bearer(issued.raw))
         assert response.status == 401
