@@ -7,6 +7,8 @@ is finer: it resets only the connections whose client sent ``pattern`` (for exam
 ``lose_answer_to(pattern)`` passes the next message containing ``pattern`` (say
 ``b"COMMIT"``) on to the server, waits for the server's answer and resets the connection
 instead of relaying it: the server did the work, the client never hears so.
+``answer_delay`` (seconds) holds every server message that long before passing it on, in
+order: a slow network between Postgres and its clients.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Relay:
         self._dropping: bytes | None = None
         self._losing: bytes | None = None
         self.answers_lost = 0
+        self.answer_delay = 0.0
         self.client_messages = 0  # reads from clients: one per request sent and awaited
         self.port = 0
 
@@ -147,6 +150,8 @@ class Relay:
                     self.answers_lost += 1
                     connection.abort()
                     return
+                if self.answer_delay:
+                    await asyncio.sleep(self.answer_delay)  # latency, not a wait for state
                 writer.write(data)
                 await writer.drain()
 

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 PING_INTERVAL = 5.0
 PING_TIMEOUT = 5.0
+CATCH_UP_TIMEOUT = 1.0
 BACKOFF_START = 0.05
 BACKOFF_MAX = 2.0
 
@@ -59,6 +60,8 @@ class Listener:
         self._wallclock = wallclock
         self._task: asyncio.Task[None] | None = None
         self._up = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None  # while listening
+        self._using = asyncio.Lock()  # one query at a time on it (the ping, caught_up)
         self.connected = False
         self.connections = 0  # successful (re)connects so far
 
@@ -68,6 +71,23 @@ class Listener:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):
                 await self._up.wait()
+
+    async def caught_up(self) -> None:
+        """Return once the events committed before this call have been applied here.
+
+        One round trip on the LISTEN connection: Postgres sends a listening session its
+        pending notifications before it answers the session's next query, and asyncpg
+        runs their callback before the query's caller resumes. So after a revocation's
+        commit, this makes the next request here see it. At most :data:`CATCH_UP_TIMEOUT`; at once
+        when not listening (events missed meanwhile expire every cached state anyway).
+        """
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            return
+        async with self._using:
+            with contextlib.suppress(TimeoutError, *_CONNECT_ERRORS):
+                async with asyncio.timeout(CATCH_UP_TIMEOUT):
+                    await conn.execute("SELECT 1")
 
     async def close(self) -> None:
         if self._task is not None:
@@ -94,6 +114,7 @@ class Listener:
                 listened = True
             finally:
                 self.connected = False
+                self._conn = None
                 conn.terminate()
             # Back off only while LISTEN itself keeps failing; after a working session,
             # reconnect at once.
@@ -116,6 +137,7 @@ class Listener:
             return False
         # Listening again: whatever happened while we were not is unknown.
         self._auth.expire_all()
+        self._conn = conn
         self.connected = True
         self.connections += 1
         self._up.set()
@@ -134,7 +156,7 @@ class Listener:
         if conn.is_closed():  # lost just now; using it would raise a plain InterfaceError
             return False
         try:
-            async with asyncio.timeout(self._ping_timeout):
+            async with self._using, asyncio.timeout(self._ping_timeout):
                 await conn.execute("SELECT 1")
         except _CONNECT_ERRORS:
             return False

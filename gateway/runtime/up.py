@@ -18,6 +18,7 @@ import logging
 import secrets
 import shlex
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import FrameType
 
@@ -30,6 +31,7 @@ from gateway.core import db, migrate, ports, tls
 from gateway.core.config import ConfigError, Secret, Settings, cannot_listen
 from gateway.proxy.app import running, serve
 from gateway.proxy.front import raise_open_files_limit
+from gateway.proxy.listener import Listener
 
 from . import demo, health
 
@@ -96,10 +98,13 @@ async def _start_all(stack: contextlib.AsyncExitStack, settings: Settings) -> Ad
         upstream = f"http://127.0.0.1:{port}"
     settings = dataclasses.replace(settings, upstream_url=upstream)
     admin_app = create_admin_app(settings)
+    listeners: list[Listener] = []  # the gateway's, once it runs
+    admin_app.on_response_prepare.append(_settled(listeners))
     admin_port = await _listen(
         stack, admin_app, settings.admin_host, settings.admin_port, "ADMIN_PORT"
     )
     gateway = await stack.enter_async_context(running(settings))
+    listeners.append(gateway.listener)
     host, port = settings.gateway_host, settings.gateway_port
     try:
         server = await stack.enter_async_context(
@@ -121,6 +126,26 @@ async def _start_all(stack: contextlib.AsyncExitStack, settings: Settings) -> Ad
         upstream=upstream,
         demo=use_demo,
     )
+
+
+def _settled(
+    listeners: list[Listener],
+) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """An admin answer to a change goes out once this process's gateway has applied it.
+
+    Admin API and gateway share this process: waiting for the gateway's LISTEN connection
+    to catch up (one round trip, :meth:`~gateway.proxy.listener.Listener.caught_up`) makes
+    "revoked" mean refused by the very next request, as the printed walkthrough shows.
+    (Separate instances apply it a few milliseconds after the answer, README.)
+    """
+
+    async def settle(request: web.Request, response: web.StreamResponse) -> None:
+        if request.method in ("GET", "HEAD", "OPTIONS") or response.status >= 400:
+            return
+        for listener in listeners:
+            await listener.caught_up()
+
+    return settle
 
 
 async def _listen(

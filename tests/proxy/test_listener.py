@@ -118,6 +118,27 @@ async def test_new_rate_limit_applies_at_once(
     assert sample(gateway_client.gateway, "gateway_requests_total", outcome="rate_limited") >= 1
 
 
+async def test_caught_up_applies_what_was_committed_before(
+    relayed_settings: Settings,
+    start_gateway: StartGateway,
+    issue_token: IssueToken,
+    relay: Relay,
+    store: Store,
+) -> None:
+    # What `gateway up` waits for before the admin answers a change: one round trip on
+    # the LISTEN connection brings the notifications committed before it.
+    client = await start_gateway(relayed_settings)
+    issued = await issue_token()
+    assert (await client.get("/x", headers=bearer(issued.raw))).status == 200
+    relay.answer_delay = 0.5  # Postgres's messages to the gateway now take half a second
+    assert await store.revoke_token(issued.project_id, issued.token_id, actor=CLI)
+    # Served from the cache: the notification is still on its way.
+    assert (await client.get("/x", headers=bearer(issued.raw))).status == 200
+    await client.gateway.listener.caught_up()
+    assert (await client.get("/x", headers=bearer(issued.raw))).status == 401
+    relay.answer_delay = 0.0  # the gateway's shutdown flush need not wait
+
+
 async def test_proven_tokens_keep_working_without_postgres(
     relayed_settings: Settings, start_gateway: StartGateway, issue_token: IssueToken, relay: Relay
 ) -> None:
