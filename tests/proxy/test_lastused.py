@@ -110,8 +110,12 @@ async def test_deleted_tokens_are_skipped(
 
 
 async def test_entries_survive_a_database_outage(
-    database_url: str, pg_pool: asyncpg.Pool, metrics: GatewayMetrics
+    database_url: str,
+    pg_pool: asyncpg.Pool,
+    metrics: GatewayMetrics,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.proxy.lastused")
     _, ids = await project_with_tokens(Store(pg_pool), 3)
     relay = Relay(database_url)
     await relay.start()
@@ -139,6 +143,13 @@ async def test_entries_survive_a_database_outage(
         await relayed.close()
         await relay.close()
 
+    # The outage is said when it starts and when it ends, not at every failed flush.
+    said = [
+        (r.levelname, r.getMessage()) for r in caplog.records if r.name == "gateway.proxy.lastused"
+    ]
+    assert [level for level, _ in said] == ["WARNING", "INFO"], said
+    assert said[0][1].startswith("writing 3 last-used time(s) failed, will retry")
+    assert said[1][1] == "last-used times written again after 2 failed attempt(s)"
     assert [await last_used_at(pg_pool, t) for t in ids] == [T0 + 7, T0, T0]
     assert flushes(metrics, "ok") == 1
     assert pending_gauge(metrics) == 0
