@@ -32,7 +32,7 @@ from gateway.core.errors import BadGateway, BadRequest, ClientClosed, GatewayTim
 
 from .front import Request
 from .front.response import no_body
-from .upstream import UpstreamClient, UpstreamResponse
+from .upstream import UpstreamBroken, UpstreamClient, UpstreamResponse
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,9 @@ class Forwarder:
             )
         except TimeoutError:
             raise GatewayTimeout() from None
+        except UpstreamBroken as err:  # it answered, but not with HTTP this gateway passes on
+            log.warning("upstream answer refused: %s", err)
+            raise BadGateway("the upstream API's answer was not valid HTTP") from None
         except OSError as err:
             log.warning("upstream unreachable: %s", err or type(err).__name__)
             raise BadGateway() from None

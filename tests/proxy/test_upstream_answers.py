@@ -73,7 +73,10 @@ async def refused(front: Front) -> None:
     assert response.status == 502
     assert response.headers["Content-Type"] == "application/json"
     assert response.headers["X-Request-Id"]
-    assert (await response.json())["error"]["code"] == "upstream_unreachable"
+    assert (await response.json())["error"] == {
+        "code": "upstream_unreachable",
+        "message": "the upstream API's answer was not valid HTTP",
+    }
     assert front.counted("upstream_error") == 1
     line = front.logged()[-1]
     assert (line["status"], line["outcome"]) == (502, "upstream_error")
