@@ -78,8 +78,9 @@ class Listener:
         One round trip on the LISTEN connection: Postgres sends a listening session its
         pending notifications before it answers the session's next query, and asyncpg
         runs their callback before the query's caller resumes. So after a revocation's
-        commit, this makes the next request here see it. At most :data:`CATCH_UP_TIMEOUT`; at once
-        when not listening (events missed meanwhile expire every cached state anyway).
+        commit, this makes the next request here see it. It waits at most
+        :data:`CATCH_UP_TIMEOUT`, and not at all when not listening (events missed
+        meanwhile expire every cached state anyway).
         """
         conn = self._conn
         if conn is None or conn.is_closed():
