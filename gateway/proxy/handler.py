@@ -82,9 +82,17 @@ def too_many(
 
 
 def quota_used_up(request: Request, granted: Granted, request_id: str) -> None:
-    """429 ``quota_exceeded``: ``Retry-After`` is the time until the period resets."""
+    """429 ``quota_exceeded``: ``Retry-After`` is the time until the period resets.
+
+    Its ``RateLimit-*`` fields describe the policy that refused, the quota (as the IETF
+    draft has it: the policy closest to exhaustion), so a client that reads only those
+    waits for the period's reset instead of retrying into the same refusal."""
+    reset = str(granted.reset)
     headers = granted.headers()
-    headers["Retry-After"] = str(granted.reset)
+    headers["RateLimit-Limit"] = str(granted.limit)
+    headers["RateLimit-Remaining"] = "0"
+    headers["RateLimit-Reset"] = reset
+    headers["Retry-After"] = reset
     headers["Content-Type"] = "application/json"
     headers["X-Request-Id"] = request_id
     headers["Date"] = http_date()

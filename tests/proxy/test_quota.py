@@ -74,6 +74,10 @@ async def test_a_quota_admits_exactly_n_then_429_until_the_period_resets(
     refused = seen[5][1]
     assert refused["Retry-After"] == refused["Quota-Reset"]
     assert "RateLimit-Limit" in seen[0][1]
+    # The refusal's RateLimit-* describe the quota that refused (SPEC §5: every
+    # authenticated 429 carries them), not a rate limit with room left.
+    limits = [refused[f"RateLimit-{n}"] for n in ("Limit", "Remaining", "Reset")]
+    assert limits == ["5", "0", refused["Quota-Reset"]]
     async with gateway_client.get("/base/x", headers=bearer(issued)) as response:
         body = await response.json()
     assert body["error"]["code"] == "quota_exceeded"
