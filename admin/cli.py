@@ -46,6 +46,7 @@ from gateway.core.tokens import Hasher
 
 from . import admin_keys, projects, schemas, serve, tokens, usage, webhooks
 from .credentials import key_prefix
+from .fields import FieldError
 from .ssrf import Guard
 from .views import (
     admin_key_view,
@@ -68,6 +69,29 @@ T = TypeVar("T")
 
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
+
+# The flag each checked API field comes from, so a refusal names what the user typed.
+FLAGS: Final = {
+    "allowed_ips": "--allowed-ip",
+    "description": "--description",
+    "events": "--event",
+    "expires_in": "--expires-in",
+    "from": "--from",
+    "grace": "--grace",
+    "group_by": "--group-by",
+    "limit": "--limit",
+    "name": "--name",
+    "project_id": "--project",
+    "quota": "--quota",
+    "rate_limit": "--rate-limit",
+    "role": "--role",
+    "scopes": "--scope",
+    "status": "--status",
+    "to": "--to",
+    "token_id": "--token",
+    "url": "--url",
+    "within": "--within",
+}
 
 # The settings every data command takes as flags: where the database is. A command
 # adds those it uses besides (``uses``); it reads the others from the environment.
@@ -118,8 +142,15 @@ def _run_on_database(settings: Settings, work: Callable[[asyncpg.Pool], Awaitabl
     try:
         return asyncio.run(_on_database(settings, work))
     except TollgateError as err:
-        print(f"admin: {err.message}", file=sys.stderr)
+        print(f"admin: {said(err)}", file=sys.stderr)
         return EXIT_USAGE if isinstance(err, BadRequest) else EXIT_NOT_FOUND
+
+
+def said(err: TollgateError) -> str:
+    """The one line for ``err``: a refused field named by its flag, not its API name."""
+    if isinstance(err, FieldError) and err.field in FLAGS:
+        return f"{FLAGS[err.field]} {err.problem}"
+    return err.message
 
 
 def _use_case(work: Callable[[Settings, argparse.Namespace, Store], Awaitable[int]]) -> Command:

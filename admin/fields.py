@@ -41,8 +41,20 @@ _PYTHON_TYPES: Final[dict[str, type]] = {"string": str, "integer": int, "array":
 _JSON_NAMES: Final = {"string": "a string", "integer": "an integer", "array": "an array"}
 
 
-def field_error(code: str, name: str, problem: str) -> BadRequest:
-    return BadRequest(f'"{name}" {problem}', code=code)
+class FieldError(BadRequest):
+    """A member of a body or query string refused. Its ``field`` and ``problem`` are kept
+    apart so that a caller naming members otherwise (the CLI's flags) can say it its way;
+    ``null_means`` is what null would have meant, said to API clients only."""
+
+    def __init__(self, code: str, field: str, problem: str, null_means: str = "") -> None:
+        said = f'"{field}" {problem}' + (f", or null for {null_means}" if null_means else "")
+        super().__init__(said, code=code)
+        self.field = field
+        self.problem = problem
+
+
+def field_error(code: str, name: str, problem: str) -> FieldError:
+    return FieldError(code, name, problem)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +82,7 @@ class Field:
     choices: tuple[str, ...] = ()
     pattern: re.Pattern[str] | None = None
     must: str = ""
+    null_means: str = ""  # said after ``must`` to API clients: ", or null for ..."
     convert: Callable[[str], Any] | None = None
     minimum: int | None = None
     maximum: int | None = None
@@ -117,7 +130,7 @@ class Field:
         if self.pattern is not None:
             text = value.strip()
             if not self.pattern.fullmatch(text):
-                raise field_error("invalid_value", name, self.must)
+                raise FieldError("invalid_value", name, self.must, self.null_means)
             if self.convert is None:
                 return text
             try:

@@ -32,8 +32,9 @@ RATE_LIMIT: Final = Field(
     pattern=RATE_PATTERN,
     must=(
         "must be a number of requests per second, minute or hour, such as 600/minute or "
-        "10/sec (1 <= N < 10^9), or null for the default"
+        "10/sec (1 <= N < 10^9)"
     ),
+    null_means="the default",
     convert=lambda text: str(parse_rate(text)),
     description=(
         "Requests per token and period: N/second, N/minute or N/hour (10/sec, 10/min and "
@@ -45,7 +46,8 @@ RATE_LIMIT: Final = Field(
 QUOTA: Final = Field(
     nullable=True,
     pattern=QUOTA_PATTERN,
-    must="must be a number of requests per day or month, such as 10000/day, or null for none",
+    must="must be a number of requests per day or month, such as 10000/day",
+    null_means="none",
     convert=lambda text: str(parse_quota(text)),
     description=(
         "Requests the project's tokens may make together per UTC calendar day or month "

@@ -18,6 +18,7 @@ from gateway.core.store_usage import COLUMNS, UsageRow, UsageStore
 from gateway.core.tokens import is_token_id
 
 from . import projects
+from .fields import field_error
 
 GROUPINGS: Final = ("day", "token")
 DAYS_MAX: Final = 400
@@ -49,11 +50,9 @@ def _day(name: str, text: str | None, default: date) -> date:
     try:
         day = date.fromisoformat(text.strip())
     except ValueError:
-        raise BadRequest(f'"{name}" is not a calendar date', code="invalid_value") from None
+        raise field_error("invalid_value", name, "is not a calendar date") from None
     if not FIRST_DAY <= day <= LAST_DAY:
-        raise BadRequest(
-            f'"{name}" must be between {FIRST_DAY} and {LAST_DAY}', code="invalid_value"
-        )
+        raise field_error("invalid_value", name, f"must be between {FIRST_DAY} and {LAST_DAY}")
     return day
 
 
@@ -86,7 +85,7 @@ async def report(
     usage stays in the project's totals, so the id need not exist any more)."""
     await projects.get(store, project_id)
     if token_id is not None and not is_token_id(token_id):
-        raise BadRequest('"token_id" is not a token id', code="invalid_value")
+        raise field_error("invalid_value", "token_id", "is not a token id")
     read = usage.by_day if group_by == "day" else usage.by_token
     return Report(start, end, group_by, await read(project_id, start, end, token_id))
 

@@ -13,13 +13,14 @@ from typing import Final
 
 from yarl import URL
 
-from gateway.core.errors import BadRequest, NotFound, TollgateError
+from gateway.core.errors import NotFound, TollgateError
 from gateway.core.journal import EVENT_TYPES, Actor
 from gateway.core.store import Store
 from gateway.core.store_webhooks import Delivery, Webhook, WebhookLimit, WebhookStore
 from gateway.core.tokens import is_token_id
 
 from . import projects, signing
+from .fields import field_error
 from .ssrf import Guard, NotAllowed, Unresolvable
 
 # What a webhook may subscribe to; webhook.test goes to the webhook it tests, whatever.
@@ -44,16 +45,14 @@ def check_url(url: str) -> URL:
         parsed = URL(url)
         port = parsed.port  # a port out of range raises here
     except ValueError:
-        raise BadRequest('"url" is not a valid URL', code="invalid_value") from None
+        raise field_error("invalid_value", "url", "is not a valid URL") from None
     if parsed.scheme not in ("http", "https") or not parsed.host or port is None:
-        raise BadRequest(
-            '"url" must be an http:// or https:// URL with a host', code="invalid_value"
-        )
+        raise field_error("invalid_value", "url", "must be an http:// or https:// URL with a host")
     if parsed.user is not None or parsed.password is not None:
         # It would be shown in every listing: send a secret in the path instead.
-        raise BadRequest('"url" must not carry a user name or password', code="invalid_value")
+        raise field_error("invalid_value", "url", "must not carry a user name or password")
     if parsed.fragment:
-        raise BadRequest('"url" must not carry a #fragment', code="invalid_value")
+        raise field_error("invalid_value", "url", "must not carry a #fragment")
     return parsed
 
 
@@ -62,12 +61,10 @@ async def check_addresses(guard: Guard, url: str) -> None:
     try:
         await guard.check_url(url)
     except NotAllowed as err:
-        raise BadRequest(
-            f'"url" is not allowed: {err}; webhooks reach public addresses only',
-            code="webhook_url_not_allowed",
-        ) from None
+        problem = f"is not allowed: {err}; webhooks reach public addresses only"
+        raise field_error("webhook_url_not_allowed", "url", problem) from None
     except Unresolvable as err:
-        raise BadRequest(f'"url" cannot be used: {err}', code="webhook_url_unresolvable") from None
+        raise field_error("webhook_url_unresolvable", "url", f"cannot be used: {err}") from None
 
 
 async def create(

@@ -219,7 +219,8 @@ BAD_PROJECT_BODIES = [
         None,
         400,
         "invalid_value",
-        '"rate_limit"',
+        '"rate_limit" must be a number of requests per second, minute or hour, such as'
+        " 600/minute or 10/sec (1 <= N < 10^9), or null for the default",
         id="rate",
     ),
     pytest.param(
