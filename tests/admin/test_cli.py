@@ -166,10 +166,10 @@ async def test_tokens_with_scopes_rotated_and_filtered(
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (("create", "--scope", "GET"), 'admin: --scope must be a method (or *) and a path prefix'),
+        (("create", "--scope", "GET"), "admin: --scope must be a method (or *) and a path prefix"),
         (("create", "--allowed-ip", "10.0.0.1/8"), "host bits set: the block is 10.0.0.0/8"),
-        (("rotate", "--token", "{tid}", "--grace", "8d"), 'admin: --grace must be at most 7d'),
-        (("list", "--status", "soon"), 'admin: --status must be one of active, expired, expiring'),
+        (("rotate", "--token", "{tid}", "--grace", "8d"), "admin: --grace must be at most 7d"),
+        (("list", "--status", "soon"), "admin: --status must be one of active, expired, expiring"),
     ],
 )
 async def test_bad_capabilities_are_exit_2(
@@ -392,9 +392,7 @@ async def test_keys_create_list_show_and_revoke(env: dict[str, str], pg_pool: as
     again = await admin(env, "keys", "revoke", "--key", key_id)
     assert (again.code, again.err.strip()) == (1, "admin: admin key not found")
     bad = await admin(env, "keys", "create", "--name", "x", "--role", "manager")
-    assert (
-        bad.code == 2 and bad.err.strip() == "admin: --project is required for the manager role"
-    )
+    assert bad.code == 2 and bad.err.strip() == "admin: --project is required for the manager role"
     audited = await pg_pool.fetch(
         "SELECT actor_type, action FROM audit_events WHERE target_id = $1 ORDER BY id", key_id
     )
@@ -512,8 +510,14 @@ RATE_LIMIT_SAID = (
         (("projects", "create", "--name", "p", "--quota", "5/week"), "admin: --quota must be a"),
         (("tokens", "create"), "--project"),
         (("tokens", "revoke", "--project", MISSING), "--token"),
-        (("tokens", "create", "--project", "{pid}", "--expires-in", "7d"), 'admin: --expires-in must'),
-        (("tokens", "create", "--project", "{pid}", "--description", "x" * 201), 'admin: --description must'),
+        (
+            ("tokens", "create", "--project", "{pid}", "--expires-in", "7d"),
+            "admin: --expires-in must",
+        ),
+        (
+            ("tokens", "create", "--project", "{pid}", "--description", "x" * 201),
+            "admin: --description must",
+        ),
         (("tokens", "expire"), "invalid choice"),
         (("tokens", "list", "--project", "{pid}", "--token-prefix", "NOT OK"), "TOKEN_PREFIX"),
         (("projects", "list", "--token-prefix", "tg"), "unrecognized arguments"),

@@ -46,9 +46,9 @@ async def test_usage_prints_a_table_with_every_day_and_a_total(
 async def test_usage_refuses_bad_input_in_one_line(env: dict[str, str]) -> None:
     pid = (await ok(env, "projects", "create", "--name", "p", "--json")).json()["id"]
     for args, says in [
-        (("--from", "2026-13-01"), 'admin: --from is not a calendar date'),
+        (("--from", "2026-13-01"), "admin: --from is not a calendar date"),
         (("--from", "2020-01-01", "--to", "2026-01-01"), "at most 400 days"),
-        (("--from", "0001-01-01", "--to", "0001-01-02"), 'admin: --to must be between'),
+        (("--from", "0001-01-01", "--to", "0001-01-02"), "admin: --to must be between"),
     ]:
         result = await admin(env, "usage", "--project", pid, *args)
         assert result.code == 2, result
