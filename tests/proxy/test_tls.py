@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.core.config import Settings
+from gateway.proxy.front.tls import TlsListener, bind
 from tests.conftest import IssueToken, StartGateway
 from tests.helpers import GatewayClient, Issued, bearer, sample
 from tests.proxy.test_forward import headers_of
+from tests.proxy.test_front import start_logged
 from tests.tlsfiles import TLSFiles, make_tls_files
 from tests.upstream import create_upstream
 
@@ -197,7 +200,7 @@ async def test_the_listener_speaks_tls_and_tells_the_upstream_so(
             assert "error" in await response.json()
 
 
-async def test_the_listener_offers_http_1_1_by_alpn_and_no_plain_http(
+async def test_the_listener_offers_http_1_1_by_alpn(
     tls_gateway: GatewayClient, tls_files: TLSFiles
 ) -> None:
     context = tls_files.client_context()
@@ -209,11 +212,79 @@ async def test_the_listener_offers_http_1_1_by_alpn_and_no_plain_http(
     assert ssl_object.selected_alpn_protocol() == "http/1.1"
     assert ssl_object.version() in ("TLSv1.2", "TLSv1.3")
     writer.close()
-    # Plain HTTP on the TLS port gets no HTTP answer.
+
+
+async def test_plain_http_on_the_tls_port_is_a_400_saying_so_and_never_proxied(
+    gateway_settings: Settings,
+    tls_files: TLSFiles,
+    start_gateway: StartGateway,
+    token: Issued,
+) -> None:
+    """As nginx answers it: the client learns its URL has the wrong scheme, instead of an
+    empty reply; the request is logged and counted, and nothing reaches the upstream."""
+    settings = dataclasses.replace(
+        gateway_settings, tls_cert_file=tls_files.cert_file, tls_key_file=tls_files.key_file
+    )
+    logged = await start_logged(start_gateway, settings)
     async with aiohttp.ClientSession() as session:
-        with pytest.raises(aiohttp.ClientError):
-            async with session.get(f"http://127.0.0.1:{tls_gateway.port}/x") as response:
-                await response.read()
+        url = f"http://127.0.0.1:{logged.port}/v1/x?secret=1"
+        async with session.post(url, headers=bearer(token.raw), data=b"x" * 100_000) as response:
+            assert response.status == 400
+            assert response.headers["Connection"] == "close"
+            request_id = response.headers["X-Request-Id"]
+            error = (await response.json())["error"]
+    assert error["code"] == "https_required"
+    assert "https://" in error["message"]
+    [line] = logged.lines()
+    assert (line["request_id"], line["status"], line["method"]) == (request_id, 400, "POST")
+    assert (line["path"], line["outcome"], line["upstream_ms"]) == (
+        "/v1/x",
+        "invalid_request",
+        None,
+    )
+    assert logged.count("invalid_request") == 1 and logged.count("proxied") == 0
+    # The same port still speaks TLS, to the same token.
+    connector = aiohttp.TCPConnector(ssl=tls_files.client_context())
+    async with aiohttp.ClientSession(connector=connector) as session:
+        https = f"https://localhost:{logged.port}/v1/x"
+        async with session.get(https, headers=bearer(token.raw)) as response:
+            assert response.status == 200
+
+
+async def test_silent_and_failed_handshakes_are_closed_without_a_word(
+    gateway_settings: Settings,
+    tls_files: TLSFiles,
+    start_gateway: StartGateway,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A connection that sends nothing is closed at the head deadline; one whose
+    handshake is garbage at once; neither is logged as an error, neither leaks."""
+    settings = dataclasses.replace(
+        gateway_settings,
+        tls_cert_file=tls_files.cert_file,
+        tls_key_file=tls_files.key_file,
+        header_timeout=0.3,
+    )
+    client = await start_gateway(settings)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        silent = await asyncio.open_connection("127.0.0.1", client.port)
+        garbage = await asyncio.open_connection("127.0.0.1", client.port)
+        garbage[1].write(b"\x16\x03\x01\x00\x05hello, not a ClientHello")
+        for reader, _ in (garbage, silent):
+            assert await asyncio.wait_for(reader.read(), GROSS) == b""
+    assert time.monotonic() - started >= 0.3  # the silent one waited for its deadline
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert client.server.connections == 0
+    status, _ = await status_of_tls(client, tls_files)
+    assert status == 401  # and the listener still serves
+
+
+async def status_of_tls(client: GatewayClient, files: TLSFiles) -> tuple[int, Any]:
+    connector = aiohttp.TCPConnector(ssl=files.client_context())
+    url = f"https://localhost:{client.port}/v1/x"
+    async with aiohttp.ClientSession(connector=connector) as session, session.get(url) as response:
+        return response.status, await response.json()
 
 
 async def test_websockets_flow_through_tls_on_both_sides(
@@ -237,3 +308,30 @@ async def test_websockets_flow_through_tls_on_both_sides(
         assert await ws.receive_str(timeout=GROSS) == f"hello {token.token_id}"
         await ws.send_str("over tls")
         assert await ws.receive_str(timeout=GROSS) == "echo: over tls"
+
+
+async def test_closing_the_listener_drops_silent_connections_and_accepts_no_more(
+    tls_files: TLSFiles,
+) -> None:
+    loop = asyncio.get_running_loop()
+    made: list[asyncio.Protocol] = []
+
+    def protocol() -> asyncio.Protocol:
+        made.append(asyncio.Protocol())
+        return made[-1]
+
+    listener = TlsListener(
+        loop,
+        bind("127.0.0.1", 0, reuse_port=False, backlog=16),
+        tls_files.server_context(),
+        tls=protocol,
+        plain=protocol,
+        first_byte_timeout=60,
+    )
+    port = listener.sockets[0].getsockname()[1]
+    silent, _ = await asyncio.open_connection("127.0.0.1", port)
+    listener.close()
+    assert await asyncio.wait_for(silent.read(), GROSS) == b""
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", port)
+    assert made == []  # the silent one never became a connection

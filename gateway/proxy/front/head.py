@@ -118,6 +118,14 @@ def split_target(target: bytes) -> tuple[str, str]:
     raise BadRequest(message, code="invalid_target")
 
 
+def plain_http_to_tls() -> BadRequest:
+    """A plain HTTP request on the listener that speaks TLS (nginx answers the same)."""
+    return BadRequest(
+        "this port speaks HTTPS: send the request to https://, not http://",
+        code="https_required",
+    )
+
+
 def malformed(err: HttpParserError) -> BadRequest:
     """The 400 for a head llhttp refused. Its reasons are fixed texts of the parser (never
     the client's bytes), so they can be shown to help the client find its mistake."""

@@ -87,6 +87,7 @@ class Connection(asyncio.Protocol):
         "_parsing",
         "_paused",
         "_peer",
+        "_plain_on_tls",
         "_queue",
         "_reader",
         "_refusal",
@@ -103,8 +104,10 @@ class Connection(asyncio.Protocol):
         "write_deadline",
     )
 
-    def __init__(self, hub: Connections) -> None:
+    def __init__(self, hub: Connections, *, plain_on_tls: bool = False) -> None:
         self._hub = hub
+        # Plain HTTP that reached the TLS listener: each head is answered with a 400.
+        self._plain_on_tls = plain_on_tls
         self._app = hub.app
         self._limits = hub.limits
         self.loop = hub.loop
@@ -293,6 +296,8 @@ class Connection(asyncio.Protocol):
             if parser.should_upgrade():
                 upgrade = head.upgrade_protocol(method, version, headers, has_body)
             path, query = head.split_target(self._url)
+            if self._plain_on_tls:
+                raise head.plain_http_to_tls()
         except TollgateError as err:
             self._stop(err)
         request = Request(

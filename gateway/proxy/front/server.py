@@ -17,13 +17,14 @@ from .connections import Connections
 from .limits import ClientLimits
 from .protocol import Connection
 from .request import App
+from .tls import TlsListener, bind
 
 
 class Server:
     def __init__(self, app: App, limits: ClientLimits) -> None:
         self._app = app
         self._limits = limits
-        self._server: asyncio.Server | None = None
+        self._server: asyncio.Server | TlsListener | None = None
         self._connections: Connections | None = None
 
     async def start(
@@ -36,19 +37,29 @@ class Server:
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """Listen on host:port (port 0: one the system chooses); OSError if it cannot.
-        With ``ssl_context``, connections speak TLS and requests' scheme is ``https``."""
+        With ``ssl_context``, connections speak TLS and requests' scheme is ``https``;
+        plain HTTP sent there is answered with a 400 saying so (:mod:`.tls`)."""
         loop = asyncio.get_running_loop()
         scheme = "http" if ssl_context is None else "https"
         self._connections = connections = Connections(self._app, self._limits, loop, scheme)
         try:
-            self._server = await loop.create_server(
-                lambda: Connection(connections),
-                host,
-                port,
-                reuse_port=reuse_port or None,
-                backlog=backlog,
-                ssl=ssl_context,
-            )
+            if ssl_context is None:
+                self._server = await loop.create_server(
+                    lambda: Connection(connections),
+                    host,
+                    port,
+                    reuse_port=reuse_port or None,
+                    backlog=backlog,
+                )
+            else:
+                self._server = TlsListener(
+                    loop,
+                    bind(host, port, reuse_port=reuse_port, backlog=backlog),
+                    ssl_context,
+                    tls=lambda: Connection(connections),
+                    plain=lambda: Connection(connections, plain_on_tls=True),
+                    first_byte_timeout=self._limits.header_timeout,
+                )
         except BaseException:
             connections.stop()
             raise
