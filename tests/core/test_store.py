@@ -85,23 +85,36 @@ async def test_last_used_only_moves_forward_and_skips_deleted(store: Store) -> N
 
 
 async def test_deleting_a_project_outlives_a_deadlock_with_a_flush(
-    store: Store, pg_pool: asyncpg.Pool
+    database_url: str, pg_pool: asyncpg.Pool
 ) -> None:
     """A gateway's flush locks a token, then (usage rows' keys) its project; the delete
-    locks the project, then its tokens. Postgres aborts one of the two: the delete is retried."""
-    project = await store.create_project("p", None, actor=CLI)
-    token_id = await _token(store, project.id)
-    async with pg_pool.acquire() as flush, flush.transaction():
-        await flush.execute("UPDATE tokens SET last_used_at = now() WHERE id = $1", token_id)
-        deleting = asyncio.ensure_future(store.delete_project(project.id, actor=CLI))
-        await until(
-            lambda: pg_pool.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE 'DELETE FROM projects%'"
-            ),
-            what="the delete waiting for the token",
-        )
-        # The flush's next step: its usage row's key share on the project (a deadlock).
-        await flush.fetchval("SELECT id FROM projects WHERE id = $1 FOR KEY SHARE", project.id)
-    assert await asyncio.wait_for(deleting, 30)
-    assert await store.get_project(project.id) is None
+    locks the project, then its tokens. Postgres aborts one of the two: the delete is retried.
+
+    Postgres checks a wait for a deadlock once, deadlock_timeout after it began: the
+    delete's check comes 3 s after it waits (the cycle is closed well before, even on a
+    busy machine), the flush's never within the test, so the delete is the one aborted."""
+    pool = await asyncpg.create_pool(
+        database_url, min_size=1, max_size=2, server_settings={"deadlock_timeout": "3s"}
+    )
+    assert pool is not None
+    try:
+        store = Store(pool)
+        project = await store.create_project("p", None, actor=CLI)
+        token_id = await _token(store, project.id)
+        async with pg_pool.acquire() as flush, flush.transaction():
+            await flush.execute("SET LOCAL deadlock_timeout = '60s'")
+            await flush.execute("UPDATE tokens SET last_used_at = now() WHERE id = $1", token_id)
+            deleting = asyncio.ensure_future(store.delete_project(project.id, actor=CLI))
+            await until(
+                lambda: pg_pool.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE 'DELETE FROM projects%'"
+                ),
+                what="the delete waiting for the token",
+            )
+            # The flush's next step: its usage row's key share on the project (a deadlock).
+            await flush.fetchval("SELECT id FROM projects WHERE id = $1 FOR KEY SHARE", project.id)
+        assert await asyncio.wait_for(deleting, 30)
+        assert await store.get_project(project.id) is None
+    finally:
+        await pool.close()
