@@ -89,6 +89,16 @@ export function barChart(rows, { id = "usage", width = 600, height = 160 } = {})
   return figure;
 }
 
+// What stands in the chart's place while its days load: the same box (an empty chart and
+// its legend), so that nothing below moves when the chart arrives; hidden from screen
+// readers, which hear the real one.
+export function chartPlaceholder() {
+  const figure = barChart([], { id: "usage-placeholder" });
+  figure.setAttribute("aria-hidden", "true");
+  figure.querySelector("table").remove();
+  return figure;
+}
+
 // The chart's numbers as a table: read by screen readers, hidden on screen.
 function dataTable(rows, id) {
   const table = document.createElement("table");

@@ -2,18 +2,28 @@
 
 import { api } from "./api.js";
 import { $, clearError, loaded } from "./dom.js";
-import { barChart, formatCount, sparkline } from "./chart.js";
+import { barChart, chartPlaceholder, formatCount, sparkline } from "./chart.js";
 
+// The chart and its totals line keep their room while loading (a placeholder of the same
+// size), so the Access Tokens card below never jumps under a pointer about to click.
 export async function load(projectId, isCurrent) {
   const place = $("usage-chart");
+  const totals = $("usage-totals");
   const error = $("usage-error");
   clearError(error);
-  place.replaceChildren();
+  place.replaceChildren(chartPlaceholder());
+  totals.textContent = "Loading…";
   const report = await loaded(() => api.usage(projectId), error, isCurrent);
-  if (!report) return;
-  place.append(barChart(report.rows));
+  if (!report) {
+    if (isCurrent()) {
+      place.replaceChildren();
+      totals.textContent = "";
+    }
+    return;
+  }
+  place.replaceChildren(barChart(report.rows));
   const { proxied, upstream_errors, rate_limited, forbidden } = report.totals;
-  $("usage-totals").textContent =
+  totals.textContent =
     `${formatCount(proxied)} proxied · ${formatCount(upstream_errors)} upstream errors · ` +
     `${formatCount(rate_limited)} rate limited · ${formatCount(forbidden)} forbidden`;
 }

@@ -4,11 +4,13 @@ CSP, with their numbers readable by a screen reader. Screenshots go to tests/art
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import Route, expect
 
 from gateway.core.store_usage import Batch, UsageStore
 from tests.admin.test_console import (
@@ -134,3 +136,37 @@ def busiest(counts: dict[tuple[str, str, int], list[int]]) -> str:
 def artifacts(name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS / name
+
+
+async def test_the_tokens_card_stays_put_while_the_usage_chart_loads(console: Console) -> None:
+    """The chart above the Access Tokens card arrives after the page: its room is kept
+    meanwhile, so "Create token" is where it was when the pointer reached it."""
+    page = console.page
+    project = await admin_api(console.base, "POST", "/v1/projects", {"name": "Steady"})
+    held: list[Route] = []
+
+    async def hold(route: Route) -> None:
+        held.append(route)
+
+    def chart(url: str) -> bool:
+        return f"/v1/projects/{project['id']}/usage" in url and "token_id" not in url
+
+    await page.route(chart, hold)
+    await console.open()
+    await console.sign_in()
+    await page.get_by_role("link", name="Steady", exact=True).click()
+    button = console.button("Create token")
+    await expect(button).to_be_visible()
+    await expect(page.locator("#usage-totals")).to_have_text("Loading…")
+    assert await page.get_by_role("region", name="Usage").get_by_role("img").count() == 0
+    before = await button.bounding_box()
+    deadline = time.monotonic() + 10
+    while not held:  # the chart's request is out (the route sees it)
+        assert time.monotonic() < deadline, "the usage request never came"
+        await asyncio.sleep(0.02)
+    for route in held:
+        await route.continue_()
+    await page.unroute(chart)
+    await expect(page.locator("#usage-totals")).to_contain_text("0 proxied")
+    await expect(page.get_by_role("region", name="Usage").get_by_role("img")).to_be_visible()
+    assert await button.bounding_box() == before
