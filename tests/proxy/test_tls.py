@@ -327,6 +327,7 @@ async def test_closing_the_listener_drops_silent_connections_and_accepts_no_more
         tls=protocol,
         plain=protocol,
         first_byte_timeout=60,
+        max_pending=10,
     )
     port = listener.sockets[0].getsockname()[1]
     silent, _ = await asyncio.open_connection("127.0.0.1", port)
@@ -335,3 +336,32 @@ async def test_closing_the_listener_drops_silent_connections_and_accepts_no_more
     with pytest.raises(ConnectionRefusedError):
         await asyncio.open_connection("127.0.0.1", port)
     assert made == []  # the silent one never became a connection
+
+
+async def test_a_flood_of_silent_connections_holds_a_bounded_number_and_locks_no_one_out(
+    gateway_settings: Settings, tls_files: TLSFiles, start_gateway: StartGateway
+) -> None:
+    """Connections that never send a byte (or never finish a handshake) are at most
+    GATEWAY_MAX_CONNECTIONS: each one beyond drops the oldest, and a real client still
+    gets its answer over TLS at once, long before any deadline."""
+    settings = dataclasses.replace(
+        gateway_settings,
+        tls_cert_file=tls_files.cert_file,
+        tls_key_file=tls_files.key_file,
+        header_timeout=60.0,
+        max_connections=5,
+    )
+    client = await start_gateway(settings)
+    silent = [await asyncio.open_connection("127.0.0.1", client.port) for _ in range(5)]
+    stalled = []
+    for _ in range(3):  # a handshake begun and never finished
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+        writer.write(b"\x16\x03\x01")
+        stalled.append((reader, writer))
+    # The three oldest silent ones made room for the stalled handshakes.
+    for reader, _ in silent[:3]:
+        assert await asyncio.wait_for(reader.read(), GROSS) == b""
+    status, _ = await asyncio.wait_for(status_of_tls(client, tls_files), GROSS)
+    assert status == 401
+    for _, writer in silent + stalled:
+        writer.close()

@@ -59,6 +59,7 @@ class Server:
                     tls=lambda: Connection(connections),
                     plain=lambda: Connection(connections, plain_on_tls=True),
                     first_byte_timeout=self._limits.header_timeout,
+                    max_pending=self._limits.max_connections,
                 )
         except BaseException:
             connections.stop()

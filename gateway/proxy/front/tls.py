@@ -6,7 +6,10 @@ sent plain HTTP to the https port (``http://`` where ``https://`` was meant): it
 word. The byte is peeked (``MSG_PEEK``), not read, so that asyncio's TLS layer
 (``loop.connect_accepted_socket``) or the plain connection reads the stream from its
 start. A connection that sends nothing within the head deadline is closed, as a plain
-listener's would be.
+listener's would be, and so is a handshake not done by then. Connections not yet past
+their first byte or handshake are at most ``max_pending``: beyond, the oldest is dropped,
+so a flood of silent connections holds a bounded number of descriptors and cannot lock a
+real client out.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class TlsListener:
         tls: Factory,
         plain: Factory,
         first_byte_timeout: float,
+        max_pending: int,
     ) -> None:
         self._loop = loop
         self.sockets = sockets
@@ -72,8 +76,10 @@ class TlsListener:
         self._tls = tls
         self._plain = plain
         self._timeout = first_byte_timeout
+        self._max_pending = max_pending
+        # Both in arrival order (dicts): the oldest is the first dropped.
         self._waiting: dict[socket.socket, asyncio.TimerHandle] = {}
-        self._connecting: set[asyncio.Task[None]] = set()
+        self._connecting: dict[asyncio.Task[None], None] = {}
         self._closed = False
         for sock in sockets:
             loop.add_reader(sock.fileno(), self._accept, sock)
@@ -87,7 +93,7 @@ class TlsListener:
         for conn in list(self._waiting):
             self._forget(conn)
             conn.close()
-        for task in self._connecting:
+        for task in list(self._connecting):
             task.cancel()
 
     def _accept(self, listener: socket.socket) -> None:
@@ -104,8 +110,18 @@ class TlsListener:
                 return  # ECONNABORTED and the like: that connection is gone
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if len(self._waiting) + len(self._connecting) >= self._max_pending:
+                self._drop_oldest()
             self._waiting[conn] = self._loop.call_later(self._timeout, self._silent, conn)
             self._loop.add_reader(conn.fileno(), self._sniff, conn)
+
+    def _drop_oldest(self) -> None:
+        if self._waiting:
+            self._silent(next(iter(self._waiting)))
+        elif self._connecting:
+            task = next(iter(self._connecting))
+            del self._connecting[task]
+            task.cancel()
 
     def _resume(self, listener: socket.socket) -> None:
         if not self._closed:
@@ -124,8 +140,8 @@ class TlsListener:
             return
         factory = self._tls if first[0] == HANDSHAKE else self._plain
         task = self._loop.create_task(self._connect(conn, factory, first[0] == HANDSHAKE))
-        self._connecting.add(task)
-        task.add_done_callback(self._connecting.discard)
+        self._connecting[task] = None
+        task.add_done_callback(lambda done: self._connecting.pop(done, None))
 
     async def _connect(self, conn: socket.socket, factory: Factory, tls: bool) -> None:
         try:
