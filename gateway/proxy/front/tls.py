@@ -138,19 +138,18 @@ class TlsListener:
         if not first:
             conn.close()
             return
-        factory = self._tls if first[0] == HANDSHAKE else self._plain
-        task = self._loop.create_task(self._connect(conn, factory, first[0] == HANDSHAKE))
+        task = self._loop.create_task(self._connect(conn, tls=first[0] == HANDSHAKE))
         self._connecting[task] = None
         task.add_done_callback(lambda done: self._connecting.pop(done, None))
 
-    async def _connect(self, conn: socket.socket, factory: Factory, tls: bool) -> None:
+    async def _connect(self, conn: socket.socket, *, tls: bool) -> None:
         try:
             if tls:
                 await self._loop.connect_accepted_socket(
-                    factory, conn, ssl=self._context, ssl_handshake_timeout=self._timeout
+                    self._tls, conn, ssl=self._context, ssl_handshake_timeout=self._timeout
                 )
             else:
-                await self._loop.connect_accepted_socket(factory, conn)
+                await self._loop.connect_accepted_socket(self._plain, conn)
         except (OSError, ssl.SSLError, TimeoutError):
             # A failed or abandoned handshake: nothing to answer in any protocol.
             conn.close()
